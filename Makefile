@@ -1,0 +1,28 @@
+# voxgate: `make demo` and `make test` set everything up on a fresh machine, then run.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.voxgate-setup
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup demo test test-fast bench clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt scripts/setup.sh
+	bash scripts/setup.sh
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/voxgate demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(PY) scripts/bench_render.py
+
+clean:
+	rm -rf $(VENV) voxgate-data .pytest_cache

@@ -1,0 +1,48 @@
+"""`voxgate clips …`: released clips for distributors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.output import HOME_DEFAULT, AsJson, AsUser, Home, handles_errors, print_json, print_table, success
+from pipeline.services import clips as svc
+from pipeline.services.workspace import open_workspace, utcnow
+
+app = typer.Typer(help="Released clips: list and export.", no_args_is_help=True)
+
+
+@app.command("list")
+@handles_errors
+def list_(
+    all_: Annotated[bool, typer.Option("--all", help="Include drafts, superseded and revoked clips.")] = False,
+    home: Home = HOME_DEFAULT,
+    as_json: AsJson = False,
+) -> None:
+    """List released clips (with --all, every clip)."""
+    clips = svc.list_clips(open_workspace(home), include_all=all_)
+    if as_json:
+        print_json([{"id": c.id, "statement": c.statement_id, "revision": c.revision, "voice": c.voice_id,
+                     "state": c.state, "audio_sha256": c.audio_sha256, "figures": c.figures,
+                     "formats": [f.format for f in c.files], "released_at": c.released_at} for c in clips])
+        return
+    print_table("Clips", ["id", "statement", "voice", "state", "duration", "LUFS", "formats", "released"], [
+        (c.id, c.statement_id, c.voice_id, c.state, f"{c.figures.get('duration_s', 0):.1f} s",
+         c.figures.get("integrated_lufs"), ", ".join(f.format for f in c.files),
+         f"{c.released_at:%Y-%m-%d %H:%M}" if c.released_at else "") for c in clips])
+
+
+@app.command("export")
+@handles_errors
+def export(
+    clip_id: int,
+    format: Annotated[str, typer.Option("--format", help="wav, mp3 or ogg.")] = "mp3",
+    out: Annotated[Path, typer.Option(help="Folder to write the file into.")] = Path("."),
+    home: Home = HOME_DEFAULT,
+    as_user: AsUser = None,
+) -> None:
+    """Write a released clip in the given format (refused for revoked clips)."""
+    dest = svc.export_clip(open_workspace(home), clip_id, format, out, actor=as_user, now=utcnow())
+    success(f"Wrote {dest}")

@@ -1,0 +1,40 @@
+"""`voxgate user …`: people and their keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.output import HOME_DEFAULT, AsJson, AsUser, Home, handles_errors, print_json, print_table, success
+from pipeline.domain import Role
+from pipeline.services.users import add_user, list_users
+from pipeline.services.workspace import open_workspace, utcnow
+
+app = typer.Typer(help="Manage users: roles and signing keys.", no_args_is_help=True)
+
+
+@app.command("add")
+@handles_errors
+def add(
+    name: Annotated[str, typer.Argument(help="User name (lower case).")],
+    role: Annotated[str, typer.Option(help=f"One of: {', '.join(r.value for r in Role)}.")],
+    home: Home = HOME_DEFAULT,
+    as_user: AsUser = None,
+) -> None:
+    """Add a user with an Ed25519 key pair (the first user must be an admin)."""
+    ws = open_workspace(home)
+    user = add_user(ws, name, role, actor=as_user, now=utcnow())
+    success(f"Added {user.name} ({user.role}); private key at {ws.user_key_path(user.name)} (mode 0600).")
+
+
+@app.command("list")
+@handles_errors
+def list_(home: Home = HOME_DEFAULT, as_json: AsJson = False) -> None:
+    """List users, their roles and public keys."""
+    users = list_users(open_workspace(home))
+    if as_json:
+        print_json([{"name": u.name, "role": u.role, "public_key": u.public_key, "created_at": u.created_at} for u in users])
+        return
+    print_table("Users", ["name", "role", "public key", "added"],
+                [(u.name, u.role, u.public_key.hex()[:16] + "…", f"{u.created_at:%Y-%m-%d %H:%M}") for u in users])

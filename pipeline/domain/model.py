@@ -1,0 +1,134 @@
+"""Entities of the domain: plain frozen dataclasses, no I/O.
+
+The store maps rows to these; services pass them to the policy functions.
+Times are timezone-aware UTC datetimes passed in by the caller.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pipeline.domain.states import State
+
+
+class Role(str, enum.Enum):
+    SUBMITTER = "submitter"
+    REVIEWER = "reviewer"
+    OWNER = "owner"
+    DELEGATE = "delegate"
+    DISTRIBUTOR = "distributor"
+    ADMIN = "admin"
+
+
+class Stage(str, enum.Enum):
+    TEXT = "text"
+    AUDIO = "audio"
+    OWNER = "owner"  # the voice owner (or a named delegate) approves this exact revision
+
+
+class Decision(str, enum.Enum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    REQUEST_CHANGES = "request_changes"
+
+
+class ApprovalPolicyKind(str, enum.Enum):
+    BLANKET = "blanket"  # consent covers every statement inside the scope
+    PER_STATEMENT = "per_statement"  # the owner or a named delegate approves each statement
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: Role
+    public_key: bytes  # raw Ed25519 public key, 32 bytes
+
+
+@dataclass(frozen=True)
+class Scope:
+    purposes: frozenset[str]
+    channels: frozenset[str]
+    languages: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Consent:
+    voice_id: str
+    owner: str
+    organisation: str
+    scope: Scope
+    valid_from: datetime
+    valid_until: datetime
+    policy: ApprovalPolicyKind
+    approvers: frozenset[str] = frozenset()  # user names: the owner's account and named delegates
+    statement: str = ""  # the exact consent statement the owner spoke or signed
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Statement:
+    id: int
+    voice_id: str
+    language: str
+    purpose: str
+    channel: str
+    submitter: str
+    state: State
+    revision: int
+    revision_hash: str
+    authors: frozenset[str]  # whoever submitted or revised it, across every revision
+
+
+@dataclass(frozen=True)
+class Approval:
+    statement_id: int
+    stage: Stage
+    subject_hash: str  # revision hash for text/owner stages, audio hash for the audio stage
+    reviewer: str
+    decision: Decision
+    signature: bytes
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    """How many distinct reviewers each stage needs (workspace configuration)."""
+
+    text_reviewers: int = 1
+    audio_reviewers: int = 1
+
+
+@dataclass(frozen=True)
+class Requirement:
+    reviewers: int
+    owner_approvers: frozenset[str] = field(default_factory=frozenset)  # empty: none needed
+
+
+def canonical_json(data: Any) -> bytes:
+    """Deterministic JSON bytes: the form every hash and signature is computed over."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def text_hash(text: str) -> str:
+    """The sha256 of a revision's exact text (UTF-8), which approvals sign."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def approval_payload(statement_id: int, stage: Stage, subject_hash: str, reviewer: str, decision: Decision) -> bytes:
+    """The exact bytes a reviewer signs: what they saw, at which stage, and what they decided."""
+    return canonical_json(
+        {
+            "kind": "voxgate.approval/1",
+            "statement": statement_id,
+            "stage": stage.value,
+            "subject_sha256": subject_hash,
+            "reviewer": reviewer,
+            "decision": decision.value,
+        }
+    )

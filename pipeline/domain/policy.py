@@ -1,0 +1,128 @@
+"""The rules that never bend, as pure functions.
+
+`check_consent` is the consent gate that runs before every render and again
+at release. `requirement` says which approvals a stage needs; `tally` counts
+only approvals that verify, that sign the current subject, and that do not
+come from an author of the statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from pipeline.domain.model import (
+    Approval,
+    ApprovalPolicyKind,
+    Consent,
+    Decision,
+    Requirement,
+    ReviewPolicy,
+    Stage,
+    Statement,
+)
+from pipeline.errors import ApprovalError, ConsentError
+
+Verifier = Callable[[Approval], bool]
+
+
+def check_consent(consent: Consent | None, statement: Statement, now: datetime) -> None:
+    """Raise `ConsentError` unless consent is valid now and covers the statement."""
+    vid = statement.voice_id
+    if consent is None:
+        raise ConsentError(f"Voice {vid!r} has no consent on file; add the voice with its consent record first.")
+    if consent.revoked_at is not None and consent.revoked_at <= now:
+        raise ConsentError(
+            f"Consent for voice {vid!r} was revoked ({consent.revoked_reason or 'no reason given'}); "
+            "nothing can be rendered or released in this voice without a new enrollment."
+        )
+    if now < consent.valid_from:
+        raise ConsentError(f"Consent for voice {vid!r} is not valid until {consent.valid_from:%Y-%m-%d}.")
+    if now >= consent.valid_until:
+        raise ConsentError(
+            f"Consent for voice {vid!r} expired on {consent.valid_until:%Y-%m-%d}; the owner must renew it."
+        )
+    for what, value, allowed in (
+        ("purpose", statement.purpose, consent.scope.purposes),
+        ("channel", statement.channel, consent.scope.channels),
+        ("language", statement.language, consent.scope.languages),
+    ):
+        if value not in allowed:
+            raise ConsentError(
+                f"The {what} {value!r} of statement {statement.id} is outside the consent for voice {vid!r} "
+                f"(allowed: {', '.join(sorted(allowed))})."
+            )
+
+
+def requirement(stage: Stage, policy: ReviewPolicy, consent: Consent) -> Requirement:
+    """Which approvals `stage` needs under the workspace policy and the voice's consent."""
+    if stage is Stage.AUDIO:
+        return Requirement(reviewers=policy.audio_reviewers)
+    owners = consent.approvers if consent.policy is ApprovalPolicyKind.PER_STATEMENT else frozenset()
+    return Requirement(reviewers=policy.text_reviewers, owner_approvers=owners)
+
+
+@dataclass(frozen=True)
+class Tally:
+    reviewers: frozenset[str]
+    owner_approved_by: frozenset[str]
+    needed_reviewers: int
+    needs_owner: bool
+
+    @property
+    def complete(self) -> bool:
+        return len(self.reviewers) >= self.needed_reviewers and (not self.needs_owner or bool(self.owner_approved_by))
+
+    def missing(self) -> str:
+        """A human line of what is still needed; empty when complete."""
+        parts = []
+        if (short := self.needed_reviewers - len(self.reviewers)) > 0:
+            parts.append(f"{short} more reviewer approval{'s' if short > 1 else ''}")
+        if self.needs_owner and not self.owner_approved_by:
+            parts.append("the voice owner's (or a named delegate's) approval")
+        return " and ".join(parts)
+
+
+def tally(
+    approvals: Iterable[Approval],
+    *,
+    statement: Statement,
+    stage: Stage,
+    subject_hash: str,
+    req: Requirement,
+    verify: Verifier,
+) -> Tally:
+    """Count the approvals that hold: signed, verified, current, and not by an author."""
+    reviewer_stage = Stage.AUDIO if stage is Stage.AUDIO else Stage.TEXT
+    reviewers: set[str] = set()
+    owners: set[str] = set()
+    for a in approvals:
+        if (
+            a.statement_id != statement.id
+            or a.decision is not Decision.APPROVE
+            or a.subject_hash != subject_hash
+            or a.reviewer in statement.authors
+            or not verify(a)
+        ):
+            continue
+        if a.stage is reviewer_stage:
+            reviewers.add(a.reviewer)
+        elif a.stage is Stage.OWNER and stage is not Stage.AUDIO and a.reviewer in req.owner_approvers:
+            owners.add(a.reviewer)
+    return Tally(frozenset(reviewers), frozenset(owners), req.reviewers, bool(req.owner_approvers))
+
+
+def check_may_review(statement: Statement, reviewer: str, stage: Stage, existing: Iterable[Approval], subject_hash: str) -> None:
+    """Raise `ApprovalError` if `reviewer` may not decide on this subject at this stage."""
+    if reviewer in statement.authors:
+        raise ApprovalError(
+            f"{reviewer} submitted or revised statement {statement.id} and cannot review it; "
+            "ask another reviewer."
+        )
+    for a in existing:
+        if a.reviewer == reviewer and a.stage is stage and a.subject_hash == subject_hash:
+            raise ApprovalError(
+                f"{reviewer} already recorded '{a.decision.value}' on this {stage.value} stage of "
+                f"statement {statement.id}; a second decision by the same person does not count."
+            )

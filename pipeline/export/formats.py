@@ -1,0 +1,232 @@
+"""Write a finished clip as WAV master, MP3 or Ogg Opus, labelled, atomically.
+
+One ffmpeg process per export reads float32 samples on stdin, so nothing is
+quantised before the encoder and no intermediate file exists. We call ffmpeg
+directly rather than through pydub: pydub's WAV export bypasses ffmpeg (and so
+drops tags), and its other exports round-trip through two temporary files in
+the system temp dir.
+
+ffmpeg 5.1 writes no ID3 chunk into WAV and writes an MP3 comment as
+``TXXX:comment`` instead of ``COMM``, so ID3v2.4 tags for both are built here
+(`_id3v24_tag`); Ogg Opus gets Vorbis comments from ffmpeg.
+
+Every export is read back with ffprobe before it takes its final name: if any
+label tag is missing or altered the file is deleted and ProvenanceError is
+raised. A crash at any point leaves at most a hidden ``.<name>.*.part`` file,
+never a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import subprocess
+import tempfile
+from enum import Enum
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from pipeline.errors import AudioError, InputError, ProvenanceError, map_exceptions
+from pipeline.export.probe import ID3_TEXT_FRAMES, probe, require_tool
+from pipeline.provenance.labels import ClipLabels
+
+log = logging.getLogger(__name__)
+
+MP3_BITRATE: Final = "128k"
+#: Messaging apps send voice notes as mono Ogg Opus; 32 kbit/s "voip" is
+#: transparent for speech and the presence mark survives it (score 1.000).
+OPUS_BITRATE: Final = "32k"
+OPUS_APPLICATION: Final = "voip"
+OPUS_SAMPLE_RATE: Final = 48_000  # Opus always decodes at 48 kHz; say so in the header.
+EXPORT_FILE_MODE: Final = 0o644  # mkstemp makes 0600; exports are meant to be served.
+
+_ID3_UTF8: Final = b"\x03"
+_ID3_MAX_SIZE: Final = 1 << 28  # sizes are four 7-bit "syncsafe" bytes
+
+
+class ExportFormat(str, Enum):
+    """Formats a clip is released in, with what ffprobe must find inside."""
+
+    WAV = "wav"
+    MP3 = "mp3"
+    OGG = "ogg"
+
+    @property
+    def extension(self) -> str:
+        return f".{self.value}"
+
+    @property
+    def mime(self) -> str:
+        return _MIME[self]
+
+    @property
+    def codec(self) -> str:
+        """Codec name as ffprobe reports it."""
+        return _CODEC[self]
+
+
+_MIME: Final = {ExportFormat.WAV: "audio/wav", ExportFormat.MP3: "audio/mpeg", ExportFormat.OGG: "audio/ogg"}
+_CODEC: Final = {ExportFormat.WAV: "pcm_s16le", ExportFormat.MP3: "mp3", ExportFormat.OGG: "opus"}
+
+
+def export_clip(
+    samples: np.ndarray, sample_rate: int, fmt: ExportFormat | str, dest: Path, labels: ClipLabels
+) -> Path:
+    """Encode `samples` (float32 mono) into `dest`, tagged with `labels`; return `dest`.
+
+    Replaces an existing `dest` atomically. Raises InputError for bad samples
+    or a mismatched suffix, AudioError when encoding or writing fails and
+    ProvenanceError when the written file does not carry its label.
+    """
+    fmt = ExportFormat(fmt)
+    dest = Path(dest)
+    if dest.suffix.lower() != fmt.extension:
+        raise InputError(f"{dest.name} does not end in {fmt.extension}; name {fmt.name} exports *{fmt.extension}.")
+    samples = _checked_samples(samples, sample_rate)
+    tags = labels.as_tags()
+
+    with map_exceptions({OSError: AudioError}, f"Cannot write to {dest.parent} (check it exists and is writable)"):
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with map_exceptions({OSError: AudioError}, f"Could not write {dest}"):
+            _encode(samples, sample_rate, fmt, tmp, tags)
+            if fmt is not ExportFormat.OGG:
+                _write_id3(tmp, fmt, tags)
+            _check_written(tmp, fmt, tags)
+            os.chmod(tmp, EXPORT_FILE_MODE)
+            _fsync(tmp)
+            os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    with map_exceptions({OSError: AudioError}, f"Wrote {dest} but could not sync its directory"):
+        _fsync_dir(dest.parent)
+    log.info("Exported %s (%s, %d bytes)", dest, fmt.value, dest.stat().st_size)
+    return dest
+
+
+def _checked_samples(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    if sample_rate <= 0:
+        raise InputError(f"Sample rate must be positive, got {sample_rate}.")
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim != 1 or x.size == 0:
+        raise InputError(f"Expected non-empty mono samples (1-D), got shape {x.shape}.")
+    if not np.all(np.isfinite(x)):
+        raise InputError("Samples contain NaN or infinity; refusing to export.")
+    peak = float(np.abs(x).max())
+    if peak > 1.0:
+        # The loudness stage limits true peak below full scale; this is a bug upstream.
+        log.warning("Export input peaks at %.3f (> full scale); clipping", peak)
+        x = np.clip(x, -1.0, 1.0)
+    return x
+
+
+def _encoder_args(fmt: ExportFormat, sample_rate: int, tags: dict[str, str]) -> list[str]:
+    match fmt:
+        case ExportFormat.WAV:
+            # Tags go into the INFO chunk; the ID3 chunk is appended afterwards.
+            return [*_metadata_args(tags), "-c:a", "pcm_s16le", "-f", "wav"]
+        case ExportFormat.MP3:
+            # 48 kHz for multiples of 8 kHz, 44.1 kHz for the 22.05 kHz family: integer resampling ratios.
+            rate = 48_000 if sample_rate % 8_000 == 0 else 44_100
+            return ["-c:a", "libmp3lame", "-b:a", MP3_BITRATE, "-ar", str(rate),
+                    "-id3v2_version", "0", "-write_xing", "1", "-f", "mp3"]
+        case ExportFormat.OGG:
+            return [*_metadata_args(tags), "-c:a", "libopus", "-b:a", OPUS_BITRATE,
+                    "-application", OPUS_APPLICATION, "-ar", str(OPUS_SAMPLE_RATE), "-f", "ogg"]
+
+
+def _metadata_args(tags: dict[str, str]) -> list[str]:
+    return [arg for key, value in tags.items() for arg in ("-metadata", f"{key}={value}")]
+
+
+def _encode(samples: np.ndarray, sample_rate: int, fmt: ExportFormat, out: Path, tags: dict[str, str]) -> None:
+    args = [
+        require_tool("ffmpeg"), "-v", "error", "-y",
+        "-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
+        # bitexact: no encoder-version tag and a fixed Ogg serial, so equal input gives equal bytes.
+        "-fflags", "+bitexact", "-flags:a", "+bitexact",
+        *_encoder_args(fmt, sample_rate, tags),
+        str(out),
+    ]
+    log.debug("running %s", args)
+    result = subprocess.run(args, input=samples.astype("<f4").tobytes(), capture_output=True, check=False)
+    if result.returncode != 0:
+        stderr = result.stderr.decode(errors="replace").strip()
+        raise AudioError(f"ffmpeg could not encode {fmt.name}: {stderr or f'exit status {result.returncode}'}")
+
+
+def _write_id3(path: Path, fmt: ExportFormat, tags: dict[str, str]) -> None:
+    """Prepend the tag to an MP3, or append it to a WAV as an ``id3 `` chunk."""
+    tag = _id3v24_tag(tags)
+    if fmt is ExportFormat.MP3:
+        path.write_bytes(tag + path.read_bytes())
+        return
+    with path.open("r+b") as handle:
+        riff, _size, wave = struct.unpack("<4sI4s", handle.read(12))
+        if riff != b"RIFF" or wave != b"WAVE":
+            raise AudioError(f"ffmpeg wrote {path.name} without a RIFF/WAVE header.")
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() % 2:  # RIFF chunks start on even offsets
+            handle.write(b"\x00")
+        handle.write(b"id3 " + struct.pack("<I", len(tag)) + tag + b"\x00" * (len(tag) % 2))
+        riff_size = handle.tell() - 8
+        if riff_size >= 1 << 32:
+            raise AudioError(f"{path.name} is over 4 GiB; split the statement into shorter clips.")
+        handle.seek(4)
+        handle.write(struct.pack("<I", riff_size))
+
+
+def _id3v24_tag(tags: dict[str, str]) -> bytes:
+    """ID3v2.4 with UTF-8 frames: common keys as their standard frames, the rest as TXXX."""
+    frames = b"".join(_id3_frame(key, value) for key, value in tags.items())
+    return b"ID3\x04\x00\x00" + _syncsafe(len(frames)) + frames
+
+
+def _id3_frame(key: str, value: str) -> bytes:
+    text = value.encode()
+    if key == "comment":
+        frame_id, body = "COMM", _ID3_UTF8 + b"XXX" + b"\x00" + text  # language unknown, empty description
+    elif key in ID3_TEXT_FRAMES:
+        frame_id, body = ID3_TEXT_FRAMES[key], _ID3_UTF8 + text
+    else:
+        frame_id, body = "TXXX", _ID3_UTF8 + key.encode() + b"\x00" + text
+    return frame_id.encode("ascii") + _syncsafe(len(body)) + b"\x00\x00" + body
+
+
+def _syncsafe(n: int) -> bytes:
+    if n >= _ID3_MAX_SIZE:
+        raise ProvenanceError(f"Label tags are too large for ID3 ({n} bytes); shorten the AI notice.")
+    return bytes((n >> shift) & 0x7F for shift in (21, 14, 7, 0))
+
+
+def _check_written(path: Path, fmt: ExportFormat, tags: dict[str, str]) -> None:
+    """Fail closed: the file must decode as what we asked for and carry every label tag."""
+    info = probe(path)
+    if info.codec != fmt.codec or info.channels != 1:
+        raise AudioError(f"ffmpeg wrote {info.codec} with {info.channels} channels, expected mono {fmt.codec}.")
+    wrong = sorted(key for key, value in tags.items() if info.tags.get(key.lower()) != value)
+    if wrong:
+        raise ProvenanceError(
+            f"The {fmt.name} export lost its label tags {wrong}; the clip was not written. "
+            "Check the ffmpeg build (`ffmpeg -version`) and re-run the export."
+        )
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable: a crash after return must not resurrect the old file."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

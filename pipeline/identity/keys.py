@@ -1,0 +1,63 @@
+"""Ed25519 keys and signatures for the organisation and every user.
+
+Private keys live in the workspace as PEM files readable by their owner only
+(mode 0600); public keys are stored raw (32 bytes) in the database.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from pipeline.errors import StoreError
+
+_RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+
+
+def generate_key(path: Path) -> bytes:
+    """Create a private key file at `path` (mode 0600, never overwritten); return the raw public key."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise StoreError(f"A key already exists at {path}; refusing to overwrite it.") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+        f.flush()
+        os.fsync(f.fileno())
+    return key.public_key().public_bytes(*_RAW)
+
+
+def load_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise StoreError(f"Private key {path.name} is missing from the workspace keys folder.") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise StoreError(f"{path.name} is not an Ed25519 private key.")
+    return key
+
+
+def sign(key: Ed25519PrivateKey, payload: bytes) -> bytes:
+    return key.sign(payload)
+
+
+def verify(public_key: bytes, signature: bytes, payload: bytes) -> bool:
+    """True only when `signature` is a valid Ed25519 signature of `payload` by `public_key`."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, payload)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def public_key_of(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(*_RAW)

@@ -1,0 +1,99 @@
+"""The AI-voice label every exported clip carries as metadata tags.
+
+Pure data: the exporter writes `ClipLabels.as_tags()` with ffmpeg's
+``-metadata key=value`` and then reads the file back to prove the label is
+there. Where each key lands, by container (ffmpeg 5.1):
+
+=================  ===========================  ======================  ================
+key                WAV                          MP3 (ID3v2.4)           Ogg Opus
+=================  ===========================  ======================  ================
+title              INFO INAM + ID3 TIT2         TIT2                    TITLE
+artist             INFO IART + ID3 TPE1         TPE1                    ARTIST
+comment            INFO ICMT + ID3 COMM         COMM                    DESCRIPTION
+copyright          INFO ICOP + ID3 TCOP         TCOP                    COPYRIGHT
+date               INFO ICRD + ID3 TDRC         TDRC                    DATE
+publisher          ID3 TPUB                     TPUB                    PUBLISHER
+VOXGATE_* / AI_*   ID3 TXXX only                TXXX                    same key
+=================  ===========================  ======================  ================
+
+WAV INFO chunks only hold the fixed four-letter fields, so the machine-readable
+keys (`AI_GENERATED`, `VOXGATE_CLIP_ID`, ...) travel in WAV's ``id3 `` chunk.
+The language goes in `VOXGATE_LANGUAGE`, not ID3's TLAN, which wants ISO 639-2
+codes where we hold BCP 47 tags.
+Tags are a label, not proof: anyone can strip or forge them. The watermark
+and content credentials are what `voxgate verify` trusts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Final
+
+from pipeline.errors import ProvenanceError
+
+#: Filled with `owner` and `organisation` by `ai_notice()`; callers may pass their own wording.
+AI_NOTICE_TEMPLATE: Final = (
+    "AI-generated voice. Synthetic speech made with the consent of {owner}, published by {organisation}."
+)
+DEFAULT_REGISTRY_HINT: Final = "Check this clip with `voxgate verify <file>`."
+
+#: The keys whose presence (and value) the exporter checks after writing.
+AI_GENERATED_TAG: Final = "AI_GENERATED"
+CLIP_ID_TAG: Final = "VOXGATE_CLIP_ID"
+LABEL_TAG: Final = "LABEL"
+
+
+def ai_notice(*, owner: str, organisation: str, template: str = AI_NOTICE_TEMPLATE) -> str:
+    """Fill the AI notice template; a template with an unknown placeholder is a config error."""
+    try:
+        return template.format(owner=owner, organisation=organisation)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ProvenanceError(
+            f"AI notice template {template!r} is invalid ({exc}); use only {{owner}} and {{organisation}}."
+        ) from exc
+
+
+@dataclass(frozen=True)
+class ClipLabels:
+    """What a clip says about itself: who, for whom, that it is synthetic, how to check it."""
+
+    clip_id: str
+    statement_id: int
+    voice_id: str
+    voice_name: str
+    organisation: str
+    language: str
+    ai_notice: str
+    created_at: str  # ISO 8601, with offset
+    registry_hint: str = DEFAULT_REGISTRY_HINT
+
+    def __post_init__(self) -> None:
+        for name in ("clip_id", "voice_id", "voice_name", "organisation", "language", "ai_notice"):
+            if not getattr(self, name).strip():
+                raise ProvenanceError(f"Clip label field {name!r} is empty; a clip cannot be labelled without it.")
+        try:
+            created = datetime.fromisoformat(self.created_at)
+        except ValueError as exc:
+            raise ProvenanceError(f"Clip label created_at {self.created_at!r} is not ISO 8601.") from exc
+        if created.utcoffset() is None:
+            raise ProvenanceError(f"Clip label created_at {self.created_at!r} has no UTC offset; pass an aware time.")
+
+    def as_tags(self) -> dict[str, str]:
+        """Tags for ffmpeg ``-metadata``: common keys players show, then our machine-readable ones."""
+        return {
+            "title": f"Statement {self.statement_id} — {self.voice_name} (AI-generated voice)",
+            "artist": f"{self.voice_name} (AI-generated voice)",
+            "comment": f"{self.ai_notice} {self.registry_hint}",
+            "copyright": self.organisation,
+            "publisher": self.organisation,
+            # ID3v2.4 timestamps are UTC without an offset; the other containers take them too.
+            "date": datetime.fromisoformat(self.created_at).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+            AI_GENERATED_TAG: "true",
+            LABEL_TAG: self.ai_notice,
+            CLIP_ID_TAG: self.clip_id,
+            "VOXGATE_STATEMENT": str(self.statement_id),
+            "VOXGATE_VOICE": self.voice_id,
+            "VOXGATE_LANGUAGE": self.language,
+            "VOXGATE_VERIFY": self.registry_hint,
+        }

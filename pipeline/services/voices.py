@@ -1,0 +1,263 @@
+"""Voice profiles and their consent records.
+
+A profile is a folder with a `voice.toml`: the voice's name and languages,
+its model reference (engine, path, sha256) and the consent record (owner,
+organisation, scope, validity window, approval policy). Adding it checks the
+model's checksum and the consent, copies the profile into the workspace and
+stores both as rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tomllib
+from dataclasses import dataclass
+from datetime import date, datetime, time, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipeline.domain import (
+    TERMINAL,
+    ApprovalPolicyKind,
+    Consent,
+    Event,
+    Role,
+    Scope,
+    State,
+    canonical_json,
+    next_state,
+)
+from pipeline.errors import InputError, NotFoundError, PermissionError_
+from pipeline.services.workspace import Workspace
+from pipeline.store.files import sha256_file
+from pipeline.store.models import ClipRow, ConsentRow, StatementRow, UserRow, VoiceRow
+from pipeline.synth.base import ModelRef
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+PACKAGE_PREFIX = "package:"
+
+
+def resolve_ref(ref: str, base: Path) -> Path:
+    """A model path from a profile: `package:<pkg>/<file>` (an installed package's data) or a path relative to `base`."""
+    if ref.startswith(PACKAGE_PREFIX):
+        pkg, _, rest = ref[len(PACKAGE_PREFIX):].partition("/")
+        try:
+            return Path(str(resources.files(pkg) / rest))
+        except ModuleNotFoundError:
+            raise InputError(f"Model reference {ref!r} names package {pkg!r}, which is not installed; run `make setup`.") from None
+    path = Path(ref)
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+@dataclass(frozen=True)
+class VoiceProfile:
+    id: str
+    name: str
+    languages: tuple[str, ...]
+    engine: str
+    model_ref: str
+    config_ref: str | None
+    model_sha256: str
+    consent: Consent
+    raw_sha256: str
+
+
+def _as_utc(value: Any, field: str, end_of_day: bool) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, date):
+        return datetime.combine(value, time.max if end_of_day else time.min, timezone.utc)
+    raise InputError(f"consent.{field} must be a TOML date such as 2027-12-31, not {value!r}.")
+
+
+def _str_list(raw: dict[str, Any], key: str, where: str) -> frozenset[str]:
+    value = raw.get(key)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise InputError(f"{where}.{key} must be a non-empty list of strings.")
+    return frozenset(value)
+
+
+def parse_profile(folder: Path) -> VoiceProfile:
+    """Read and check `folder/voice.toml`; no store access."""
+    path = folder / "voice.toml"
+    try:
+        data = path.read_bytes()
+        raw = tomllib.loads(data.decode("utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{folder} has no voice.toml; a voice profile is a folder with a voice.toml in it.") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"{path} is not valid UTF-8 TOML: {exc}.") from exc
+    try:
+        vid, name, model, c = raw["id"], raw["name"], raw["model"], raw["consent"]
+        engine, model_ref, sha = model["engine"], model["path"], model["sha256"]
+        owner, org = c["owner"], c["organisation"]
+        valid_from, valid_until = c["valid_from"], c["valid_until"]
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"{path} is missing the setting {exc}; see voices/demo/voice.toml for a full example.") from None
+    if not isinstance(vid, str) or not _ID.match(vid):
+        raise InputError(f"{path}: id {vid!r} must be lower-case letters, digits, '_' or '-'.")
+    languages = _str_list(raw, "languages", "voice")
+    policy_raw = c.get("policy", "blanket")
+    try:
+        policy = ApprovalPolicyKind(policy_raw)
+    except ValueError:
+        raise InputError(f"{path}: consent.policy must be 'blanket' or 'per_statement', not {policy_raw!r}.") from None
+    approvers = frozenset(c.get("approvers", []))
+    if policy is ApprovalPolicyKind.PER_STATEMENT and not approvers:
+        raise InputError(f"{path}: a per_statement policy needs consent.approvers (the owner's or delegates' user names).")
+    consent = Consent(
+        voice_id=vid,
+        owner=str(owner),
+        organisation=str(org),
+        scope=Scope(_str_list(c, "purposes", "consent"), _str_list(c, "channels", "consent"), _str_list(c, "languages", "consent")),
+        valid_from=_as_utc(valid_from, "valid_from", end_of_day=False),
+        valid_until=_as_utc(valid_until, "valid_until", end_of_day=True),
+        policy=policy,
+        approvers=approvers,
+        statement=" ".join(str(c.get("statement", "")).split()),
+    )
+    if not consent.statement:
+        raise InputError(f"{path}: consent.statement must hold the exact words the owner consented with.")
+    if consent.valid_until <= consent.valid_from:
+        raise InputError(f"{path}: consent.valid_until must be after consent.valid_from.")
+    if not consent.scope.languages <= languages:
+        raise InputError(f"{path}: the consent covers languages the voice does not speak ({', '.join(sorted(consent.scope.languages - languages))}).")
+    return VoiceProfile(vid, str(name), tuple(sorted(languages)), str(engine), str(model_ref), model.get("config"),
+                        str(sha).lower(), consent, hashlib.sha256(data).hexdigest())
+
+
+def model_ref(voice: VoiceRow, ws: Workspace) -> ModelRef:
+    base = ws.voice_dir(voice.id)
+    config = resolve_ref(voice.config_ref, base) if voice.config_ref else None
+    return ModelRef(voice.engine, resolve_ref(voice.model_ref, base), config, voice.model_sha256)
+
+
+def consent_record_hash(c: Consent) -> str:
+    return hashlib.sha256(canonical_json(consent_to_dict(c))).hexdigest()
+
+
+def consent_to_dict(c: Consent) -> dict[str, Any]:
+    return {
+        "voice": c.voice_id, "owner": c.owner, "organisation": c.organisation,
+        "purposes": sorted(c.scope.purposes), "channels": sorted(c.scope.channels),
+        "languages": sorted(c.scope.languages), "valid_from": c.valid_from.isoformat(),
+        "valid_until": c.valid_until.isoformat(), "policy": c.policy.value, "approvers": sorted(c.approvers),
+        "statement": c.statement,
+    }
+
+
+def add_voice(ws: Workspace, folder: Path, *, actor: str | None, now: datetime) -> VoiceRow:
+    """Register the profile in `folder` with its consent; refuse a model whose sha256 differs."""
+    from pipeline.synth.base import verify_model
+
+    profile = parse_profile(folder)
+    c = profile.consent
+    if c.organisation != ws.config.organisation:
+        raise InputError(
+            f"The consent names the organisation {c.organisation!r}, but this workspace belongs to "
+            f"{ws.config.organisation!r}; a voice can only be used by the organisation its owner consented to."
+        )
+    model_path = resolve_ref(profile.model_ref, folder)
+    config_path = resolve_ref(profile.config_ref, folder) if profile.config_ref else None
+    verify_model(ModelRef(profile.engine, model_path, config_path, profile.model_sha256))
+    dest = ws.voice_dir(profile.id)
+    with ws.transaction() as s:
+        who = ws.actor(s, actor, Role.ADMIN)
+        if s.get(VoiceRow, profile.id) is not None:
+            raise InputError(f"A voice with id {profile.id!r} already exists; give the new profile another id.")
+        for name in sorted(c.approvers):
+            user = s.get(UserRow, name)
+            if user is None or user.role not in (Role.OWNER.value, Role.DELEGATE.value):
+                raise InputError(f"Consent approver {name!r} must be a user with the owner or delegate role; add them first.")
+        # Relative paths are pinned to where the profile came from, so the copy keeps working.
+        mref = profile.model_ref if profile.model_ref.startswith(PACKAGE_PREFIX) else str(model_path)
+        cref = None if profile.config_ref is None else (
+            profile.config_ref if profile.config_ref.startswith(PACKAGE_PREFIX) else str(config_path))
+        voice = VoiceRow(id=profile.id, name=profile.name, languages=list(profile.languages), engine=profile.engine,
+                         model_ref=mref, config_ref=cref, model_sha256=profile.model_sha256,
+                         state="ready", profile_sha256=profile.raw_sha256, created_at=now)
+        s.add(voice)
+        s.flush()
+        record_hash = consent_record_hash(c)
+        s.add(ConsentRow(voice_id=profile.id, owner=c.owner, organisation=c.organisation, statement=c.statement,
+                         purposes=sorted(c.scope.purposes), channels=sorted(c.scope.channels),
+                         languages=sorted(c.scope.languages), valid_from=c.valid_from, valid_until=c.valid_until,
+                         policy=c.policy.value, approvers=sorted(c.approvers), record_sha256=record_hash, created_at=now))
+        ws.record(s, "voxgate.voice.added", actor=who.name, subject=profile.id,
+                  data={"model_sha256": profile.model_sha256, "profile_sha256": profile.raw_sha256}, now=now)
+        ws.record(s, "voxgate.consent.recorded", actor=who.name, subject=profile.id,
+                  data={"consent_sha256": record_hash, **consent_to_dict(c)}, now=now)
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(folder / "voice.toml", dest / "voice.toml")
+    return voice
+
+
+def get_voice(s: Session, voice_id: str) -> VoiceRow:
+    voice = s.get(VoiceRow, voice_id)
+    if voice is None:
+        raise NotFoundError(f"No voice {voice_id!r}; list voices with `voxgate voice list`.")
+    return voice
+
+
+def current_consent(s: Session, voice_id: str) -> ConsentRow | None:
+    return s.scalars(select(ConsentRow).where(ConsentRow.voice_id == voice_id).order_by(ConsentRow.id.desc()).limit(1)).first()
+
+
+def consent_of(row: ConsentRow | None) -> Consent | None:
+    if row is None:
+        return None
+    return Consent(
+        voice_id=row.voice_id, owner=row.owner, organisation=row.organisation,
+        scope=Scope(frozenset(row.purposes), frozenset(row.channels), frozenset(row.languages)),
+        valid_from=row.valid_from, valid_until=row.valid_until, policy=ApprovalPolicyKind(row.policy),
+        approvers=frozenset(row.approvers), revoked_at=row.revoked_at, revoked_reason=row.revoked_reason,
+        statement=row.statement,
+    )
+
+
+def list_voices(ws: Workspace) -> list[tuple[VoiceRow, ConsentRow | None]]:
+    with ws.sessions() as s:
+        return [(v, current_consent(s, v.id)) for v in s.scalars(select(VoiceRow).order_by(VoiceRow.id))]
+
+
+def show_voice(ws: Workspace, voice_id: str) -> tuple[VoiceRow, ConsentRow | None]:
+    with ws.sessions() as s:
+        voice = get_voice(s, voice_id)
+        return voice, current_consent(s, voice_id)
+
+
+def revoke_consent(ws: Workspace, voice_id: str, reason: str, *, actor: str | None, now: datetime) -> dict[str, int]:
+    """Revoke at once and for good: live statements are revoked, released clips marked revoked."""
+    if not reason.strip():
+        raise InputError("Give a reason for the revocation with --reason.")
+    with ws.transaction() as s:
+        who = ws.actor(s, actor, Role.OWNER, Role.DELEGATE)
+        get_voice(s, voice_id)
+        row = current_consent(s, voice_id)
+        if row is None:
+            raise NotFoundError(f"Voice {voice_id!r} has no consent on file.")
+        if row.revoked_at is not None:
+            raise InputError(f"Consent for voice {voice_id!r} was already revoked on {row.revoked_at:%Y-%m-%d}.")
+        if who.role != Role.ADMIN.value and who.name not in row.approvers:
+            raise PermissionError_(f"{who.name} is not the owner or a named delegate of voice {voice_id!r}.")
+        row.revoked_at, row.revoked_by, row.revoked_reason = now, who.name, reason.strip()
+        s.get(VoiceRow, voice_id).state = "revoked"
+        statements = s.scalars(select(StatementRow).where(StatementRow.voice_id == voice_id)).all()
+        moved = 0
+        for st in statements:
+            if State(st.state) not in TERMINAL:
+                st.state = next_state(State(st.state), Event.CONSENT_REVOKED, statement_id=st.id).value
+                st.updated_at = now
+                moved += 1
+        clips = s.scalars(select(ClipRow).where(ClipRow.voice_id == voice_id, ClipRow.state == "released")).all()
+        for clip in clips:
+            clip.state, clip.revoked_at = "revoked", now
+        ws.record(s, "voxgate.consent.revoked", actor=who.name, subject=voice_id,
+                  data={"reason": reason.strip(), "statements_revoked": moved, "clips_revoked": len(clips)}, now=now)
+    return {"statements": moved, "clips": len(clips)}

@@ -1,0 +1,148 @@
+"""The workspace: one folder holding the database, the file store, the keys and the config.
+
+    <home>/voxgate.toml     configuration
+    <home>/voxgate.db       SQLite store (WAL), unless [database] url says otherwise
+    <home>/blobs/           content-addressed file store
+    <home>/keys/org.key     the organisation's Ed25519 key (signs the audit log)
+    <home>/keys/users/      one Ed25519 key per user (signs approvals)
+    <home>/voices/<id>/     voice profiles as added
+    <home>/audit-head.json  the signed head of the audit log
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline import audit
+from pipeline.domain.model import Role
+from pipeline.errors import NotFoundError, PermissionError_, StoreError, map_exceptions
+from pipeline.identity.keys import generate_key, load_key, public_key_of
+from pipeline.settings import CONFIG_FILE, WorkspaceConfig, default_config_text
+from pipeline.store.db import check_schema, migrate, open_engine, session_factory, sqlite_url
+from pipeline.store.files import FileStore
+from pipeline.store.models import AuditRow, UserRow
+
+_DB_ERRORS = {OperationalError: StoreError, SQLAlchemyError: StoreError}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Workspace:
+    home: Path
+    config: WorkspaceConfig
+    engine: Engine
+    sessions: sessionmaker[Session]
+    files: FileStore
+    org_key: Ed25519PrivateKey
+
+    @property
+    def org_public_key(self) -> bytes:
+        return public_key_of(self.org_key)
+
+    @property
+    def head_path(self) -> Path:
+        return self.home / "audit-head.json"
+
+    def user_key_path(self, name: str) -> Path:
+        return self.home / "keys" / "users" / f"{name}.key"
+
+    def voice_dir(self, voice_id: str) -> Path:
+        return self.home / "voices" / voice_id
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One atomic unit of work; on commit, the signed audit head moves forward."""
+        with map_exceptions(_DB_ERRORS, "The workspace database refused the change"):
+            with self.sessions.begin() as session:
+                yield session
+                last = session.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
+                head = (last.seq, last.hash) if last else None
+        if head:
+            audit.write_head(self.head_path, self.org_key, *head)
+
+    def record(self, session: Session, action: str, *, actor: str, subject: str | int,
+               data: dict[str, Any] | None = None, now: datetime) -> None:
+        audit.record(session, self.org_key, action, actor=actor, subject=str(subject), data=data, now=now)
+
+    def actor(self, session: Session, name: str | None, *allowed: Role) -> UserRow:
+        """The acting user, checked to hold one of `allowed` roles (admin always may)."""
+        if not name:
+            raise PermissionError_("No acting user; pass --as NAME or set VOXGATE_USER.")
+        user = session.get(UserRow, name)
+        if user is None:
+            raise NotFoundError(f"No user named {name!r}; list users with `voxgate user list`.")
+        roles = {r.value for r in allowed} | {Role.ADMIN.value}
+        if allowed and user.role not in roles:
+            raise PermissionError_(
+                f"{name} is a {user.role}; this needs the role {' or '.join(sorted(roles))}."
+            )
+        return user
+
+
+def _check_home_writable(home: Path) -> None:
+    parent = home if home.exists() else home.parent
+    if not parent.exists():
+        raise StoreError(f"{parent} does not exist; create it or choose another --home.")
+    if not parent.is_dir():
+        raise StoreError(f"{parent} is not a folder; choose another --home.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"{parent} is not writable; choose another --home or fix its permissions.")
+
+
+def init_workspace(home: Path, organisation: str, *, now: datetime) -> tuple[Workspace, bool]:
+    """Create the workspace at `home`, or open it unchanged if it exists. Returns (workspace, created)."""
+    home = home.expanduser()
+    if (home / CONFIG_FILE).exists():
+        return open_workspace(home), False
+    if not organisation.strip():
+        raise StoreError("The organisation name is empty; pass --org NAME.")
+    _check_home_writable(home)
+    try:
+        home.mkdir(exist_ok=True)
+        for sub in ("blobs", "keys/users", "voices"):
+            (home / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(home / "keys", 0o700)
+        org_pub = generate_key(home / "keys" / "org.key") if not (home / "keys" / "org.key").exists() else None
+        config = default_config_text(organisation)
+        (home / (CONFIG_FILE + ".part")).write_text(config, encoding="utf-8")
+    except OSError as exc:
+        raise StoreError(f"Could not create the workspace at {home}: {exc.strerror}.") from exc
+    cfg = WorkspaceConfig.from_dict(tomllib.loads(config))
+    engine = open_engine(cfg.database_url or sqlite_url(home / "voxgate.db"))
+    with map_exceptions(_DB_ERRORS, "Could not create the workspace database"):
+        migrate(engine)
+    # The config file appears last: its presence is what marks a finished workspace.
+    os.replace(home / (CONFIG_FILE + ".part"), home / CONFIG_FILE)
+    ws = open_workspace(home)
+    with ws.transaction() as s:
+        ws.record(s, "voxgate.workspace.created", actor="system", subject=organisation,
+                  data={"org_public_key": (org_pub or ws.org_public_key).hex()}, now=now)
+    return ws, True
+
+
+def open_workspace(home: Path) -> Workspace:
+    home = home.expanduser()
+    if not home.is_dir():
+        raise StoreError(f"No workspace at {home}; create one with `voxgate init --home {home}`.")
+    cfg = WorkspaceConfig.load(home / CONFIG_FILE)
+    engine = open_engine(cfg.database_url or sqlite_url(home / "voxgate.db"))
+    with map_exceptions(_DB_ERRORS, "Could not open the workspace database"):
+        check_schema(engine)
+        migrate(engine)  # no-op when current; upgrades a workspace made by an older voxgate
+    return Workspace(home, cfg, engine, session_factory(engine), FileStore(home / "blobs"),
+                     load_key(home / "keys" / "org.key"))

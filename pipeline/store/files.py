@@ -1,0 +1,79 @@
+"""A content-addressed file store: blobs named by their sha256.
+
+Writes go to a temporary file in the same directory, are fsynced and then
+renamed, so a crash never leaves a half-written blob under a real name, and
+a blob's name is proof of its content (checked again on every read).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from pipeline.errors import StoreError
+
+_CHUNK = 1 << 20
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_copy(src: Path, dest: Path) -> None:
+    """Copy `src` to `dest` so that `dest` is either absent or complete."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
+            shutil.copyfileobj(f, out, _CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class FileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, digest: str) -> Path:
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise StoreError(f"{digest!r} is not a sha256 digest.")
+        return self.root / digest[:2] / digest[2:]
+
+    def put(self, src: Path) -> str:
+        """Store the file at `src`; return its sha256. Storing the same bytes twice is a no-op."""
+        digest = sha256_file(src)
+        dest = self.path(digest)
+        if not dest.exists():
+            try:
+                atomic_copy(src, dest)
+            except OSError as exc:
+                raise StoreError(f"Could not write to the file store at {self.root}: {exc.strerror}.") from exc
+        return digest
+
+    def open_checked(self, digest: str) -> Path:
+        """The path of a blob whose bytes still match its name; `StoreError` otherwise."""
+        path = self.path(digest)
+        if not path.is_file():
+            raise StoreError(f"Blob {digest[:12]}… is missing from the file store; restore it from a backup.")
+        if sha256_file(path) != digest:
+            raise StoreError(f"Blob {digest[:12]}… no longer matches its checksum; restore it from a backup.")
+        return path
+
+    def export(self, digest: str, dest: Path) -> None:
+        """Copy a verified blob to `dest` atomically."""
+        atomic_copy(self.open_checked(digest), dest)

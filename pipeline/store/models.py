@@ -1,0 +1,157 @@
+"""Database tables (SQLAlchemy 2 declarative). Schema changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from datetime import timezone
+
+from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes stored as ISO 8601 text, so SQLite and PostgreSQL sort and compare alike."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
+        return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+    def process_result_value(self, value: str | None, dialect: Any) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(value)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: UTCDateTime}
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime]
+
+
+class VoiceRow(Base):
+    __tablename__ = "voices"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    languages: Mapped[list[str]]
+    engine: Mapped[str] = mapped_column(String(32))
+    model_ref: Mapped[str] = mapped_column(Text)  # path, or package:<pkg>/<file>
+    config_ref: Mapped[str | None] = mapped_column(Text)
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # enrolled → trained → ready → revoked
+    profile_sha256: Mapped[str] = mapped_column(String(64))  # the voice.toml as added
+    created_at: Mapped[datetime]
+
+
+class ConsentRow(Base):
+    __tablename__ = "consents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    voice_id: Mapped[str] = mapped_column(ForeignKey("voices.id"), index=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    organisation: Mapped[str] = mapped_column(String(200))
+    statement: Mapped[str] = mapped_column(Text)  # the exact words the owner consented with
+    purposes: Mapped[list[str]]
+    channels: Mapped[list[str]]
+    languages: Mapped[list[str]]
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime]
+    policy: Mapped[str] = mapped_column(String(16))
+    approvers: Mapped[list[str]]
+    record_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class StatementRow(Base):
+    __tablename__ = "statements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    voice_id: Mapped[str] = mapped_column(ForeignKey("voices.id"), index=True)
+    language: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(64))
+    submitter: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    revisions: Mapped[list[RevisionRow]] = relationship(order_by="RevisionRow.number", lazy="selectin")
+
+
+class RevisionRow(Base):
+    __tablename__ = "revisions"
+    __table_args__ = (UniqueConstraint("statement_id", "number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    statement_id: Mapped[int] = mapped_column(ForeignKey("statements.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    author: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    created_at: Mapped[datetime]
+
+
+class ApprovalRow(Base):
+    __tablename__ = "approvals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    statement_id: Mapped[int] = mapped_column(ForeignKey("statements.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(8))
+    subject_sha256: Mapped[str] = mapped_column(String(64))
+    reviewer: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    decision: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+    created_at: Mapped[datetime]
+
+
+class ClipRow(Base):
+    __tablename__ = "clips"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # the clip serial
+    statement_id: Mapped[int] = mapped_column(ForeignKey("statements.id"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    revision_sha256: Mapped[str] = mapped_column(String(64))
+    voice_id: Mapped[str] = mapped_column(ForeignKey("voices.id"))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    audio_sha256: Mapped[str] = mapped_column(String(64))  # the WAV master's bytes: what audio sign-off signs
+    settings: Mapped[dict[str, Any]]
+    figures: Mapped[dict[str, Any]]  # duration, loudness, true peak, watermark score, …
+    labels: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))  # draft → released → revoked | superseded
+    created_at: Mapped[datetime]
+    released_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    files: Mapped[list[ClipFileRow]] = relationship(order_by="ClipFileRow.format", lazy="selectin")
+
+
+class ClipFileRow(Base):
+    __tablename__ = "clip_files"
+    __table_args__ = (UniqueConstraint("clip_id", "format"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), index=True)
+    format: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))  # key in the content-addressed file store
+    size: Mapped[int] = mapped_column(Integer)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_events"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    subject: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))
