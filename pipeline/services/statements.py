@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
 
 from sqlalchemy import select
@@ -13,7 +12,7 @@ from pipeline.errors import InputError, NotFoundError, PermissionError_
 from pipeline.services.voices import consent_of, current_consent, get_voice
 from pipeline.services.workspace import Workspace
 from pipeline.store.models import ClipRow, RevisionRow, StatementRow
-from pipeline.synth.text import clean_text, find_forbidden_chars
+from pipeline.synth.text import clean_text, refuse_forbidden_chars
 
 
 def decode_text(data: bytes, source: str) -> str:
@@ -36,15 +35,7 @@ def validate_text(text: str, max_chars: int) -> str:
             f"The statement has {len(cleaned):,} characters, over the limit of {max_chars:,}; "
             "split it into several statements or raise [statements] max_chars in voxgate.toml."
         )
-    bad = find_forbidden_chars(cleaned)
-    if bad:
-        pos, char = bad[0]
-        name = unicodedata.name(char, f"U+{ord(char):04X}")
-        raise InputError(
-            f"The text contains {name} (U+{ord(char):04X}) at character {pos}"
-            f"{f' and {len(bad) - 1} more such characters' if len(bad) > 1 else ''}: control, "
-            "bidirectional-override and zero-width characters can hide words from reviewers; remove them."
-        )
+    refuse_forbidden_chars(cleaned)
     return cleaned
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,8 +101,11 @@ def _check_home_writable(home: Path) -> None:
         raise StoreError(f"{parent} does not exist; create it or choose another --home.")
     if not parent.is_dir():
         raise StoreError(f"{parent} is not a folder; choose another --home.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise StoreError(f"{parent} is not writable; choose another --home or fix its permissions.")
+    try:  # a real write, not os.access: root passes every permission check, yet some places refuse it
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise StoreError(f"{parent} is not writable ({exc.strerror}); choose another --home or fix its permissions.") from None
 
 
 def init_workspace(home: Path, organisation: str, *, now: datetime) -> tuple[Workspace, bool]:

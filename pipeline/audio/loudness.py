@@ -1,0 +1,222 @@
+"""Loudness measurement (ITU-R BS.1770-4, EBU R 128) and normalisation under a true-peak ceiling.
+
+pyloudnorm measures integrated loudness but has no limiter: gaining a quiet
+source up to -16 LUFS pushed its peaks to +4 dBFS. `normalise` therefore
+gains to the target and then limits true peaks, measured on the 4x
+oversampled signal as in BS.1770-4 Annex 2, with a look-ahead gain curve
+that never clips. scipy and pyloudnorm are imported inside the functions:
+they cost most of a second at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from pipeline.errors import AudioError, InputError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TARGET_LUFS: Final = -16.0
+DEFAULT_TRUE_PEAK_DBTP: Final = -1.5
+
+LOUDNESS_TOLERANCE_LU: Final = 0.5
+"""`normalise` guarantees the result is this close to the target."""
+
+MIN_DURATION_S: Final = 0.4
+"""One BS.1770 gating block; shorter clips have no integrated loudness."""
+
+CLIP_LEVEL: Final = 0.999
+"""Samples at or above this magnitude count as clipped."""
+
+TRUE_PEAK_OVERSAMPLING: Final = 4
+"""BS.1770-4 Annex 2 oversampling factor for 48 kHz (and below)."""
+
+SILENCE_LUFS: Final = -70.0
+"""BS.1770's absolute gate: a clip with no block above it is silent."""
+
+_LIMITER_LOOKAHEAD_S: Final = 0.005
+"""Gain reduction ramps in over this time before a peak, so there is no hard edge."""
+
+_LIMITER_RELEASE_DB_PER_S: Final = 60.0
+"""Recovery speed after a peak: a 6 dB reduction releases in 0.1 s, slow enough
+not to modulate a voice's pitch periods (a few ms)."""
+
+_LIMITER_MARGIN_DB: Final = 0.1
+"""The limiter aims this far under the ceiling: other meters interpolate
+differently (ffmpeg's ebur128 upsamples to 192 kHz) and may read a little higher."""
+
+_AIM_LU: Final = 0.1
+_MAX_PASSES: Final = 6
+
+
+@dataclass(frozen=True)
+class LoudnessReport:
+    """Loudness and peak figures for one mono clip."""
+
+    integrated_lufs: float
+    """BS.1770-4 gated integrated loudness; -inf for silence."""
+
+    true_peak_dbtp: float
+    """Highest magnitude of the 4x oversampled signal, in dB relative to full scale."""
+
+    sample_peak_dbfs: float
+    clipped_samples: int
+    """Samples with magnitude >= CLIP_LEVEL."""
+
+
+def measure(samples: np.ndarray, sample_rate: int) -> LoudnessReport:
+    """Measure integrated loudness, true peak, sample peak and clipping."""
+    import pyloudnorm
+
+    audio = _checked(samples, sample_rate)
+    magnitude = np.abs(audio)
+    return LoudnessReport(
+        integrated_lufs=float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio)),
+        true_peak_dbtp=_db(float(_true_peaks(audio).max())),
+        sample_peak_dbfs=_db(float(magnitude.max())),
+        clipped_samples=int(np.count_nonzero(magnitude >= CLIP_LEVEL)),
+    )
+
+
+def normalise(
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    target_lufs: float = DEFAULT_TARGET_LUFS,
+    true_peak_dbtp: float = DEFAULT_TRUE_PEAK_DBTP,
+) -> np.ndarray:
+    """Bring a clip to `target_lufs` with true peaks at or below `true_peak_dbtp`.
+
+    Gain, then limit, then measure again: limiting lowers the loudness a
+    little, so the gain is corrected and the limiter re-run until the clip is
+    within 0.1 LU of the target (two or three passes). Raises AudioError if
+    the clip is silent, shorter than 0.4 s, or cannot reach the target within
+    `LOUDNESS_TOLERANCE_LU` under the ceiling. Returns float32.
+    """
+    import pyloudnorm
+
+    if true_peak_dbtp > 0:
+        raise InputError(f"The true-peak ceiling must be at most 0 dBTP, got {true_peak_dbtp}.")
+    if target_lufs >= true_peak_dbtp:
+        raise InputError(
+            f"The loudness target ({target_lufs} LUFS) must be below the true-peak ceiling ({true_peak_dbtp} dBTP)."
+        )
+    source = _checked(samples, sample_rate)
+    meter = pyloudnorm.Meter(sample_rate)
+    loudness = float(meter.integrated_loudness(source))
+    if not loudness > SILENCE_LUFS:
+        raise AudioError(
+            f"The clip is silent (below {SILENCE_LUFS:.0f} LUFS), so it cannot be normalised; check the engine output."
+        )
+    ceiling = 10 ** (true_peak_dbtp / 20)
+    limiter_ceiling = 10 ** ((true_peak_dbtp - _LIMITER_MARGIN_DB) / 20)
+    source_peaks = _true_peaks(source)  # true peaks scale with gain: oversample once
+
+    # Solve loudness(limit(gain * source)) = target for the gain by the secant
+    # method: limiting makes loudness grow more slowly than the gain, so
+    # plain "add the shortfall" would creep up over many passes.
+    gain_db = target_lufs - loudness
+    previous: tuple[float, float] | None = None
+    for number in range(1, _MAX_PASSES + 1):
+        audio, peaks = _gain_and_limit(source, source_peaks, gain_db, sample_rate, limiter_ceiling)
+        loudness = float(meter.integrated_loudness(audio))
+        logger.debug("Pass %d: gain %+.2f dB gives %.2f LUFS", number, gain_db, loudness)
+        if abs(loudness - target_lufs) <= _AIM_LU:
+            break
+        slope = 1.0
+        if previous is not None and gain_db != previous[0]:
+            slope = min(1.0, max(0.1, (loudness - previous[1]) / (gain_db - previous[0])))
+        previous = (gain_db, loudness)
+        gain_db += (target_lufs - loudness) / slope
+
+    # The limiter works from the peaks before its own gain changes; check the result.
+    peaks = _true_peaks(audio)
+    if peaks.max() > limiter_ceiling:
+        audio = audio * _limiter_gain(peaks, sample_rate, limiter_ceiling)
+        peaks = _true_peaks(audio)
+    if peaks.max() > ceiling:  # a residual overshoot of a fraction of a dB: trim it flat
+        audio = audio * (ceiling / peaks.max())
+    loudness = float(meter.integrated_loudness(audio))
+    if abs(loudness - target_lufs) > LOUDNESS_TOLERANCE_LU:
+        raise AudioError(
+            f"Could not bring the clip to {target_lufs} LUFS under a {true_peak_dbtp} dBTP ceiling "
+            f"(reached {loudness:.1f} LUFS); its peaks are too high for its loudness. "
+            "Use a lower loudness target or a cleaner source."
+        )
+    return audio.astype(np.float32)
+
+
+def _gain_and_limit(
+    source: np.ndarray, source_peaks: np.ndarray, gain_db: float, sample_rate: int, ceiling: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply `gain_db`, then limit; returns the audio and the true peaks the limiter saw."""
+    gain = 10 ** (gain_db / 20)
+    audio = source * gain
+    peaks = source_peaks * gain
+    if peaks.max() > ceiling:
+        audio *= _limiter_gain(peaks, sample_rate, ceiling)
+    return audio, peaks
+
+
+def _true_peaks(audio: np.ndarray) -> np.ndarray:
+    """Per-sample true peak: the largest oversampled magnitude from each sample to the next.
+
+    Polyphase interpolation by `TRUE_PEAK_OVERSAMPLING`, as BS.1770-4 Annex 2.
+    float32 is ample for a peak reading and halves the time of the filter.
+    """
+    from scipy.signal import resample_poly
+
+    phases = resample_poly(audio.astype(np.float32), TRUE_PEAK_OVERSAMPLING, 1).reshape(
+        audio.size, TRUE_PEAK_OVERSAMPLING
+    )
+    peaks = np.abs(audio).astype(np.float64)
+    for phase in range(TRUE_PEAK_OVERSAMPLING):  # column by column: numpy is slow at max over a short axis
+        np.maximum(peaks, np.abs(phases[:, phase]), out=peaks)
+    return peaks
+
+
+def _limiter_gain(peaks: np.ndarray, sample_rate: int, ceiling: float) -> np.ndarray:
+    """Smooth gain curve (<= 1) that keeps every true peak at or below `ceiling`.
+
+    The needed gain is held over a look-ahead window by a minimum filter and
+    then averaged over the same window: each averaged value is a mean of
+    minima that all include the sample's own need, so it never exceeds it,
+    and reduction ramps in linearly over the look-ahead instead of jumping.
+    Release is limited to `_LIMITER_RELEASE_DB_PER_S` with a running minimum
+    in dB against a ramp, which is the vectorised form of
+    g[n] = min(target[n], g[n-1] + rate).
+    """
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+    need = np.minimum(1.0, ceiling / np.maximum(peaks, np.finfo(np.float64).tiny))
+    need[1:] = np.minimum(need[1:], need[:-1])  # a peak between n-1 and n constrains both
+    window = 2 * max(1, round(_LIMITER_LOOKAHEAD_S * sample_rate / 2)) + 1
+    gain = uniform_filter1d(minimum_filter1d(need, window, mode="nearest"), window, mode="nearest")
+    gain_db = 20 * np.log10(np.minimum(gain, need))  # the mean can exceed it by rounding error only
+    ramp = (_LIMITER_RELEASE_DB_PER_S / sample_rate) * np.arange(gain_db.size)
+    gain_db = ramp + np.minimum.accumulate(gain_db - ramp)
+    return 10 ** (gain_db / 20)
+
+
+def _checked(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Validate a mono clip for BS.1770 measurement; float64 copy."""
+    if sample_rate <= 0:
+        raise AudioError(f"Sample rate must be positive, got {sample_rate} Hz.")
+    audio = np.asarray(samples)
+    if audio.ndim != 1 or not np.issubdtype(audio.dtype, np.floating):
+        raise AudioError(f"Expected mono float audio (a 1-D float array), got {audio.dtype} with shape {audio.shape}.")
+    if not np.all(np.isfinite(audio)):
+        raise AudioError("The clip contains NaN or infinite samples.")
+    if audio.size < MIN_DURATION_S * sample_rate:
+        raise AudioError(
+            f"The clip is {audio.size / sample_rate:.2f} s long; loudness needs at least {MIN_DURATION_S} s of audio."
+        )
+    return audio.astype(np.float64)
+
+
+def _db(magnitude: float) -> float:
+    return 20 * float(np.log10(magnitude)) if magnitude > 0 else float("-inf")
