@@ -41,6 +41,9 @@ SILENCE_LUFS: Final = -70.0
 _LIMITER_LOOKAHEAD_S: Final = 0.005
 """Gain reduction ramps in over this time before a peak, so there is no hard edge."""
 
+_LIMITER_BLOCK_S: Final = 0.0005
+"""Resolution of the limiter's gain curve, which changes over milliseconds."""
+
 _LIMITER_RELEASE_DB_PER_S: Final = 60.0
 """Recovery speed after a peak: a 6 dB reduction releases in 0.1 s, slow enough
 not to modulate a voice's pitch periods (a few ms)."""
@@ -116,22 +119,24 @@ def normalise(
     limiter_ceiling = 10 ** ((true_peak_dbtp - _LIMITER_MARGIN_DB) / 20)
     source_peaks = _true_peaks(source)  # true peaks scale with gain: oversample once
 
-    # Solve loudness(limit(gain * source)) = target for the gain by the secant
-    # method: limiting makes loudness grow more slowly than the gain, so
-    # plain "add the shortfall" would creep up over many passes.
+    # Solve loudness(limit(gain * source)) = target for the gain. A limited
+    # sample stays at the ceiling when the gain rises, so loudness grows only
+    # with the share of energy the limiter left alone: that share is the
+    # first slope estimate, then the secant through the last two passes.
+    # Stepping by the plain shortfall would creep up over many passes.
     gain_db = target_lufs - loudness
     previous: tuple[float, float] | None = None
     for number in range(1, _MAX_PASSES + 1):
-        audio, peaks = _gain_and_limit(source, source_peaks, gain_db, sample_rate, limiter_ceiling)
+        audio, unlimited_share = _gain_and_limit(source, source_peaks, gain_db, sample_rate, limiter_ceiling)
         loudness = float(meter.integrated_loudness(audio))
         logger.debug("Pass %d: gain %+.2f dB gives %.2f LUFS", number, gain_db, loudness)
         if abs(loudness - target_lufs) <= _AIM_LU:
             break
-        slope = 1.0
+        slope = unlimited_share
         if previous is not None and gain_db != previous[0]:
-            slope = min(1.0, max(0.1, (loudness - previous[1]) / (gain_db - previous[0])))
+            slope = (loudness - previous[1]) / (gain_db - previous[0])  # secant, once there are two points
         previous = (gain_db, loudness)
-        gain_db += (target_lufs - loudness) / slope
+        gain_db += (target_lufs - loudness) / min(max(slope, 0.1), 1.0)
 
     # The limiter works from the peaks before its own gain changes; check the result.
     peaks = _true_peaks(audio)
@@ -152,14 +157,17 @@ def normalise(
 
 def _gain_and_limit(
     source: np.ndarray, source_peaks: np.ndarray, gain_db: float, sample_rate: int, ceiling: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Apply `gain_db`, then limit; returns the audio and the true peaks the limiter saw."""
+) -> tuple[np.ndarray, float]:
+    """Apply `gain_db` and limit; also return the share of energy the limiter left untouched."""
     gain = 10 ** (gain_db / 20)
     audio = source * gain
     peaks = source_peaks * gain
-    if peaks.max() > ceiling:
-        audio *= _limiter_gain(peaks, sample_rate, ceiling)
-    return audio, peaks
+    if peaks.max() <= ceiling:
+        return audio, 1.0
+    limiter = _limiter_gain(peaks, sample_rate, ceiling)
+    audio *= limiter
+    energy = np.square(audio)
+    return audio, float(energy[limiter >= 0.999].sum() / energy.sum())
 
 
 def _true_peaks(audio: np.ndarray) -> np.ndarray:
@@ -182,24 +190,36 @@ def _true_peaks(audio: np.ndarray) -> np.ndarray:
 def _limiter_gain(peaks: np.ndarray, sample_rate: int, ceiling: float) -> np.ndarray:
     """Smooth gain curve (<= 1) that keeps every true peak at or below `ceiling`.
 
-    The needed gain is held over a look-ahead window by a minimum filter and
-    then averaged over the same window: each averaged value is a mean of
-    minima that all include the sample's own need, so it never exceeds it,
-    and reduction ramps in linearly over the look-ahead instead of jumping.
-    Release is limited to `_LIMITER_RELEASE_DB_PER_S` with a running minimum
-    in dB against a ramp, which is the vectorised form of
-    g[n] = min(target[n], g[n-1] + rate).
+    The curve changes over milliseconds, so it is worked out at knots every
+    `_LIMITER_BLOCK_S` and drawn as straight lines between them; a knot
+    respects the need of every sample in the blocks on both sides, so the
+    line between two knots does too. The needed gain is held over the
+    look-ahead window by a minimum filter, then averaged over the same
+    window: each average is a mean of minima that all include the knot's own
+    need, so it never exceeds it, and reduction ramps in linearly instead of
+    jumping. Release is held to `_LIMITER_RELEASE_DB_PER_S` by a running
+    minimum in dB against a ramp, the vectorised form of
+    g[k] = min(target[k], g[k-1] + rate).
     """
     from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
     need = np.minimum(1.0, ceiling / np.maximum(peaks, np.finfo(np.float64).tiny))
     need[1:] = np.minimum(need[1:], need[:-1])  # a peak between n-1 and n constrains both
-    window = 2 * max(1, round(_LIMITER_LOOKAHEAD_S * sample_rate / 2)) + 1
-    gain = uniform_filter1d(minimum_filter1d(need, window, mode="nearest"), window, mode="nearest")
-    gain_db = 20 * np.log10(np.minimum(gain, need))  # the mean can exceed it by rounding error only
-    ramp = (_LIMITER_RELEASE_DB_PER_S / sample_rate) * np.arange(gain_db.size)
-    gain_db = ramp + np.minimum.accumulate(gain_db - ramp)
-    return 10 ** (gain_db / 20)
+    block = max(1, round(_LIMITER_BLOCK_S * sample_rate))
+    blocks = -(-need.size // block)
+    block_need = np.pad(need, (0, blocks * block - need.size), constant_values=1.0).reshape(blocks, block).min(axis=1)
+    bounded = np.concatenate(([1.0], block_need, [1.0]))
+    knot_need = np.minimum(bounded[:-1], bounded[1:])  # knot k sits between blocks k-1 and k
+
+    window = 2 * max(1, round(_LIMITER_LOOKAHEAD_S * sample_rate / block / 2)) + 1
+    held = minimum_filter1d(knot_need, window, mode="nearest")
+    smooth = np.minimum(uniform_filter1d(held, window, mode="nearest"), knot_need)  # rounding error only
+    ramp = (_LIMITER_RELEASE_DB_PER_S * block / sample_rate) * np.arange(smooth.size)
+    knots = 10 ** ((ramp + np.minimum.accumulate(20 * np.log10(smooth) - ramp)) / 20)
+
+    fraction = np.arange(block) / block
+    lines = knots[:-1, np.newaxis] + (knots[1:] - knots[:-1])[:, np.newaxis] * fraction
+    return lines.ravel()[: need.size]
 
 
 def _checked(samples: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -1,0 +1,105 @@
+"""The audit log: every step lands in a hash chain signed by the organisation; tampering is found."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli.main import app
+from pipeline.services import statements
+from pipeline.services.auditing import audit_log, audit_verify
+from pipeline.services.workspace import utcnow
+
+runner = CliRunner()
+
+
+def _submit(ws, n: int = 1) -> None:
+    for i in range(n):
+        statements.submit(ws, voice_id="demo", purpose="public-statement", channel="social", language="en",
+                          text=f"Statement number {i}.", actor="sam", now=utcnow())
+
+
+def _sql(ws, query: str, *params) -> None:
+    con = sqlite3.connect(ws.home / "voxgate.db")
+    con.execute(query, params)
+    con.commit()
+    con.close()
+
+
+def test_every_step_is_recorded_in_order(workspace) -> None:
+    _submit(workspace)
+    actions = [e.action for e in audit_log(workspace)]
+    assert actions[0] == "voxgate.workspace.created"
+    assert actions.count("voxgate.user.added") == 7
+    assert actions[-3:] == ["voxgate.voice.added", "voxgate.consent.recorded", "voxgate.statement.submitted"]
+    assert audit_verify(workspace).ok
+
+
+def test_audit_verify_cli_reports_ok(workspace) -> None:
+    result = runner.invoke(app, ["audit", "verify", "--home", str(workspace.home)])
+    assert result.exit_code == 0 and "Audit log OK" in result.stdout
+
+
+def test_altered_event_is_found(workspace) -> None:
+    _submit(workspace)
+    last = audit_log(workspace)[-1]
+    _sql(workspace, "UPDATE audit_events SET data = ? WHERE seq = ?",
+         json.dumps({**last.data, "purpose": "advertising"}), last.seq)
+    report = audit_verify(workspace)
+    assert not report.ok and report.first_bad_seq == last.seq and "altered" in report.problem
+    result = runner.invoke(app, ["audit", "verify", "--home", str(workspace.home)])
+    assert result.exit_code == 1 and f"event {last.seq}" in result.stderr
+
+
+def test_removed_event_in_the_middle_is_found(workspace) -> None:
+    _submit(workspace, 3)
+    _sql(workspace, "DELETE FROM audit_events WHERE seq = 5")
+    report = audit_verify(workspace)
+    assert not report.ok and report.first_bad_seq == 5
+
+
+def test_removed_events_at_the_end_are_found(workspace) -> None:
+    _submit(workspace, 2)
+    total = len(audit_log(workspace))
+    _sql(workspace, "DELETE FROM audit_events WHERE seq = ?", total)
+    report = audit_verify(workspace)
+    assert not report.ok and "removed from the end" in report.problem
+
+
+def test_reordered_events_are_found(workspace) -> None:
+    _submit(workspace, 2)
+    total = len(audit_log(workspace))
+    # Swap the two last events' positions in the chain.
+    _sql(workspace, "UPDATE audit_events SET seq = -1 WHERE seq = ?", total)
+    _sql(workspace, "UPDATE audit_events SET seq = ? WHERE seq = ?", total, total - 1)
+    _sql(workspace, "UPDATE audit_events SET seq = ? WHERE seq = -1", total - 1)
+    report = audit_verify(workspace)
+    assert not report.ok and report.first_bad_seq == total - 1
+
+
+def test_rehashed_event_without_the_org_key_is_found(workspace) -> None:
+    """An attacker who recomputes the hash chain still cannot sign it."""
+    from pipeline.audit.log import event_hash
+
+    _submit(workspace)
+    last = audit_log(workspace)[-1]
+    data = {**last.data, "channel": "tv"}
+    h = event_hash(last.seq, last.at, last.actor, last.action, last.subject, data, last.prev_hash)
+    _sql(workspace, "UPDATE audit_events SET data = ?, hash = ? WHERE seq = ?", json.dumps(data), h, last.seq)
+    report = audit_verify(workspace)
+    assert not report.ok and "invalid signature" in report.problem
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_audit_log_lists_events(workspace, as_json) -> None:
+    result = runner.invoke(app, ["audit", "log", "--home", str(workspace.home), *(["--json"] if as_json else [])],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    if as_json:
+        events = json.loads(result.stdout)
+        assert events[0]["action"] == "voxgate.workspace.created" and len(events[0]["hash"]) == 64
+    else:
+        assert "voxgate.consent.recorded" in result.stdout
