@@ -88,6 +88,12 @@ def test_silence_cannot_be_marked(presence: PresenceMark) -> None:
         presence.embed_and_verify(np.zeros(22_050 * 2, dtype=np.float32), 22_050)
 
 
+def test_too_short_clip_is_refused(presence: PresenceMark) -> None:
+    """Perth's STFT crashes under 33 ms and cannot mark under 0.1 s; say so plainly."""
+    with pytest.raises(ProvenanceError, match="at least 0.1 s"):
+        presence.embed_and_verify(np.full(2_000, 0.1, dtype=np.float32), 22_050)
+
+
 def test_mark_below_threshold_is_refused(presence: PresenceMark, speech_clip: tuple[np.ndarray, int]) -> None:
     # No score can reach 1.01: stands in for a mark too weak to release.
     with pytest.raises(ProvenanceError, match="right after embedding"):

@@ -206,8 +206,7 @@ def _limiter_gain(peaks: np.ndarray, sample_rate: int, ceiling: float) -> np.nda
     need = np.minimum(1.0, ceiling / np.maximum(peaks, np.finfo(np.float64).tiny))
     need[1:] = np.minimum(need[1:], need[:-1])  # a peak between n-1 and n constrains both
     block = max(1, round(_LIMITER_BLOCK_S * sample_rate))
-    blocks = -(-need.size // block)
-    block_need = np.pad(need, (0, blocks * block - need.size), constant_values=1.0).reshape(blocks, block).min(axis=1)
+    block_need = np.minimum.reduceat(need, np.arange(0, need.size, block))
     bounded = np.concatenate(([1.0], block_need, [1.0]))
     knot_need = np.minimum(bounded[:-1], bounded[1:])  # knot k sits between blocks k-1 and k
 

@@ -1,7 +1,7 @@
 """Write a finished clip as WAV master, MP3 or Ogg Opus, labelled, atomically.
 
 One ffmpeg process per export reads float32 samples on stdin, so nothing is
-quantised before the encoder and no intermediate file exists. We call ffmpeg
+quantised before the encoder and no intermediate WAV is written. We call ffmpeg
 directly rather than through pydub: pydub's WAV export bypasses ffmpeg (and so
 drops tags), and its other exports round-trip through two temporary files in
 the system temp dir.
@@ -40,7 +40,7 @@ MP3_BITRATE: Final = "128k"
 #: transparent for speech and the presence mark survives it (score 1.000).
 OPUS_BITRATE: Final = "32k"
 OPUS_APPLICATION: Final = "voip"
-OPUS_SAMPLE_RATE: Final = 48_000  # Opus always decodes at 48 kHz; say so in the header.
+OPUS_SAMPLE_RATE: Final = 48_000  # Opus runs at 48 kHz inside; resample once, before the encoder.
 EXPORT_FILE_MODE: Final = 0o644  # mkstemp makes 0600; exports are meant to be served.
 
 _ID3_UTF8: Final = b"\x03"
@@ -81,10 +81,14 @@ def export_clip(
     or a mismatched suffix, AudioError when encoding or writing fails and
     ProvenanceError when the written file does not carry its label.
     """
-    fmt = ExportFormat(fmt)
+    try:
+        fmt = ExportFormat(fmt)
+    except ValueError:
+        choices = ", ".join(f.value for f in ExportFormat)
+        raise InputError(f"Unknown export format {fmt!r}; choose one of {choices}.") from None
     dest = Path(dest)
     if dest.suffix.lower() != fmt.extension:
-        raise InputError(f"{dest.name} does not end in {fmt.extension}; name {fmt.name} exports *{fmt.extension}.")
+        raise InputError(f"{dest.name} does not end in {fmt.extension}; a {fmt.name} export must be named *{fmt.extension}.")
     samples = _checked_samples(samples, sample_rate)
     tags = labels.as_tags()
 

@@ -1,8 +1,8 @@
 """The AI-voice label every exported clip carries as metadata tags.
 
-Pure data: the exporter writes `ClipLabels.as_tags()` with ffmpeg's
-``-metadata key=value`` and then reads the file back to prove the label is
-there. Where each key lands, by container (ffmpeg 5.1):
+Pure data: the exporter writes `ClipLabels.as_tags()` (ffmpeg ``-metadata``
+for WAV INFO and Ogg, its own ID3v2.4 tag for MP3 and the WAV ``id3 `` chunk)
+and reads the file back to prove the label is there. Where each key lands:
 
 =================  ===========================  ======================  ================
 key                WAV                          MP3 (ID3v2.4)           Ogg Opus
@@ -13,12 +13,14 @@ comment            INFO ICMT + ID3 COMM         COMM                    DESCRIPT
 copyright          INFO ICOP + ID3 TCOP         TCOP                    COPYRIGHT
 date               INFO ICRD + ID3 TDRC         TDRC                    DATE
 publisher          ID3 TPUB                     TPUB                    PUBLISHER
-VOXGATE_* / AI_*   ID3 TXXX only                TXXX                    same key
+AI_GENERATED,      ID3 TXXX only                TXXX                    same key
+LABEL, VOXGATE_*
 =================  ===========================  ======================  ================
 
 WAV INFO chunks only hold the fixed four-letter fields, so the machine-readable
 keys (`AI_GENERATED`, `VOXGATE_CLIP_ID`, ...) travel in WAV's ``id3 `` chunk.
-The language goes in `VOXGATE_LANGUAGE`, not ID3's TLAN, which wants ISO 639-2
+Vorbis comment names are case-insensitive (ffmpeg writes them as given, and
+renames `comment` to DESCRIPTION). The language goes in `VOXGATE_LANGUAGE`, not ID3's TLAN, which wants ISO 639-2
 codes where we hold BCP 47 tags.
 Tags are a label, not proof: anyone can strip or forge them. The watermark
 and content credentials are what `voxgate verify` trusts.
@@ -36,7 +38,7 @@ from pipeline.errors import ProvenanceError
 AI_NOTICE_TEMPLATE: Final = (
     "AI-generated voice. Synthetic speech made with the consent of {owner}, published by {organisation}."
 )
-DEFAULT_REGISTRY_HINT: Final = "Check this clip with `voxgate verify <file>`."
+DEFAULT_REGISTRY_HINT: Final = "Registered in the publisher's voxgate registry under the clip id."
 
 #: The keys whose presence (and value) the exporter checks after writing.
 AI_GENERATED_TAG: Final = "AI_GENERATED"
@@ -72,6 +74,9 @@ class ClipLabels:
         for name in ("clip_id", "voice_id", "voice_name", "organisation", "language", "ai_notice"):
             if not getattr(self, name).strip():
                 raise ProvenanceError(f"Clip label field {name!r} is empty; a clip cannot be labelled without it.")
+        for name, value in vars(self).items():
+            if isinstance(value, str) and "\0" in value:  # cannot pass through ffmpeg's argv or ID3 text
+                raise ProvenanceError(f"Clip label field {name!r} contains a NUL character.")
         try:
             created = datetime.fromisoformat(self.created_at)
         except ValueError as exc:
@@ -80,7 +85,7 @@ class ClipLabels:
             raise ProvenanceError(f"Clip label created_at {self.created_at!r} has no UTC offset; pass an aware time.")
 
     def as_tags(self) -> dict[str, str]:
-        """Tags for ffmpeg ``-metadata``: common keys players show, then our machine-readable ones."""
+        """Tags named as ffmpeg and ffprobe name them: keys players show, then machine-readable ones."""
         return {
             "title": f"Statement {self.statement_id} — {self.voice_name} (AI-generated voice)",
             "artist": f"{self.voice_name} (AI-generated voice)",

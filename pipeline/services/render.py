@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 MASTER_RATE: Final = 48_000
 STALE_CLAIM: Final = timedelta(minutes=30)  # a `rendering` claim older than this is taken as crashed
 DEFAULT_MAX_WER: Final = 0.25
+TRUE_PEAK_TOLERANCE_DB: Final = 0.1  # meter differences between our 4x oversampler and a reader's
+ANNOUNCER_LANGUAGES: Final = frozenset({"en"})  # what the packaged announcer voice can speak
 FORMATS: Final = ("wav", "mp3", "ogg")
 
 Progress = Callable[[str], None]
@@ -154,7 +156,8 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     from pipeline.export.formats import ExportFormat, export_clip
     from pipeline.export.probe import decode
     from pipeline.provenance.disclosure import disclosure_text
-    from pipeline.provenance.labels import ClipLabels
+    from pipeline.provenance.presence import DEFAULT_EMBED_THRESHOLD, DEFAULT_PRESENCE_THRESHOLD
+    from pipeline.provenance.labels import ClipLabels, ai_notice
     from pipeline.synth.text import normalise_for_speech, split_sentences
 
     cfg = ws.config.render
@@ -172,6 +175,11 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     progress("disclosure")
     disclosure_at = cfg.disclosure
     if disclosure_at != "none":
+        if lang not in ANNOUNCER_LANGUAGES:
+            raise ProvenanceError(
+                f"No announcer voice speaks {lang!r}, so the audible disclosure cannot be made; the clip was not "
+                "rendered. Install an announcer voice for it, or set render.disclosure = \"none\" if labels suffice."
+            )
         text = disclosure_text(lang, owner=job["owner"], organisation=ws.config.organisation,
                                templates=cfg.disclosure_texts or None)
         announcer = tools.announcer_engine()
@@ -187,14 +195,21 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
         text, audio, speech_offset = "", speech, 0
 
     progress("watermark")
-    audio, presence_score = tools.presence_mark().embed_and_verify(audio, MASTER_RATE)
+    audio, _ = tools.presence_mark().embed_and_verify(audio, MASTER_RATE)
+    # The mark adds energy near the top of the band; the final limiter pass keeps the true-peak
+    # ceiling, and the mark is detected again on exactly the samples that will be exported.
+    audio = normalise(audio, MASTER_RATE, target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
+    presence_score = tools.presence_mark().detect(audio, MASTER_RATE)
+    if presence_score < DEFAULT_EMBED_THRESHOLD:
+        raise ProvenanceError(f"The presence watermark scored {presence_score:.2f} after the final loudness pass "
+                              f"(needs {DEFAULT_EMBED_THRESHOLD}); the clip was not registered.")
 
     progress("quality")
     loud = measure(audio, MASTER_RATE)
-    if loud.clipped_samples or loud.true_peak_dbtp > cfg.true_peak_dbtp + 0.5:
+    if loud.clipped_samples or loud.true_peak_dbtp > cfg.true_peak_dbtp + TRUE_PEAK_TOLERANCE_DB:
         raise ProvenanceError(
-            f"Quality gate: true peak {loud.true_peak_dbtp:.2f} dBTP / {loud.clipped_samples} clipped samples after "
-            "watermarking; the clip was not registered."
+            f"Quality gate: true peak {loud.true_peak_dbtp:.2f} dBTP with {loud.clipped_samples} clipped samples "
+            f"(ceiling {cfg.true_peak_dbtp} dBTP); the clip was not registered."
         )
     figures: dict[str, Any] = {
         "duration_s": round(len(audio) / MASTER_RATE, 3),
@@ -212,7 +227,8 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     progress("export")
     labels = ClipLabels(
         clip_id=str(clip_id), statement_id=statement_id, voice_id=job["voice"], voice_name=job["voice_name"],
-        organisation=ws.config.organisation, language=lang, owner=job["owner"], created_at=now.isoformat(),
+        organisation=ws.config.organisation, language=lang, created_at=now.isoformat(),
+        ai_notice=ai_notice(owner=job["owner"], organisation=ws.config.organisation),
     )
     files: dict[str, Path] = {}
     for fmt in FORMATS:
@@ -220,7 +236,7 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     # The lossy export a messaging app will carry must still carry the mark.
     opus, sr = decode(files["ogg"])
     score = tools.presence_mark().detect(opus, sr)
-    if score < 0.5:
+    if score < DEFAULT_PRESENCE_THRESHOLD:
         raise ProvenanceError(f"The presence watermark was not detected in the Ogg Opus export (score {score:.2f}).")
     figures["presence_score_ogg"] = round(float(score), 4)
     settings = {
@@ -234,7 +250,8 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
 
 def _asr_gate(tools: Tools, speech: np.ndarray, text: str, lang: str) -> dict[str, Any]:
     """Speech recognition of the message against the approved text (where a recogniser exists)."""
-    from pipeline.quality.asr import supports, word_error_rate
+    from pipeline.quality.asr import supports
+    from pipeline.quality.wer import word_error_rate
 
     if not supports(lang):
         return {"wer": None, "asr": f"no bundled recogniser for {lang!r}"}
