@@ -62,8 +62,9 @@ def verifier(s: Session):  # noqa: ANN201 - a Verifier
     return _verify
 
 
-def draft_clip(s: Session, statement_id: int) -> ClipRow | None:
-    return s.scalars(select(ClipRow).where(ClipRow.statement_id == statement_id, ClipRow.state == "draft")
+def draft_clip(s: Session, statement_id: int, states: tuple[str, ...] = ("draft",)) -> ClipRow | None:
+    """The newest clip of the statement in one of `states` (by default: the draft awaiting sign-off)."""
+    return s.scalars(select(ClipRow).where(ClipRow.statement_id == statement_id, ClipRow.state.in_(states))
                      .order_by(ClipRow.id.desc()).limit(1)).first()
 
 
@@ -222,7 +223,7 @@ def review_details(ws: Workspace, statement_id: int) -> dict:
         row = get_statement(s, statement_id)
         verify_fn = verifier(s)
         state = State(row.state)
-        clip = draft_clip(s, row.id)
+        clip = draft_clip(s, row.id, ("draft", "released", "revoked"))
         status = None
         if state in (State.DRAFT_READY, State.AUDIO_APPROVED) and clip is not None:
             status = audio_status(s, ws, row, clip)
