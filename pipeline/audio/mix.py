@@ -27,7 +27,7 @@ FADE_S: Final = 0.005
 """Fade at every cut edge: long enough to avoid a click, too short to hear."""
 
 TRIM_THRESHOLD_DB: Final = -40.0
-"""Trim where the 10 ms RMS envelope is this far below the chunk's loudest 10 ms."""
+"""Trim where the 10 ms power envelope is this far below the chunk's loudest 10 ms."""
 
 TRIM_KEEP_S: Final = 0.015
 """Kept beyond the trim points so quiet onsets and releases ("s", "t") survive."""
@@ -64,11 +64,12 @@ def trim_silence(
     if samples.size == 0:
         return samples
     window = max(1, round(_ENVELOPE_WINDOW_S * sample_rate))
-    envelope = np.sqrt(uniform_filter1d(np.square(samples, dtype=np.float64), window, mode="constant"))
-    loudest = float(envelope.max())
-    if loudest <= 10 ** (SILENCE_FLOOR_DBFS / 20):
+    # mean power over 10 ms; the filter's running sum can dip a hair below zero in silence
+    power = np.maximum(uniform_filter1d(np.square(samples, dtype=np.float64), window, mode="constant"), 0.0)
+    loudest = float(power.max())
+    if loudest <= 10 ** (SILENCE_FLOOR_DBFS / 10):
         return samples[:0]
-    above = np.flatnonzero(envelope >= loudest * 10 ** (threshold_db / 20))
+    above = np.flatnonzero(power >= loudest * 10 ** (threshold_db / 10))
     keep = round(keep_s * sample_rate)
     return samples[max(int(above[0]) - keep, 0) : min(int(above[-1]) + keep + 1, samples.size)]
 
