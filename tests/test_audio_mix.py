@@ -96,6 +96,12 @@ def test_join_keeps_quiet_word_endings_and_trims_hiss(tail_db: float, kept: bool
     assert (duration_s(joined, RATE) > 0.7) is kept
 
 
+def test_paragraph_pause_survives_a_silent_last_sentence(margin: float) -> None:
+    # the sentence ending the first paragraph gave no audio ("..."): the break is still a paragraph break
+    joined = join_with_pauses([_chunk(0.3), np.zeros(0, np.float32), _chunk(0.3)], RATE, paragraph_ends={1})
+    assert _pauses(joined) == [pytest.approx(DEFAULT_PARAGRAPH_PAUSE_S + 2 * margin, abs=0.002)]
+
+
 def test_join_skips_silent_chunks_without_doubling_the_pause(margin: float) -> None:
     joined = join_with_pauses([_chunk(0.3), _silence(0.5), np.zeros(0, np.float32), _chunk(0.3)], RATE)
     assert _pauses(joined) == [pytest.approx(DEFAULT_PAUSE_S + 2 * margin, abs=0.002)]

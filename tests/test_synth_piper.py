@@ -90,6 +90,16 @@ def test_length_scale_slows_the_voice(piper_voice: tuple[Path, Path], engine: Pi
     assert len(slow.synthesize(sentence)[0]) > 1.3 * len(engine.synthesize(sentence)[0])
 
 
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider':UserWarning")
+def test_device_reports_where_inference_actually_runs(piper_voice: tuple[Path, Path]) -> None:
+    # onnxruntime falls back to the CPU when it has no CUDA provider; device must not claim a GPU
+    import onnxruntime
+
+    engine = PiperEngine(*piper_voice, device="cuda")
+    engine.load()
+    assert engine.device == ("cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu")
+
+
 def test_synthesize_before_load_is_refused(piper_voice: tuple[Path, Path]) -> None:
     engine = PiperEngine(*piper_voice)
     with pytest.raises(EngineError, match=r"not loaded; call load\(\) first"):

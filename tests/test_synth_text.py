@@ -232,7 +232,11 @@ def test_split_sentences_rejects_a_zero_limit() -> None:
 _ALPHABET = st.sampled_from(list("abc ABC 123 .!?…,;:\n\"')۔؟یہ。") + ["Mr.", "e.g.", "No.", "\n\n"])
 
 
-@given(text=st.lists(_ALPHABET, max_size=80).map("".join), max_chars=st.integers(5, 60), lang=st.sampled_from(["en", "ur", "zh"]))
+@given(
+    text=st.lists(_ALPHABET, max_size=80).map("".join),
+    max_chars=st.integers(5, 60),
+    lang=st.sampled_from(["en", "ur", "zh"]),
+)
 def test_split_sentences_loses_and_reorders_nothing(text: str, max_chars: int, lang: str) -> None:
     """Every non-space character of the text comes out once, in order, in pieces within the limit."""
     assume(all(any(char.isalnum() for char in paragraph) for paragraph in split_paragraphs(text)))

@@ -67,6 +67,8 @@ class LoudnessReport:
     """Highest magnitude of the 4x oversampled signal, in dB relative to full scale."""
 
     sample_peak_dbfs: float
+    """Highest sample magnitude, in dB relative to full scale."""
+
     clipped_samples: int
     """Samples with magnitude >= CLIP_LEVEL."""
 
@@ -143,7 +145,7 @@ def normalise(
     if peaks.max() > limiter_ceiling:
         audio = audio * _limiter_gain(peaks, sample_rate, limiter_ceiling)
         peaks = _true_peaks(audio)
-    if peaks.max() > ceiling:  # a residual overshoot of a fraction of a dB: trim it flat
+    if peaks.max() > ceiling:  # a residual overshoot of a fraction of a dB: lower the whole clip by it
         audio = audio * (ceiling / peaks.max())
     loudness = float(meter.integrated_loudness(audio))
     if abs(loudness - target_lufs) > LOUDNESS_TOLERANCE_LU:

@@ -87,26 +87,29 @@ def join_with_pauses(
     Each chunk is trimmed of the engine's own leading and trailing silence
     (which varies per sentence), faded in and out over `FADE_S`, and
     separated from the next by `pause_s` of silence, or `paragraph_pause_s`
-    after a chunk whose index is in `paragraph_ends`. Silent chunks are
-    skipped; if every chunk is silent, AudioError.
+    after a chunk whose index is in `paragraph_ends` (kept if that chunk is
+    silent). Silent chunks are skipped; if every chunk is silent, AudioError.
     """
     _check_rate(sample_rate)
     if pause_s < 0 or paragraph_pause_s < 0:
         raise AudioError(f"Pauses cannot be negative (got {pause_s} s and {paragraph_pause_s} s).")
     pieces: list[np.ndarray] = []
-    previous: int | None = None
+    paragraph_break = False  # a paragraph ended since the last chunk with speech
     for index, chunk in enumerate(chunks):
         speech = trim_silence(_mono_float32(chunk, f"chunk {index + 1}"), sample_rate)
-        if speech.size == 0:
+        if speech.size:
+            if pieces:
+                gap = paragraph_pause_s if paragraph_break else pause_s
+                pieces.append(np.zeros(round(gap * sample_rate), np.float32))
+            pieces.append(_fade_edges(speech, sample_rate))
+            paragraph_break = False
+        else:
             logger.debug("Chunk %d is silent; skipped", index + 1)
-            continue
-        if previous is not None:
-            gap = paragraph_pause_s if previous in paragraph_ends else pause_s
-            pieces.append(np.zeros(round(gap * sample_rate), np.float32))
-        pieces.append(_fade_edges(speech, sample_rate))
-        previous = index
+        paragraph_break = paragraph_break or index in paragraph_ends
     if not pieces:
-        raise AudioError(f"Nothing to join: all {len(chunks)} chunk(s) are empty or silent; the engine produced no speech.")
+        raise AudioError(
+            f"Nothing to join: all {len(chunks)} chunk(s) are empty or silent; the engine produced no speech."
+        )
     return np.concatenate(pieces)
 
 

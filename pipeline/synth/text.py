@@ -161,8 +161,9 @@ def split_sentences(text: str, lang: str, *, max_chars: int = DEFAULT_MAX_SENTEN
     `lang` is a BCP 47 tag ("en", "en-US", "ur"); languages without special
     rules get the generic ones, which know the full stops of Latin, Arabic,
     CJK and Devanagari scripts. Paragraph breaks always end a sentence.
-    Removing all whitespace from the result and from the input gives the
-    same string: nothing is dropped, added or reordered.
+    Nothing is dropped, added or reordered: without whitespace, the joined
+    result equals the NFC input, except that a paragraph with nothing
+    speakable in it (" ... ") gives no sentence.
     """
     if max_chars < 1:
         raise ValueError(f"max_chars must be at least 1, got {max_chars}")
