@@ -60,7 +60,7 @@ def test_synthesize_gives_one_float32_array_per_sentence(engine: PiperEngine) ->
         assert np.sqrt(np.mean(np.square(audio))) > 0.01, "silence would let every later check pass on nothing"
     # about 2.5-4 words a second, plus the voice's own lead-in and tail
     assert 0.8 < len(first) / engine.sample_rate < 3.5
-    assert 2.5 < len(second) / engine.sample_rate < 7.0
+    assert 2.0 < len(second) / engine.sample_rate < 7.0
 
 
 def test_synthesize_keeps_the_model_level(engine: PiperEngine) -> None:
@@ -83,11 +83,12 @@ def test_punctuation_only_sentence_gives_an_empty_array(engine: PiperEngine) -> 
 
 
 def test_length_scale_slows_the_voice(piper_voice: tuple[Path, Path], engine: PiperEngine) -> None:
-    slow = PiperEngine(*piper_voice, length_scale=1.6)
+    slow = PiperEngine(*piper_voice, length_scale=2.0)
     slow.load()
-    sentence = ["We ask the court to hear the case in public."]
-    # piper's duration noise varies lengths by a few percent; 1.6x leaves a wide margin
-    assert len(slow.synthesize(sentence)[0]) > 1.3 * len(engine.synthesize(sentence)[0])
+    sentences = ["We ask the court to hear the case in public."] * 3
+    # piper's duration noise moves single lengths by up to a fifth; three each and 2x leave a wide margin
+    normal_total = sum(map(len, engine.synthesize(sentences)))
+    assert sum(map(len, slow.synthesize(sentences))) > 1.4 * normal_total
 
 
 @pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider':UserWarning")
