@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.signal import resample_poly
 
+from pipeline.audio.mix import resample
 from pipeline.errors import InputError, ProvenanceError
 from pipeline.export.probe import decode
 from pipeline.provenance.presence import DEFAULT_PRESENCE_THRESHOLD, PresenceMark
@@ -54,7 +54,7 @@ def test_mark_embeds_and_detects_at_common_rates(
     presence: PresenceMark, speech_clip: tuple[np.ndarray, int], rate: int
 ) -> None:
     samples, sr = speech_clip
-    resampled = _resample(samples, sr, rate)
+    resampled = resample(samples, sr, rate)
     out, score = presence.embed_and_verify(resampled, rate)
     assert len(out) == len(resampled)
     assert score >= MARKED_MIN
@@ -64,7 +64,7 @@ def test_mark_leaves_content_above_16khz_untouched(presence: PresenceMark, speec
     """Regression: Perth's own apply_watermark resamples the whole clip through 32 kHz,
     which erased everything above 16 kHz of a 48 kHz master. Only the mark may change."""
     samples, sr = speech_clip
-    x48 = 0.8 * _resample(samples, sr, 48_000)
+    x48 = 0.8 * resample(samples, sr, 48_000)
     x48 += _band_noise(len(x48), 48_000, low_hz=17_000, rms=0.01)
     out = presence.embed(x48, 48_000)
     assert _band_energy(out - x48, 48_000, 17_000) < 1e-6 * _band_energy(x48, 48_000, 17_000)
@@ -132,11 +132,6 @@ def test_perth_silently_missing_fails_closed(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(perth, "PerthImplicitWatermarker", None)
     with pytest.raises(ProvenanceError, match="Perth watermarker unavailable.*make setup"):
         PresenceMark().load()
-
-
-def _resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
-    g = np.gcd(src, dst)
-    return resample_poly(x, dst // g, src // g).astype(np.float32)
 
 
 def _band_noise(n: int, sr: int, *, low_hz: float, rms: float) -> np.ndarray:

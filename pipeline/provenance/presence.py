@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
+from pipeline.audio.mix import resample
 from pipeline.errors import InputError, ProvenanceError, map_exceptions
 
 if TYPE_CHECKING:
@@ -101,13 +102,13 @@ class PresenceMark:
 
         watermarker = self._require_loaded()
         x = _checked_signal(x, sr)
-        x32 = _resample(x, sr, PERTH_SAMPLE_RATE)
+        x32 = resample(x, sr, PERTH_SAMPLE_RATE)
         with map_exceptions(_PERTH_ERRORS, "Perth could not embed the presence mark"):
             with torch.inference_mode():
                 marked32 = watermarker.apply_watermark(x32, sample_rate=PERTH_SAMPLE_RATE)
         # Perth's iSTFT drops the last partial hop; the mark there is zero.
         mark32 = _fit(np.asarray(marked32, dtype=np.float32), len(x32)) - x32
-        out = x + _fit(_resample(mark32, PERTH_SAMPLE_RATE, sr), len(x))
+        out = x + _fit(resample(mark32, PERTH_SAMPLE_RATE, sr), len(x))
         over = int(np.count_nonzero(np.abs(out) > 1.0))
         if over:
             log.warning("Presence mark overshot full scale on %d samples (peak %.3f); clipped", over, np.abs(out).max())
@@ -119,7 +120,7 @@ class PresenceMark:
         import torch
 
         watermarker = self._require_loaded()
-        x32 = _resample(_checked_signal(x, sr), sr, PERTH_SAMPLE_RATE)
+        x32 = resample(_checked_signal(x, sr), sr, PERTH_SAMPLE_RATE)
         with map_exceptions(_PERTH_ERRORS, "Perth could not check the presence mark"):
             with torch.inference_mode():
                 score = float(watermarker.get_watermark(x32, sample_rate=PERTH_SAMPLE_RATE, round=False))
@@ -173,15 +174,6 @@ def _checked_signal(x: np.ndarray, sr: int) -> np.ndarray:
             f"{MIN_DURATION_S:.1f} s of audio."
         )
     return x.astype(np.float32, copy=False)
-
-
-def _resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
-    if src == dst:
-        return x
-    from scipy.signal import resample_poly  # about 0.5 s to import; keep it off the CLI's start-up path
-
-    g = math.gcd(src, dst)
-    return resample_poly(x, dst // g, src // g).astype(np.float32, copy=False)
 
 
 def _fit(x: np.ndarray, n: int) -> np.ndarray:

@@ -29,7 +29,6 @@ from pipeline.services.review import require_text_approved
 from pipeline.services.statements import get_statement, transition
 from pipeline.services.voices import current_consent, get_voice, model_ref
 from pipeline.services.workspace import Workspace
-from pipeline.store.files import sha256_file
 from pipeline.store.models import ClipFileRow, ClipRow, StatementRow
 
 log = logging.getLogger(__name__)

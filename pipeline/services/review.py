@@ -75,30 +75,22 @@ class StageStatus:
     tally: Tally
 
 
-def text_status(s: Session, ws: Workspace, row: StatementRow) -> StageStatus:
+def stage_status(s: Session, ws: Workspace, row: StatementRow, clip: ClipRow | None = None) -> StageStatus:
+    """Where the statement's approvals stand: the text stage, or with `clip`, the audio stage."""
     st = to_domain(row)
     consent = consent_of(current_consent(s, row.voice_id))
     if consent is None:
         raise ConsentError(f"Voice {row.voice_id!r} has no consent on file.")
-    req = requirement(Stage.TEXT, policy_of(ws), consent)
-    t = tally(approvals_of(s, row.id), statement=st, stage=Stage.TEXT, subject_hash=st.revision_hash, req=req, verify=verifier(s))
-    return StageStatus(Stage.TEXT, st.revision_hash, t)
-
-
-def audio_status(s: Session, ws: Workspace, row: StatementRow, clip: ClipRow) -> StageStatus:
-    st = to_domain(row)
-    consent = consent_of(current_consent(s, row.voice_id))
-    if consent is None:
-        raise ConsentError(f"Voice {row.voice_id!r} has no consent on file.")
-    req = requirement(Stage.AUDIO, policy_of(ws), consent)
-    t = tally(approvals_of(s, row.id), statement=st, stage=Stage.AUDIO, subject_hash=clip.audio_sha256, req=req, verify=verifier(s))
-    return StageStatus(Stage.AUDIO, clip.audio_sha256, t)
+    stage, subject = (Stage.TEXT, st.revision_hash) if clip is None else (Stage.AUDIO, clip.audio_sha256)
+    req = requirement(stage, policy_of(ws), consent)
+    t = tally(approvals_of(s, row.id), statement=st, stage=stage, subject_hash=subject, req=req, verify=verifier(s))
+    return StageStatus(stage, subject, t)
 
 
 def require_text_approved(s: Session, ws: Workspace, row: StatementRow, now: datetime) -> None:
     """The gate before any audio exists: consent valid now and every text approval in place (rule 1)."""
     check_consent(consent_of(current_consent(s, row.voice_id)), to_domain(row), now)
-    status = text_status(s, ws, row)
+    status = stage_status(s, ws, row)
     if not status.tally.complete:
         raise ApprovalError(f"Statement {row.id} still needs {status.tally.missing()} of revision {row.revision}.")
 
@@ -153,13 +145,13 @@ def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str
             transition(ws, s, row, Event.CHANGES_REQUESTED, actor=who.name, now=now)
             _drop_draft(s, row.id)
         elif stage is Stage.AUDIO:
-            status = audio_status(s, ws, row, clip)
+            status = stage_status(s, ws, row, clip)
             if status.tally.complete:
                 transition(ws, s, row, Event.AUDIO_APPROVED, actor=who.name, now=now)
             else:
                 transition(ws, s, row, Event.AUDIO_REVIEWED, actor=who.name, now=now)
         else:
-            done = text_status(s, ws, row).tally.complete
+            done = stage_status(s, ws, row).tally.complete
             transition(ws, s, row, Event.TEXT_APPROVED if done else Event.REVIEW_STARTED, actor=who.name, now=now)
     if State(row.state) is State.AUDIO_APPROVED:
         try:
@@ -181,7 +173,7 @@ def release(ws: Workspace, statement_id: int, *, actor: str | None, now: datetim
         if clip is None:
             raise StoreError(f"Statement {row.id} has no draft clip to release; render it again.")
         _check_audio_intact(ws, clip)
-        status = audio_status(s, ws, row, clip)
+        status = stage_status(s, ws, row, clip)
         if not status.tally.complete:
             raise ApprovalError(f"Statement {row.id} still needs {status.tally.missing()} of its audio.")
         transition(ws, s, row, Event.RELEASED, actor=who.name, now=now, data={"clip": clip.id})
@@ -226,9 +218,9 @@ def review_details(ws: Workspace, statement_id: int) -> dict:
         clip = draft_clip(s, row.id, ("draft", "released", "revoked"))
         status = None
         if state in (State.DRAFT_READY, State.AUDIO_APPROVED) and clip is not None:
-            status = audio_status(s, ws, row, clip)
+            status = stage_status(s, ws, row, clip)
         elif state in (*_TEXT_STATES, State.TEXT_APPROVED):
-            status = text_status(s, ws, row)
+            status = stage_status(s, ws, row)
         return {
             "statement": row,
             "stage": status.stage.value if status else None,

@@ -35,7 +35,6 @@ from pipeline.domain import (
 )
 from pipeline.errors import InputError, NotFoundError, PermissionError_
 from pipeline.services.workspace import Workspace
-from pipeline.store.files import sha256_file
 from pipeline.store.models import ClipRow, ConsentRow, StatementRow, UserRow, VoiceRow
 from pipeline.synth.base import ModelRef
 

@@ -7,27 +7,15 @@ a blob's name is proof of its content (checked again on every read).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from pipeline.errors import StoreError
+from pipeline.hashing import sha256_file
 
 _CHUNK = 1 << 20
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def atomic_copy(src: Path, dest: Path) -> None:

@@ -1,0 +1,81 @@
+"""The workspace: what `init` creates, users' keys, the SQLite store's mode, the file store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli.main import app
+from pipeline.errors import StoreError
+from pipeline.store.files import FileStore
+
+runner = CliRunner()
+
+
+def test_init_creates_store_config_keys(tmp_path) -> None:
+    home = tmp_path / "ws"
+    result = runner.invoke(app, ["init", "--home", str(home), "--org", "Free Voice Media"])
+    assert result.exit_code == 0, result.output
+    assert (home / "voxgate.toml").read_text().count('name = "Free Voice Media"') == 1
+    assert (home / "blobs").is_dir() and (home / "voices").is_dir()
+    assert stat.S_IMODE((home / "keys" / "org.key").stat().st_mode) == 0o600
+    con = sqlite3.connect(home / "voxgate.db")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+
+
+def test_voxgate_home_environment_variable_is_the_default(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("VOXGATE_HOME", str(tmp_path / "from-env"))
+    assert runner.invoke(app, ["init"]).exit_code == 0
+    assert (tmp_path / "from-env" / "voxgate.toml").exists()
+
+
+def test_user_keys_are_private_and_public_keys_listed(workspace) -> None:
+    key = workspace.user_key_path("rita")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    result = runner.invoke(app, ["user", "list", "--json", "--home", str(workspace.home)])
+    users = {u["name"]: u for u in json.loads(result.stdout)}
+    assert users["rita"]["role"] == "reviewer" and len(users["rita"]["public_key"]) == 64
+
+
+def test_first_user_must_be_admin(tmp_path) -> None:
+    home = tmp_path / "ws"
+    runner.invoke(app, ["init", "--home", str(home)])
+    result = runner.invoke(app, ["user", "add", "sam", "--role", "submitter", "--home", str(home)])
+    assert result.exit_code == 1 and "first user of a workspace must be an admin" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["Sam", "../etc", "a b", ""])
+def test_user_names_are_checked(workspace, name) -> None:
+    result = runner.invoke(app, ["user", "add", name, "--role", "reviewer", "--home", str(workspace.home), "--as", "ops"])
+    assert result.exit_code == 1 and "not a valid user name" in result.stderr
+
+
+def test_file_store_detects_a_changed_blob(tmp_path) -> None:
+    store = FileStore(tmp_path / "blobs")
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"clip bytes")
+    digest = store.put(src)
+    assert store.put(src) == digest  # same content, same name, stored once
+    store.path(digest).write_bytes(b"clip bytez")
+    with pytest.raises(StoreError, match="no longer matches its checksum"):
+        store.open_checked(digest)
+
+
+@pytest.mark.parametrize("cmd", [["voice", "list"], ["voice", "show", "demo"], ["statements", "list"],
+                                 ["clips", "list"], ["audit", "log"]])
+def test_listings_and_show_print_json(workspace, cmd) -> None:
+    result = runner.invoke(app, [*cmd, "--json", "--home", str(workspace.home)])
+    assert result.exit_code == 0, result.output
+    json.loads(result.stdout)
+
+
+def test_voice_show_lists_the_consent_record(workspace) -> None:
+    result = runner.invoke(app, ["voice", "show", "demo", "--json", "--home", str(workspace.home)])
+    consent = json.loads(result.stdout)["consent"]
+    assert consent["policy"] == "per_statement" and consent["approvers"] == ["joe-delegate"]
+    assert consent["statement"].startswith("I, Joe Example, consent") and len(consent["record_sha256"]) == 64
