@@ -123,10 +123,10 @@ def test_no_release_without_valid_approvals_and_consent(template, tmp_path_facto
 
         @rule(text=st.sampled_from(TEXTS),
               # Weighted towards the rightful people, so that releases are common.
-              text_by=st.sampled_from(["rita"] * 2 + ["ravi"] * 2 + [FORGE] * 2 + ["ops", "sam", "joe-delegate"]),
-              owner_by=st.sampled_from(["joe-delegate"] * 4 + [FORGE] * 2 + ["rita", SKIP]),
+              text_by=st.sampled_from(["rita"] * 3 + ["ravi"] * 3 + [FORGE] * 2 + ["ops", "sam", "joe-delegate"]),
+              owner_by=st.sampled_from(["joe-delegate"] * 5 + [FORGE] * 2 + ["rita", SKIP]),
               owner_first=st.booleans(),
-              audio_by=st.sampled_from(["ravi"] * 3 + ["rita"] * 3 + ["sam", "joe-delegate", FORGE]),
+              audio_by=st.sampled_from(["ravi"] * 4 + ["rita"] * 4 + ["sam", "joe-delegate", FORGE]),
               submitter=st.sampled_from(["sam", "ops"]))
         def full_attempt(self, text, text_by, owner_by, owner_first, audio_by, submitter) -> None:  # noqa: ANN001
             """A whole pass from submission to release, each sign-off given rightly, wrongly, forged or skipped.
@@ -232,6 +232,8 @@ def test_no_release_without_valid_approvals_and_consent(template, tmp_path_facto
             self.ws.engine.dispose()
 
     run_state_machine_as_test(Workflow, settings=settings(
-        max_examples=40, stateful_step_count=30, deadline=None,
+        # Derandomized: CI explores the same 80 command sequences every run, so a pass is repeatable.
+        max_examples=80, stateful_step_count=40, deadline=None, derandomize=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    print(f"{len(RELEASES)} releases in the run")
     assert len(RELEASES) >= 10, f"only {len(RELEASES)} releases: the property was barely exercised"
