@@ -136,14 +136,14 @@ def _summary(ws: Any, tools: Tools, produced: dict[int, list[Path]]) -> None:
     for row in statements.list_statements(ws):
         files = produced.get(row.id, [])
         if not files:
-            rows.append((row.id, row.state, "", "", "", "", ""))
+            rows.append((row.id, row.state, "", "", "", "", "", ""))
             continue
         samples, sr = decode(files[0])
         loud = measure(samples, sr)
         marked = all(tools.presence_mark().detect(*decode(f)) >= 0.5 for f in files)
         labelled = all(probe(f).tags.get("ai_generated") == "true" for f in files)
-        rows.append((row.id, row.state, "\n".join(f.name for f in files), f"{len(samples) / sr:.1f} s",
-                     f"{loud.integrated_lufs:.1f} LUFS / {loud.true_peak_dbtp:.1f} dBTP",
+        rows.append((row.id, row.state, " ".join(f.suffix[1:] for f in files), f"{len(samples) / sr:.1f} s",
+                     f"{loud.integrated_lufs:.1f}", f"{loud.true_peak_dbtp:.1f}",
                      "yes" if marked else "NO", "yes" if labelled else "NO"))
-    print_table("Demo result", ["statement", "state", "clip files", "duration", "loudness", "watermark detected",
-                                "labels present"], rows)
+    print_table("Demo result (measured on the exported files)",
+                ["stmt", "state", "clip files", "duration", "LUFS", "dBTP", "watermark", "AI labels"], rows)
