@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import stat
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -14,6 +15,7 @@ from pipeline.errors import StoreError
 from pipeline.store.files import FileStore
 
 runner = CliRunner()
+MIGRATION_HEAD = sorted(p.name for p in (Path(__file__).parents[1] / "pipeline/store/migrations/versions").glob("0*.py"))[-1][:4]
 
 
 def test_init_creates_store_config_keys(tmp_path) -> None:
@@ -25,7 +27,7 @@ def test_init_creates_store_config_keys(tmp_path) -> None:
     assert stat.S_IMODE((home / "keys" / "org.key").stat().st_mode) == 0o600
     con = sqlite3.connect(home / "voxgate.db")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == MIGRATION_HEAD
 
 
 def test_voxgate_home_environment_variable_is_the_default(tmp_path, monkeypatch) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from pipeline.cli import audit, clips, review, statements, users, voices
+from pipeline.cli import audit, clips, portal, review, statements, users, voices
 from pipeline.cli.output import HOME_DEFAULT, AsUser, Home, fail, handles_errors, print_table, success
 from pipeline.errors import InputError, VoxgateError
 
@@ -28,6 +28,8 @@ app.add_typer(audit.app, name="audit")
 app.command("submit")(handles_errors(statements.submit))
 app.command("revise")(handles_errors(statements.revise))
 app.command("withdraw")(handles_errors(statements.withdraw))
+app.command("serve")(portal.serve)
+app.command("pull")(portal.pull)
 
 
 @app.callback()

@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.output import HOME_DEFAULT, AsJson, AsUser, Home, handles_errors, print_json, print_table, success
+from pipeline.cli.output import (
+    HOME_DEFAULT, AsJson, AsUser, Home, console, handles_errors, print_json, print_table, success,
+)
 from pipeline.domain import Role
 from pipeline.services.users import add_user, list_users
 from pipeline.services.workspace import open_workspace, utcnow
@@ -38,3 +40,18 @@ def list_(home: Home = HOME_DEFAULT, as_json: AsJson = False) -> None:
         return
     print_table("Users", ["name", "role", "public key", "added"],
                 [(u.name, u.role, u.public_key.hex()[:16] + "…", f"{u.created_at:%Y-%m-%d %H:%M}") for u in users])
+
+
+@app.command("token")
+@handles_errors
+def token(
+    name: Annotated[str, typer.Argument(help="The distributor (or other user) the token is for.")],
+    days: Annotated[int, typer.Option(help="Days until the token expires.")] = 30,
+    home: Home = HOME_DEFAULT,
+    as_user: AsUser = None,
+) -> None:
+    """Issue an access token for the portal and `voxgate pull` (shown once; only its hash is kept)."""
+    from pipeline.services.tokens import issue_token
+
+    raw = issue_token(open_workspace(home), name, days=days, actor=as_user, now=utcnow())
+    console.out(raw)

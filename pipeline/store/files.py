@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from pipeline.errors import StoreError
 from pipeline.hashing import sha256_file
@@ -18,19 +19,25 @@ from pipeline.hashing import sha256_file
 _CHUNK = 1 << 20
 
 
-def atomic_copy(src: Path, dest: Path) -> None:
-    """Copy `src` to `dest` so that `dest` is either absent or complete."""
+def atomic_write_stream(stream: BinaryIO, dest: Path) -> None:
+    """Write everything read from `stream` to `dest` so that `dest` is either absent or complete."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
-            shutil.copyfileobj(f, out, _CHUNK)
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(stream, out, _CHUNK)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_copy(src: Path, dest: Path) -> None:
+    """Copy `src` to `dest` so that `dest` is either absent or complete."""
+    with open(src, "rb") as f:
+        atomic_write_stream(f, dest)
 
 
 class FileStore:

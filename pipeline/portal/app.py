@@ -1,0 +1,235 @@
+"""The distributors' portal and the public verify page: server-rendered, no front-end build.
+
+Distributors sign in with a token from `voxgate user token NAME`, see released
+clips with their text, voice and labels, play and download them (each
+download lands in the audit log under their name). Revoked clips vanish from
+the list and their downloads answer 410 with the reason. `/verify` is public:
+an upload is checked in a temporary folder and deleted with the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Final
+
+from fastapi import FastAPI, Form, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from pipeline.errors import ConsentError, InputError, NotFoundError, PermissionError_, VoxgateError
+from pipeline.portal.security import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    RateLimiter,
+    SecurityHeaders,
+    csrf_ok,
+    new_csrf_token,
+)
+from pipeline.services import clips as clip_service
+from pipeline.services.tokens import authenticate
+from pipeline.services.workspace import Workspace, open_workspace, utcnow
+from pipeline.store.models import ClipRow, StatementRow, UserRow
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).parent
+MAX_UPLOAD_BYTES: Final = 50 * 1024 * 1024
+SIGN_IN_LIMIT: Final = (10, 60.0)  # failed sign-ins per client per minute
+VERIFY_LIMIT: Final = (20, 60.0)
+DOWNLOAD_FORMATS: Final = ("wav", "mp3", "ogg")
+
+# Leading bytes of the containers we accept; the name and the declared type count for nothing.
+_MAGIC: Final = ((0, b"RIFF", 8, b"WAVE"), (0, b"OggS", None, None), (0, b"ID3", None, None),
+                 (0, b"fLaC", None, None), (4, b"ftyp", None, None))
+
+
+def sniff_audio(head: bytes) -> bool:
+    """Whether `head` starts like a WAV, Ogg, MP3, FLAC or MP4/M4A file."""
+    for off, magic, off2, magic2 in _MAGIC:
+        if head[off:off + len(magic)] == magic and (off2 is None or head[off2:off2 + len(magic2)] == magic2):
+            return True
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # an MPEG audio frame sync
+
+
+def create_app(home: Path) -> FastAPI:
+    ws = open_workspace(home)
+    app = FastAPI(title="voxgate portal", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    templates = Jinja2Templates(directory=HERE / "templates")
+    sign_in_limit, verify_limit = RateLimiter(*SIGN_IN_LIMIT), RateLimiter(*VERIFY_LIMIT)
+
+    def page(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
+        csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
+        response = templates.TemplateResponse(request, name, {"organisation": ws.config.organisation, "csrf": csrf,
+                                                               **context}, status_code=code)
+        response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict")
+        return response
+
+    def current_user(request: Request) -> UserRow | None:
+        try:
+            return authenticate(ws, request.cookies.get(SESSION_COOKIE), now=utcnow())
+        except PermissionError_:
+            return None
+
+    def client(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+        return page(request, "error.html", code=status, status=status, message=message, user=None)
+
+    @app.get("/")
+    def index(request: Request) -> Response:
+        return RedirectResponse("/clips" if current_user(request) else "/login", status_code=303)
+
+    @app.get("/login")
+    def login_form(request: Request) -> Response:
+        return page(request, "login.html", user=None)
+
+    @app.post("/login")
+    def login(request: Request, token: str = Form(""), csrf: str = Form("")) -> Response:
+        if sign_in_limit.exceeded(client(request)):  # only failed attempts are counted, below
+            return page(request, "login.html", code=429, user=None, error="Too many failed attempts; wait a minute.")
+        if not csrf_ok(request, csrf):
+            return page(request, "login.html", code=403, user=None, error="The form expired; reload and try again.")
+        try:
+            user = authenticate(ws, token.strip(), now=utcnow())
+        except PermissionError_ as exc:
+            sign_in_limit.allow(client(request))
+            return page(request, "login.html", code=401, user=None, error=str(exc))
+        response = RedirectResponse("/clips", status_code=303)
+        response.set_cookie(SESSION_COOKIE, token.strip(), httponly=True, samesite="strict", max_age=12 * 3600)
+        response.set_cookie(CSRF_COOKIE, new_csrf_token(), httponly=True, samesite="strict")  # rotate on sign-in
+        log.info("portal sign-in: %s", user.name)
+        return response
+
+    @app.post("/logout")
+    def logout(request: Request, csrf: str = Form("")) -> Response:
+        if not csrf_ok(request, csrf):
+            return error_page(request, 403, "The form expired; reload and try again.")
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    @app.get("/clips")
+    def clip_list(request: Request) -> Response:
+        user = current_user(request)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        return page(request, "clips.html", user=user.name, clips=released_clips(ws))
+
+    @app.get("/clips/{clip_id}/download/{fmt}")
+    def download(request: Request, clip_id: int, fmt: str) -> Response:
+        user = current_user(request)
+        if user is None:
+            return error_page(request, 401, "Sign in first.")
+        return serve_file(request, user, clip_id, fmt)
+
+    def serve_file(request: Request, user: UserRow, clip_id: int, fmt: str) -> Response:
+        if fmt not in DOWNLOAD_FORMATS:  # never a path: a fixed list of names
+            return error_page(request, 404, f"No format {fmt!r}.")
+        try:
+            path, name = clip_service.open_download(ws, clip_id, fmt, actor=user.name, now=utcnow())
+        except ConsentError as exc:
+            return error_page(request, 410, str(exc))
+        except (NotFoundError, InputError) as exc:
+            return error_page(request, 404, str(exc))
+        return FileResponse(path, filename=name, media_type=_MIME[fmt])
+
+    @app.get("/api/clips")
+    def api_clips(request: Request, since: str | None = None) -> Response:
+        user = bearer_user(request)
+        if isinstance(user, Response):
+            return user
+        items = released_clips(ws)
+        if since:
+            items = [c for c in items if c["released_at"] >= since]
+        return JSONResponse(items)
+
+    @app.get("/api/clips/{clip_id}/{fmt}")
+    def api_download(request: Request, clip_id: int, fmt: str) -> Response:
+        user = bearer_user(request)
+        if isinstance(user, Response):
+            return user
+        return serve_file(request, user, clip_id, fmt)
+
+    def bearer_user(request: Request) -> UserRow | Response:
+        """The token's user, or the response to send: 401, or 429 after too many failures from one client."""
+        scheme, _, raw = request.headers.get("authorization", "").partition(" ")
+        if sign_in_limit.exceeded(client(request)):
+            return JSONResponse({"error": "too many failed attempts; wait a minute"}, status_code=429)
+        try:
+            if scheme.lower() != "bearer":
+                raise PermissionError_("Send the token as `Authorization: Bearer <token>`.")
+            return authenticate(ws, raw.strip(), now=utcnow())
+        except PermissionError_ as exc:
+            sign_in_limit.allow(client(request))  # a failed bearer counts like a failed sign-in
+            return JSONResponse({"error": str(exc)}, status_code=401)
+
+    @app.get("/verify")
+    def verify_form(request: Request) -> Response:
+        user = current_user(request)
+        return page(request, "verify.html", user=user.name if user else None)
+
+    @app.post("/verify")
+    async def verify_upload(request: Request, file: UploadFile, csrf: str = Form("")) -> Response:
+        user = current_user(request)
+        name = user.name if user else None
+        if not verify_limit.allow(client(request)):
+            return page(request, "verify.html", code=429, user=name, error="Too many checks; wait a minute.")
+        if not csrf_ok(request, csrf):
+            return page(request, "verify.html", code=403, user=name, error="The form expired; reload and try again.")
+        with tempfile.TemporaryDirectory(prefix="voxgate-verify-") as tmp:
+            dest = Path(tmp) / "upload"  # our name, never the client's
+            size = 0
+            with dest.open("wb") as out:
+                while chunk := await file.read(1 << 20):
+                    size += len(chunk)
+                    if size > MAX_UPLOAD_BYTES:
+                        return page(request, "verify.html", code=413, user=name,
+                                    error=f"The file is larger than {MAX_UPLOAD_BYTES >> 20} MB.")
+                    out.write(chunk)
+            with dest.open("rb") as f:
+                if not sniff_audio(f.read(16)):
+                    return page(request, "verify.html", code=415, user=name,
+                                error="That is not an audio file we can read (WAV, MP3, Ogg, FLAC, MP4/M4A).")
+            try:
+                result = check_upload(ws, dest)
+            except VoxgateError as exc:
+                return page(request, "verify.html", code=422, user=name, error=str(exc))
+        return page(request, "verify.html", user=name, result=result)
+
+    app.state.workspace = ws
+    return app
+
+
+_MIME: Final = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
+
+
+def released_clips(ws: Workspace) -> list[dict[str, Any]]:
+    """Released clips with what a distributor needs to see; revoked ones are left out."""
+    with ws.sessions() as s:
+        rows = s.scalars(select(ClipRow).where(ClipRow.state == "released").order_by(ClipRow.id.desc()))
+        out = []
+        for c in rows:
+            st = s.get(StatementRow, c.statement_id)
+            rev = next(r for r in st.revisions if r.number == c.revision)
+            out.append({
+                "id": c.id, "statement": st.id, "voice": c.labels.get("artist", c.voice_id), "language": st.language,
+                "purpose": st.purpose, "channel": st.channel, "text": rev.text,
+                "released_at": c.released_at.isoformat(timespec="seconds") if c.released_at else "",
+                "duration": c.figures.get("duration_s"), "notice": c.labels.get("comment", ""),
+                "formats": [f.format for f in c.files if f.format in DOWNLOAD_FORMATS],
+            })
+        return out
+
+
+def check_upload(ws: Workspace, path: Path) -> dict[str, Any]:
+    """The verdict for an uploaded file, shaped for the page."""
+    from pipeline.services.verify import verify_file
+
+    report = verify_file(ws, path, actor="public", now=utcnow())
+    return {"verdict": report.verdict, "summary": report.summary, "details": report.details}

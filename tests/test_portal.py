@@ -1,0 +1,151 @@
+"""The distributors' portal over real HTTP on loopback: sign-in, listing, downloads, and its defences."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import timedelta
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli.main import app as cli
+from pipeline.portal.security import RateLimiter
+from pipeline.services.auditing import audit_log
+from pipeline.services.tokens import issue_token
+from pipeline.services.workspace import utcnow
+from portal_fixtures import build_released, serving
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    return build_released(tmp_path_factory.mktemp("portal"))
+
+
+@pytest.fixture(scope="module")
+def base_url(released):
+    with serving(released.ws.home) as url:
+        yield url
+
+
+def signed_in(base_url: str, token: str) -> httpx.Client:
+    client = httpx.Client(base_url=base_url, follow_redirects=False)
+    page = client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    response = client.post("/login", data={"token": token, "csrf": csrf})
+    assert response.status_code == 303 and response.headers["location"] == "/clips"
+    return client
+
+
+def test_pages_carry_security_headers(base_url) -> None:
+    response = httpx.get(f"{base_url}/login")
+    assert response.status_code == 200
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert "httponly" in response.headers["set-cookie"].lower() and "samesite=strict" in response.headers["set-cookie"].lower()
+
+
+def test_sign_in_lists_released_clips_but_not_revoked_ones(base_url, released) -> None:
+    client = signed_in(base_url, released.token)
+    page = client.get("/clips").text
+    assert f'id="clip-{released.clip_id}"' in page and "AI-generated voice" in page
+    assert f'id="clip-{released.revoked_clip_id}"' not in page
+    assert "We ask for an open trial" in page
+
+
+def test_download_is_the_registered_file_and_is_audited(base_url, released) -> None:
+    client = signed_in(base_url, released.token)
+    response = client.get(f"/clips/{released.clip_id}/download/mp3")
+    assert response.status_code == 200 and response.headers["content-type"] == "audio/mpeg"
+    assert f"voxgate-clip-{released.clip_id}.mp3" in response.headers["content-disposition"]
+    with released.ws.sessions() as s:
+        from pipeline.store.models import ClipRow
+
+        digest = next(f.sha256 for f in s.get(ClipRow, released.clip_id).files if f.format == "mp3")
+    assert response.content == released.ws.files.path(digest).read_bytes()
+    events = [e for e in audit_log(released.ws) if e.action == "voxgate.clip.downloaded"]
+    assert events and events[-1].actor == "dana" and events[-1].data["format"] == "mp3"
+
+
+def test_revoked_clip_answers_410_with_the_reason(base_url, released) -> None:
+    client = signed_in(base_url, released.token)
+    response = client.get(f"/clips/{released.revoked_clip_id}/download/ogg")
+    assert response.status_code == 410 and "revoked" in response.text
+
+
+@pytest.mark.parametrize("path", [
+    "/clips/1/download/..%2F..%2Fvoxgate.toml",
+    "/clips/1/download/%2e%2e%2fkeys%2forg.key",
+    "/clips/1/download/wav%00",
+    "/static/..%2Fapp.py",
+    "/static/../../voxgate.toml",
+    "/clips/..%2F..%2Fkeys/download/wav",
+])
+def test_path_traversal_never_reaches_the_filesystem(base_url, released, path) -> None:
+    client = signed_in(base_url, released.token)
+    response = client.get(path)
+    assert response.status_code in (404, 422)
+    assert b"PRIVATE KEY" not in response.content and b"[organisation]" not in response.content
+
+
+def test_downloads_need_a_session(base_url, released) -> None:
+    response = httpx.get(f"{base_url}/clips/{released.clip_id}/download/wav")
+    assert response.status_code == 401
+    assert httpx.get(f"{base_url}/clips", follow_redirects=False).status_code == 303
+
+
+def test_wrong_and_expired_tokens_are_refused(base_url, released) -> None:
+    client = httpx.Client(base_url=base_url)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+    wrong = client.post("/login", data={"token": "vxg_" + "x" * 43, "csrf": csrf})
+    assert wrong.status_code == 401 and "Unknown or revoked" in wrong.text
+    expired = issue_token(released.ws, "dana", days=1, actor="ops", now=utcnow() - timedelta(days=2))
+    response = client.post("/login", data={"token": expired, "csrf": csrf})
+    assert response.status_code == 401 and "expired" in response.text
+
+
+def test_sign_in_without_the_csrf_token_is_refused(base_url, released) -> None:
+    client = httpx.Client(base_url=base_url)
+    client.get("/login")  # the csrf cookie is set, but the form field is missing
+    response = client.post("/login", data={"token": released.token})
+    assert response.status_code == 403
+
+
+def test_tokens_are_stored_hashed(released) -> None:
+    con = sqlite3.connect(released.ws.home / "voxgate.db")
+    dump = "\n".join(con.iterdump())
+    con.close()
+    assert released.token not in dump and released.token[4:] not in dump
+
+
+def test_sign_in_is_rate_limited(released) -> None:
+    with serving(released.ws.home) as url:  # a fresh server: its own limiter
+        client = httpx.Client(base_url=url)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+        codes = [client.post("/login", data={"token": "vxg_nope", "csrf": csrf}).status_code for _ in range(12)]
+    assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+
+
+def test_rate_limiter_window_slides() -> None:
+    limiter = RateLimiter(2, 60)
+    assert limiter.allow("a", 0) and limiter.allow("a", 1) and not limiter.allow("a", 2)
+    assert limiter.allow("b", 2)  # per client
+    assert limiter.allow("a", 61)  # the first event left the window
+
+
+def test_api_and_pull_with_a_bearer_token(base_url, released, tmp_path) -> None:
+    listing = httpx.get(f"{base_url}/api/clips", headers={"Authorization": f"Bearer {released.token}"})
+    assert listing.status_code == 200 and [c["id"] for c in listing.json()] == [released.clip_id]
+    assert httpx.get(f"{base_url}/api/clips", headers={"Authorization": "Bearer vxg_bad"}).status_code == 401
+    result = CliRunner().invoke(cli, ["pull", "--url", base_url, "--token", released.token, "--out", str(tmp_path),
+                                      "--format", "ogg", "--since", "2000-01-01"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / f"voxgate-clip-{released.clip_id}.ogg").stat().st_size > 1000
+    refused = CliRunner().invoke(cli, ["pull", "--url", base_url, "--token", "vxg_bad", "--out", str(tmp_path)])
+    assert refused.exit_code == 1 and "refused the token" in refused.stderr
