@@ -32,7 +32,7 @@ from pipeline.portal.security import (
 from pipeline.services import clips as clip_service
 from pipeline.services.tokens import authenticate
 from pipeline.services.workspace import Workspace, open_workspace, utcnow
-from pipeline.store.models import ClipRow, StatementRow, UserRow
+from pipeline.store.models import ClipRow, StatementRow, UserRow, VoiceRow
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -218,9 +218,9 @@ def released_clips(ws: Workspace) -> list[dict[str, Any]]:
             st = s.get(StatementRow, c.statement_id)
             rev = next(r for r in st.revisions if r.number == c.revision)
             out.append({
-                "id": c.id, "statement": st.id, "voice": c.labels.get("artist", c.voice_id), "language": st.language,
+                "id": c.id, "statement": st.id, "voice": s.get(VoiceRow, c.voice_id).name, "language": st.language,
                 "purpose": st.purpose, "channel": st.channel, "text": rev.text,
-                "released_at": c.released_at.isoformat(timespec="seconds") if c.released_at else "",
+                "released_at": c.released_at.isoformat(timespec="seconds"),
                 "duration": c.figures.get("duration_s"), "notice": c.labels.get("comment", ""),
                 "formats": [f.format for f in c.files if f.format in DOWNLOAD_FORMATS],
             })

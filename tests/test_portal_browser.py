@@ -1,0 +1,88 @@
+"""The portal in a real headless Chromium (Debian's), driven by Playwright: sign in, play, download, screenshot."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from portal_fixtures import build_released, serving
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "screenshots"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    return build_released(tmp_path_factory.mktemp("browser"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed; `make setup` installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+def assert_not_blank(path: Path) -> None:
+    pixels = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+    assert pixels.std() > 10, f"{path} looks blank"
+
+
+def test_sign_in_play_and_download(browser, released, tmp_path) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with serving(released.ws.home) as url:
+        page = browser.new_page(accept_downloads=True)
+        page.goto(f"{url}/login")
+        page.fill("#token", released.token)
+        page.click("#signin")
+        page.wait_for_url(f"{url}/clips")
+        card = page.locator(f"#clip-{released.clip_id}")
+        assert "AI-generated voice" in card.inner_text()
+        assert page.locator(f"#clip-{released.revoked_clip_id}").count() == 0
+
+        # Play: the browser fetches and decodes the Ogg Opus stream, then plays it.
+        duration = card.locator("audio").evaluate(
+            """el => new Promise((resolve, reject) => {
+                   el.addEventListener('loadedmetadata', () => resolve(el.duration));
+                   el.addEventListener('error', () => reject(el.error && el.error.message));
+                   el.load();
+               })""")
+        assert duration > 3
+        played = card.locator("audio").evaluate(
+            "el => el.play().then(() => new Promise(r => setTimeout(() => r(el.currentTime), 600)))")
+        assert played > 0.1
+
+        with page.expect_download() as info:
+            card.locator("a.download", has_text="mp3").click()
+        download = info.value
+        saved = tmp_path / download.suggested_filename
+        download.save_as(saved)
+        assert saved.name == f"voxgate-clip-{released.clip_id}.mp3" and saved.stat().st_size > 10_000
+
+        shot = SHOTS / "portal-clips.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert_not_blank(shot)
+
+
+def test_wrong_token_shows_the_error(browser, released) -> None:
+    with serving(released.ws.home) as url:
+        page = browser.new_page()
+        page.goto(f"{url}/login")
+        page.fill("#token", "vxg_not-a-real-token")
+        page.click("#signin")
+        assert "Unknown or revoked" in page.locator("#error").inner_text()
+        shot = SHOTS / "portal-login-error.png"
+        page.screenshot(path=str(shot))
+        assert_not_blank(shot)
