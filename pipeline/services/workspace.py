@@ -5,6 +5,8 @@
     <home>/blobs/           content-addressed file store
     <home>/keys/org.key     the organisation's Ed25519 key (signs the audit log)
     <home>/keys/users/      one Ed25519 key per user (signs approvals)
+    <home>/keys/c2pa/       the C2PA signing identity (see pipeline.provenance.credentials)
+    <home>/keys/watermark.key  32 random bytes (mode 0600) the payload watermark key derives from
     <home>/voices/<id>/     voice profiles as added
     <home>/audit-head.json  the signed head of the audit log
 """
@@ -13,13 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import secrets
 import tempfile
 import tomllib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, select
@@ -28,14 +32,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline import audit
 from pipeline.domain.model import Role
-from pipeline.errors import NotFoundError, PermissionError_, StoreError, map_exceptions
+from pipeline.errors import InputError, NotFoundError, PermissionError_, StoreError, map_exceptions
 from pipeline.identity.keys import generate_key, load_key, public_key_of
+from pipeline.provenance import credentials
 from pipeline.settings import CONFIG_FILE, WorkspaceConfig, default_config_text
 from pipeline.store.db import check_schema, migrate, open_engine, session_factory, sqlite_url
 from pipeline.store.files import FileStore
 from pipeline.store.models import AuditRow, UserRow
 
 _DB_ERRORS = {OperationalError: StoreError, SQLAlchemyError: StoreError}
+WATERMARK_SECRET_BYTES: Final = 32
+C2PA_DIR: Final = Path("keys") / "c2pa"
+WATERMARK_KEY: Final = Path("keys") / "watermark.key"
+#: Files a workspace made before content credentials lacks; `init` adds them.
+IDENTITY_FILES: Final = (*(C2PA_DIR / name for name in credentials.IDENTITY_FILES), WATERMARK_KEY)
+
+C2paImport = tuple[Path, Path]
+"""An operator's own C2PA identity: (certificate chain PEM, private key PEM)."""
 
 
 def utcnow() -> datetime:
@@ -50,6 +63,9 @@ class Workspace:
     sessions: sessionmaker[Session]
     files: FileStore
     org_key: Ed25519PrivateKey
+    # Writers in one process queue here, in order, instead of spinning on SQLite's busy handler
+    # (which is not fair: under 50 concurrent downloads some waited past the busy timeout).
+    _write_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def org_public_key(self) -> bytes:
@@ -65,16 +81,20 @@ class Workspace:
     def voice_dir(self, voice_id: str) -> Path:
         return self.home / "voices" / voice_id
 
+    @property
+    def c2pa_dir(self) -> Path:
+        return self.home / C2PA_DIR
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """One atomic unit of work; on commit, the signed audit head moves forward."""
-        with map_exceptions(_DB_ERRORS, "The workspace database refused the change"):
+        with self._write_lock, map_exceptions(_DB_ERRORS, "The workspace database refused the change"):
             with self.sessions.begin() as session:
                 yield session
                 last = session.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
                 head = (last.seq, last.hash) if last else None
-        if head:
-            audit.write_head(self.head_path, self.org_key, *head)
+            if head:
+                audit.write_head(self.head_path, self.org_key, *head)
 
     def record(self, session: Session, action: str, *, actor: str, subject: str | int,
                data: dict[str, Any] | None = None, now: datetime) -> None:
@@ -108,11 +128,26 @@ def _check_home_writable(home: Path) -> None:
         raise StoreError(f"{parent} is not writable ({exc.strerror}); choose another --home or fix its permissions.") from None
 
 
-def init_workspace(home: Path, organisation: str, *, now: datetime) -> tuple[Workspace, bool]:
-    """Create the workspace at `home`, or open it unchanged if it exists. Returns (workspace, created)."""
+def init_workspace(home: Path, organisation: str, *, now: datetime, c2pa: C2paImport | None = None,
+                   say: Callable[[str], None] = lambda _message: None) -> tuple[Workspace, bool]:
+    """Create the workspace at `home`, or open it if it exists. Returns (workspace, created).
+
+    An existing workspace gets only its missing identity files (content
+    credentials, watermark secret); with `c2pa`, the operator's own chain
+    replaces the signing identity. Nothing else changes. `say` hears what was added.
+    """
     home = home.expanduser()
     if (home / CONFIG_FILE).exists():
-        return open_workspace(home), False
+        organisation = WorkspaceConfig.load(home / CONFIG_FILE).organisation
+        done = _provide_identity(home, organisation, c2pa, now=now)
+        ws = open_workspace(home)
+        if done:
+            with ws.transaction() as s:
+                ws.record(s, "voxgate.workspace.identity_added", actor="system", subject=organisation, data=done,
+                          now=now)
+        for what in done.values():
+            say(what)
+        return ws, False
     if not organisation.strip():
         raise StoreError("The organisation name is empty; pass --org NAME.")
     _check_home_writable(home)
@@ -126,6 +161,7 @@ def init_workspace(home: Path, organisation: str, *, now: datetime) -> tuple[Wor
         (home / (CONFIG_FILE + ".part")).write_text(config, encoding="utf-8")
     except OSError as exc:
         raise StoreError(f"Could not create the workspace at {home}: {exc.strerror}.") from exc
+    done = _provide_identity(home, organisation, c2pa, now=now)
     cfg = WorkspaceConfig.from_dict(tomllib.loads(config))
     engine = open_engine(cfg.database_url or sqlite_url(home / "voxgate.db"))
     with map_exceptions(_DB_ERRORS, "Could not create the workspace database"):
@@ -135,8 +171,63 @@ def init_workspace(home: Path, organisation: str, *, now: datetime) -> tuple[Wor
     ws = open_workspace(home)
     with ws.transaction() as s:
         ws.record(s, "voxgate.workspace.created", actor="system", subject=organisation,
-                  data={"org_public_key": (org_pub or ws.org_public_key).hex()}, now=now)
+                  data={"org_public_key": (org_pub or ws.org_public_key).hex(), **done}, now=now)
     return ws, True
+
+
+def _provide_identity(home: Path, organisation: str, c2pa: C2paImport | None, *, now: datetime) -> dict[str, str]:
+    """Import the operator's C2PA chain, or create whatever identity file is missing; say what was done.
+
+    Created once and never replaced behind the operator's back: clips are
+    verified with these files for as long as they circulate.
+    """
+    done: dict[str, str] = {}
+    folder = home / C2PA_DIR
+    if c2pa is not None:
+        chain, key = (_read_pem(path) for path in c2pa)
+        done["c2pa"] = f"imported the C2PA signing identity {credentials.import_identity(folder, chain, key, now=now)}"
+    elif not folder.exists():
+        done["c2pa"] = f"created the C2PA signing identity {credentials.create_identity(folder, organisation, now=now)}"
+    elif missing := [name for name in credentials.IDENTITY_FILES if not (folder / name).is_file()]:
+        raise StoreError(
+            f"{folder} is incomplete (no {', '.join(missing)}); restore it from a backup, or move it aside and run "
+            "`voxgate init` again for a new identity (clips signed with the old one will then read as untrusted)."
+        )
+    if not (home / WATERMARK_KEY).exists():
+        _create_secret(home / WATERMARK_KEY)
+        done["watermark"] = f"created the watermark secret {WATERMARK_KEY}"
+    return done
+
+
+def _read_pem(path: Path) -> bytes:
+    try:
+        return path.expanduser().read_bytes()
+    except OSError as exc:
+        raise InputError(f"Could not read {path}: {exc.strerror}.") from None
+
+
+def _create_secret(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise StoreError(f"Could not create {path}: {exc.strerror}.") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(secrets.token_bytes(WATERMARK_SECRET_BYTES))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def watermark_secret(ws: Workspace) -> bytes:
+    """The workspace's watermark secret: the payload mark derives its key from it (`payload.derive_key`)."""
+    path = ws.home / WATERMARK_KEY
+    try:
+        secret = path.read_bytes()
+    except FileNotFoundError:
+        raise StoreError(f"{path} is missing; restore it from a backup (clips marked with it can be traced only "
+                         f"with it), or run `voxgate init --home {ws.home}` to make a new one.") from None
+    if len(secret) != WATERMARK_SECRET_BYTES:
+        raise StoreError(f"{path} holds {len(secret)} bytes, not {WATERMARK_SECRET_BYTES}; restore it from a backup.")
+    return secret
 
 
 def open_workspace(home: Path) -> Workspace:
@@ -144,6 +235,12 @@ def open_workspace(home: Path) -> Workspace:
     if not home.is_dir():
         raise StoreError(f"No workspace at {home}; create one with `voxgate init --home {home}`.")
     cfg = WorkspaceConfig.load(home / CONFIG_FILE)
+    if missing := [str(path) for path in IDENTITY_FILES if not (home / path).is_file()]:
+        raise StoreError(
+            f"The workspace at {home} has no {', '.join(missing)}: it predates content credentials and the payload "
+            f"watermark. Run `voxgate init --home {home}` to add them (nothing else changes); if these files existed "
+            "before, restore them from a backup instead."
+        )
     engine = open_engine(cfg.database_url or sqlite_url(home / "voxgate.db"))
     with map_exceptions(_DB_ERRORS, "Could not open the workspace database"):
         check_schema(engine)

@@ -1,0 +1,128 @@
+"""Portal download throughput and latency: 50 concurrent clients fetching a ~1 MB clip on loopback.
+
+The baseline is the same 1 MB file served by a bare Starlette FileResponse on
+the same server (no token check, no checksum, no audit event), measured in the
+same run, so the ratio is the cost of voxgate's checks:
+
+    .venv/bin/python scripts/bench_portal.py [--clients 50] [--requests 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+import httpx  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+
+async def hammer(url: str, headers: dict[str, str], clients: int, requests: int) -> tuple[float, list[float], int]:
+    """`requests` GETs of `url` by `clients` concurrent connections; returns (seconds, latencies, bytes)."""
+    latencies: list[float] = []
+    received = 0
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(i)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal received
+        while True:
+            try:
+                queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            t0 = time.perf_counter()
+            response = await client.get(url, headers=headers)
+            response.raise_for_status()
+            latencies.append(time.perf_counter() - t0)
+            received += len(response.content)
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(clients)))
+        return time.perf_counter() - start, latencies, received
+
+
+def serve(home: Path, port: int, blob: Path) -> None:
+    """The server side, in its own process so the clients do not share its interpreter lock."""
+    import uvicorn
+    from starlette.responses import FileResponse
+
+    from pipeline.portal.app import create_app
+
+    app = create_app(home)
+    app.add_route("/baseline", lambda request: FileResponse(blob, media_type="audio/wav"))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--serve", nargs=3, metavar=("HOME", "PORT", "BLOB"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(Path(args.serve[0]), int(args.serve[1]), Path(args.serve[2]))
+        return
+
+    import subprocess
+
+    from pipeline.store.models import ClipRow
+    from portal_fixtures import build_released, free_port
+
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="voxgate-bench-portal-") as tmp:
+        console.print("building a workspace with a released clip (real render)…")
+        released = build_released(Path(tmp))
+        with released.ws.sessions() as s:
+            wav = next(f for f in s.get(ClipRow, released.clip_id).files if f.format == "wav")
+        blob = released.ws.files.path(wav.sha256)
+        port = free_port()
+        server = subprocess.Popen([sys.executable, __file__, "--serve", str(released.ws.home), str(port), str(blob)])
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/login", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the portal did not start") from None
+                time.sleep(0.2)
+        auth = {"Authorization": f"Bearer {released.token}"}
+        try:
+            results = {
+                "baseline: bare FileResponse": asyncio.run(hammer(f"{base}/baseline", {}, args.clients, args.requests)),
+                "portal download (token, checksum, audit)": asyncio.run(
+                    hammer(f"{base}/api/clips/{released.clip_id}/wav", auth, args.clients, args.requests)),
+            }
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    table = Table(title=f"{args.requests} downloads of a {wav.size / 1e6:.2f} MB clip, {args.clients} concurrent clients, loopback")
+    for col in ("what", "downloads/s", "MB/s", "p50 ms", "p99 ms", "× baseline time"):
+        table.add_column(col, justify="left" if col == "what" else "right")
+    baseline_s = next(iter(results.values()))[0]
+    for name, (seconds, lat, received) in results.items():
+        lat.sort()
+        table.add_row(name, f"{len(lat) / seconds:.0f}", f"{received / seconds / 1e6:.0f}",
+                      f"{statistics.median(lat) * 1e3:.1f}", f"{lat[int(0.99 * (len(lat) - 1))] * 1e3:.1f}",
+                      f"{seconds / baseline_s:.2f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
