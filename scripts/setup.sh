@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg espeak-ng sox libsndfile1 chromium fonts-noto-core)
+APT_PACKAGES=(ffmpeg espeak-ng sox libsndfile1 libfribidi0 chromium fonts-noto-core)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
