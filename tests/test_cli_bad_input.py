@@ -235,5 +235,5 @@ def test_commands_on_a_missing_workspace_say_how_to_create_one(tmp_path) -> None
 def test_init_twice_changes_nothing(workspace) -> None:
     before = store_snapshot(workspace.home)
     result = runner.invoke(app, ["init", "--home", str(workspace.home)])
-    assert result.exit_code == 0 and "already exists; nothing changed" in result.stdout
+    assert result.exit_code == 0 and "already exists; nothing else changed" in result.stdout
     assert store_snapshot(workspace.home) == before

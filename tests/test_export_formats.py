@@ -27,6 +27,7 @@ EXPECTED = {  # format: (codec, sample rate for a 22,050 Hz source)
     ExportFormat.WAV: ("pcm_s16le", 22_050),
     ExportFormat.MP3: ("mp3", 44_100),
     ExportFormat.OGG: ("opus", 48_000),
+    ExportFormat.M4A: ("opus", 48_000),  # Opus in MP4: messaging apps' codec, in a container C2PA can sign
 }
 
 

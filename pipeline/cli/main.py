@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from pipeline.cli import audit, clips, portal, review, statements, users, voices
+from pipeline.cli import audit, clips, portal, review, statements, users, verify, voices
 from pipeline.cli.output import HOME_DEFAULT, AsUser, Home, fail, handles_errors, print_table, success
 from pipeline.errors import InputError, VoxgateError
 
@@ -30,6 +31,7 @@ app.command("revise")(handles_errors(statements.revise))
 app.command("withdraw")(handles_errors(statements.withdraw))
 app.command("serve")(portal.serve)
 app.command("pull")(portal.pull)
+app.command("verify")(verify.verify)
 
 
 @app.callback()
@@ -42,15 +44,20 @@ def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log pro
 def init(
     home: Home = HOME_DEFAULT,
     org: Annotated[str, typer.Option(help="Organisation name, as consent records name it.")] = "voxgate workspace",
+    c2pa_cert: Annotated[Optional[Path], typer.Option(help="Your own C2PA chain (PEM: signing certificate first, CA last).")] = None,
+    c2pa_key: Annotated[Optional[Path], typer.Option(help="The signing certificate's unencrypted P-256 key (PEM).")] = None,
 ) -> None:
-    """Create a workspace: SQLite store, file store, config and the organisation's key."""
+    """Create a workspace: SQLite store, file store, config, the organisation's keys and C2PA identity."""
     from pipeline.services.workspace import init_workspace, utcnow
 
-    ws, created = init_workspace(home, org, now=utcnow())
+    if (c2pa_cert is None) != (c2pa_key is None):
+        raise InputError("Give both --c2pa-cert and --c2pa-key, or neither (a workspace CA is then generated).")
+    c2pa = (c2pa_cert, c2pa_key) if c2pa_cert and c2pa_key else None
+    ws, created = init_workspace(home, org, now=utcnow(), c2pa=c2pa, say=lambda m: success(m + "."))
     if created:
         success(f"Created workspace {ws.home} for {ws.config.organisation}. Next: `voxgate user add NAME --role admin`.")
     else:
-        success(f"Workspace {ws.home} already exists; nothing changed.")
+        success(f"Workspace {ws.home} already exists; nothing else changed.")
 
 
 @app.command("render")

@@ -70,14 +70,22 @@ def _distribute(ws: Workspace, clip_id: int, fmt: str, action: str, *, actor: st
 
 
 def export_clip(ws: Workspace, clip_id: int, fmt: str, out_dir: Path, *, actor: str | None, now: datetime) -> Path:
-    """Copy a released clip's file to `out_dir`, after checking consent still holds and the bytes are intact."""
+    """Copy a released clip's file to `out_dir`, after checking consent still holds and the bytes are intact.
+
+    Ogg cannot embed content credentials; its sidecar goes beside it as ``<file>.c2pa``.
+    """
     if not out_dir.is_dir():
         raise InputError(f"{out_dir} is not a folder; create it first.")
     with ws.sessions() as s:
         who = ws.actor(s, actor, Role.DISTRIBUTOR, Role.REVIEWER)
     path, name = _distribute(ws, clip_id, fmt, "voxgate.clip.exported", actor=who.name, now=now)
     dest = out_dir / name
+    with ws.sessions() as s:  # the render stores it as format "ogg.c2pa"
+        sidecar = s.scalars(select(ClipFileRow.sha256).where(ClipFileRow.clip_id == clip_id,
+                                                             ClipFileRow.format == fmt + SIDECAR_SUFFIX)).first()
     try:
+        if sidecar is not None:  # first, so the file never appears without its credentials
+            atomic_copy(ws.files.open_checked(sidecar), dest.with_name(dest.name + SIDECAR_SUFFIX))
         atomic_copy(path, dest)
     except OSError as exc:
         raise StoreError(f"Could not write {dest}: {exc.strerror}; check the folder's permissions.") from exc

@@ -2,7 +2,8 @@
 
     consent gate + approvals (again, now) → sentences → engine → pauses →
     loudness → audible disclosure → presence watermark (verified) →
-    quality gates → WAV / MP3 / Ogg Opus with AI labels → file store → draft_ready
+    quality gates → WAV / MP3 / Ogg Opus / M4A with AI labels and signed content
+    credentials (embedded; a sidecar for Ogg) → file store → draft_ready
 
 A worker claims a statement by moving it to `rendering` inside one write
 transaction, so two workers never render the same statement. Every step that
@@ -12,6 +13,7 @@ back to `text_approved`, and no clip is registered.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 from collections.abc import Callable
@@ -23,13 +25,21 @@ from typing import Any, Final
 import numpy as np
 from sqlalchemy import select
 
-from pipeline.domain import Event, Role, State
+from pipeline.domain import Decision, Event, Role, State
 from pipeline.errors import ConsentError, ProvenanceError, VoxgateError
-from pipeline.services.review import require_text_approved
+from pipeline.provenance.credentials import (
+    ClipProvenance,
+    SignedApproval,
+    can_embed,
+    embed_credentials,
+    load_identity,
+    write_sidecar,
+)
+from pipeline.services.review import approvals_of, require_text_approved, verifier
 from pipeline.services.statements import get_statement, transition
 from pipeline.services.voices import current_consent, get_voice, model_ref
 from pipeline.services.workspace import Workspace
-from pipeline.store.models import ClipFileRow, ClipRow, StatementRow
+from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, StatementRow
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +48,7 @@ STALE_CLAIM: Final = timedelta(minutes=30)  # a `rendering` claim older than thi
 DEFAULT_MAX_WER: Final = 0.25
 TRUE_PEAK_TOLERANCE_DB: Final = 0.1  # meter differences between our 4x oversampler and a reader's
 ANNOUNCER_LANGUAGES: Final = frozenset({"en"})  # what the packaged announcer voice can speak
-FORMATS: Final = ("wav", "mp3", "ogg")
+FORMATS: Final = ("wav", "mp3", "ogg", "m4a")
 
 Progress = Callable[[str], None]
 """Called with a short description as each render step starts."""
@@ -229,22 +239,58 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
         organisation=ws.config.organisation, language=lang, created_at=now.isoformat(),
         ai_notice=ai_notice(owner=job["owner"], organisation=ws.config.organisation),
     )
-    files: dict[str, Path] = {}
-    for fmt in FORMATS:
-        files[fmt] = export_clip(audio, MASTER_RATE, ExportFormat(fmt), tmp / f"clip-{clip_id}.{fmt}", labels)
-    # The lossy export a messaging app will carry must still carry the mark.
-    opus, sr = decode(files["ogg"])
-    score = tools.presence_mark().detect(opus, sr)
-    if score < DEFAULT_PRESENCE_THRESHOLD:
-        raise ProvenanceError(f"The presence watermark was not detected in the Ogg Opus export (score {score:.2f}).")
-    figures["presence_score_ogg"] = round(float(score), 4)
     settings = {
         "engine": job["ref"].engine, "model_sha256": job["ref"].sha256, "sample_rate": MASTER_RATE,
         "target_lufs": cfg.target_lufs, "true_peak_dbtp": cfg.true_peak_dbtp, "sentence_pause_s": cfg.sentence_pause_s,
         "disclosure": disclosure_at, "disclosure_text": text, "consent_sha256": job["consent_sha256"],
         "revision_sha256": job["revision_sha256"],
     }
+    identity = load_identity(ws.c2pa_dir)
+    manifest = _provenance(ws, clip_id, statement_id, job, settings, now).manifest()
+
+    def seal(path: Path, fmt: ExportFormat) -> None:
+        embed_credentials(path, fmt.mime, manifest, identity)
+
+    files: dict[str, Path] = {}
+    for fmt in map(ExportFormat, FORMATS):
+        embeds = can_embed(fmt.mime)
+        files[fmt.value] = export_clip(audio, MASTER_RATE, fmt, tmp / f"clip-{clip_id}{fmt.extension}", labels,
+                                       seal=seal if embeds else None)
+        if not embeds:  # Ogg: the manifest travels beside the file, and is stored and exported with it
+            files[f"{fmt.value}.c2pa"] = write_sidecar(files[fmt.value], fmt.mime, manifest, identity)
+    # The lossy export a messaging app will carry must still carry the mark.
+    opus, sr = decode(files["ogg"])
+    score = tools.presence_mark().detect(opus, sr)
+    if score < DEFAULT_PRESENCE_THRESHOLD:
+        raise ProvenanceError(f"The presence watermark was not detected in the Ogg Opus export (score {score:.2f}).")
+    figures["presence_score_ogg"] = round(float(score), 4)
     return figures, settings, labels.as_tags(), files
+
+
+def _provenance(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any], settings: dict[str, Any],
+                now: datetime) -> ClipProvenance:
+    """What the clip's content credentials assert: the consent and text approvals it was rendered under.
+
+    Audio sign-off cannot be in the manifest: it is given on these very files,
+    after they are signed. It is in the registry and the audit log.
+    """
+    with ws.sessions() as s:
+        clip = s.get(ClipRow, clip_id)
+        consent = s.scalars(select(ConsentRow).where(ConsentRow.voice_id == job["voice"],
+                                                     ConsentRow.record_sha256 == job["consent_sha256"])
+                            .order_by(ConsentRow.id.desc()).limit(1)).one()
+        valid = verifier(s)
+        approvals = tuple(
+            SignedApproval(a.reviewer, a.stage.value, a.decision.value, hashlib.sha256(a.signature).hexdigest())
+            for a in approvals_of(s, statement_id)
+            if a.subject_hash == job["revision_sha256"] and a.decision is Decision.APPROVE and valid(a)
+        )
+    return ClipProvenance(
+        clip_id=clip_id, organisation=ws.config.organisation, voice_id=job["voice"], voice_name=job["voice_name"],
+        consent_id=consent.id, consent_sha256=job["consent_sha256"], statement_id=statement_id,
+        revision=clip.revision, revision_sha256=job["revision_sha256"], language=job["language"], created_at=now,
+        approvals=approvals, settings=settings,
+    )
 
 
 def _asr_gate(tools: Tools, speech: np.ndarray, text: str, lang: str) -> dict[str, Any]:

@@ -1,0 +1,89 @@
+"""`voxgate verify FILE`: is a circulating clip ours and unchanged, derived, revoked, leaked, or unknown?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.text import Text
+
+from pipeline.cli.output import (
+    HOME_DEFAULT,
+    AsJson,
+    AsUser,
+    Home,
+    console,
+    err_console,
+    handles_errors,
+    print_fields,
+    print_json,
+)
+from pipeline.verify.verdict import Outcome
+
+if TYPE_CHECKING:
+    from pipeline.services.verify import VerifyReport
+
+_STYLE = {Outcome.AUTHENTIC: "bold green", Outcome.DERIVED: "bold yellow", Outcome.REVOKED: "bold red",
+          Outcome.UNRELEASED: "bold red", Outcome.UNKNOWN: "bold"}
+
+
+@handles_errors
+def verify(
+    file: Annotated[Path, typer.Argument(help="The audio file to check; a FILE.c2pa sidecar beside it is read too.",
+                                         show_default=False)],
+    home: Home = HOME_DEFAULT,
+    as_json: AsJson = False,
+    as_user: AsUser = None,
+) -> None:
+    """Check a clip against this workspace: content credentials, labels, watermarks and the registry.
+
+    Exit status: 0 AUTHENTIC, 10 DERIVED, 11 REVOKED, 12 UNRELEASED, 13 UNKNOWN, 1 the check itself failed.
+    """
+    from pipeline.services.verify import verify_file
+    from pipeline.services.workspace import open_workspace, utcnow
+
+    ws = open_workspace(home)
+    with err_console.status(f"Checking {file.name} …"):
+        report = verify_file(ws, file, now=utcnow(), actor=as_user)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        _print(report)
+    raise typer.Exit(report.verdict.exit_code)
+
+
+def _print(report: VerifyReport) -> None:
+    e, creds = report.evidence, report.credentials
+    registered = (f"clip {e.registered_file[0]}'s {e.registered_file[1]} file, byte for byte" if e.registered_file
+                  else "no registered file has these bytes")
+    credentials = e.credentials.value + (f", signed by {e.credentials_signer}" if e.credentials_signer else "")
+    credentials += (f", names clip {e.credentials_clip}" if e.credentials_clip is not None else "")
+    credentials += (" (sidecar)" if creds.sidecar else "") + "".join(f"; {p}" for p in e.credentials_problems)
+    labels = ", ".join(f"{k}={v}" for k, v in report.tags.items()) or "none"
+    presence = (f"{e.presence:.3f}" if e.presence is not None else f"not checked: {report.notes.get('presence', '')}")
+    payload = ("not checked: " + report.notes.get("payload", "") if e.payload is None
+               else "none of ours" if e.payload.serial is None
+               else f"clip {e.payload.serial} (confidence {e.payload.confidence:.1f})")
+    content = "; ".join(f"clip {clip}: {m.matched_s:.0f} of {m.audible_s:.0f} s found ({m.coverage:.0%})"
+                        for clip, m in e.content.items()) or "nothing to compare"
+    print_fields(f"Evidence for {report.path.name}", [
+        ("sha256", report.sha256), ("registry file", registered), ("content credentials", credentials),
+        ("metadata labels (a claim)", labels), ("presence mark", presence), ("payload mark", payload),
+        ("audio vs registered master", content),
+    ])
+    if (clip := report.clip) is not None:
+        approvals = ", ".join(
+            f"{a['reviewer']} ({a['stage']}, {a['decision']}{'' if a['signature_valid'] else ', SIGNATURE INVALID'})"
+            for a in clip.approvals)
+        print_fields(f"Clip {clip.clip_id}", [
+            ("state", clip.state), ("statement", f"{clip.statement_id}, revision {clip.revision}"),
+            ("text", clip.text if clip.text is not None else "(not released: not shown)"),
+            ("voice", f"{clip.voice_name} ({clip.voice_id}), consent of {clip.owner}"),
+            ("approvals", approvals or "none"), ("released", clip.released_at), ("revoked", clip.revoked_at),
+        ])
+    v = report.verdict
+    console.print(Text.assemble((v.outcome.value, _STYLE[v.outcome]),
+                                f"  clip {v.clip_id}" if v.clip_id is not None else ""))
+    for reason in v.reasons:
+        console.print(Text(f"  - {reason}"), soft_wrap=True)

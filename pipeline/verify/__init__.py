@@ -1,0 +1,29 @@
+"""Verdicts for a circulating clip: is it ours, unchanged, derived, revoked, leaked, or unknown?
+
+`verdict` is the pure decision (evidence in, verdict out); `match` compares
+a file's audio with a registered master. Gathering the evidence from a file
+and the registry is `pipeline.services.verify`.
+"""
+
+from pipeline.verify.match import ContentMatch, match_audio
+from pipeline.verify.verdict import (
+    EXIT_CODES,
+    ClipFacts,
+    Evidence,
+    Outcome,
+    PayloadReading,
+    Verdict,
+    decide,
+)
+
+__all__ = [
+    "EXIT_CODES",
+    "ClipFacts",
+    "ContentMatch",
+    "Evidence",
+    "Outcome",
+    "PayloadReading",
+    "Verdict",
+    "decide",
+    "match_audio",
+]

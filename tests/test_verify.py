@@ -1,0 +1,395 @@
+"""`voxgate verify`: the verdict as pure logic (exhaustively), the audio match, and every verdict on real files.
+
+The real-file tests render clips through the real pipeline (packaged Piper
+voice, Perth, Whisper), release, export, re-encode and cut them with ffmpeg,
+and verify what comes out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import typer
+from typer.testing import CliRunner
+
+from conftest import DEMO_VOICE, ORG, PEOPLE, voice_profile
+from pipeline.cli.verify import verify
+from pipeline.domain import Decision
+from pipeline.export.formats import ExportFormat, export_clip
+from pipeline.provenance.credentials import CredentialStatus
+from pipeline.provenance.labels import ClipLabels
+from pipeline.services import clips, review, statements
+from pipeline.services.auditing import audit_log
+from pipeline.services.render import Tools, render_statement
+from pipeline.services.users import add_user
+from pipeline.services.verify import PUBLIC_ACTOR, VerifyReport, verify_file
+from pipeline.services.voices import add_voice, revoke_consent
+from pipeline.services.workspace import Workspace, init_workspace, utcnow, watermark_secret
+from pipeline.store.models import ClipRow
+from pipeline.verify import (
+    EXIT_CODES,
+    ClipFacts,
+    ContentMatch,
+    Evidence,
+    Outcome,
+    PayloadReading,
+    decide,
+    match_audio,
+)
+from pipeline.verify.match import RATE
+
+# --- the verdict, as pure logic -----------------------------------------------------------
+
+FOUND, NOT_FOUND = ContentMatch(6.0, 6.0), ContentMatch(6.0, 0.0)
+REGISTERED = [None, (1, "mp3")]
+CREDENTIALS = [(CredentialStatus.TRUSTED, 1), (CredentialStatus.UNTRUSTED, 1), (CredentialStatus.TAMPERED, 1),
+               (CredentialStatus.ABSENT, None)]
+TAGS = [None, 1]
+PAYLOADS = [None, PayloadReading(None, 0.4), PayloadReading(1, 14.0)]  # not checked, nothing found, clip 1
+CONTENT = [{}, {1: FOUND}, {1: NOT_FOUND}]
+FACTS = [  # what the registry says about clip 1; None: no such clip
+    None,
+    ClipFacts(1, "draft", consent_revoked=False),
+    ClipFacts(1, "superseded", consent_revoked=False),
+    ClipFacts(1, "released", consent_revoked=False),
+    ClipFacts(1, "revoked", consent_revoked=True),
+    ClipFacts(1, "draft", consent_revoked=True),  # a leaked draft of a voice whose consent is gone: REVOKED wins
+]
+PRESENCE = [None, 0.0, 1.0]
+
+
+def every_evidence():
+    for registered, (status, claimed), tags, payload, content, facts, presence in itertools.product(
+            REGISTERED, CREDENTIALS, TAGS, PAYLOADS, CONTENT, FACTS, PRESENCE):
+        yield Evidence(registered_file=registered, credentials=status, credentials_clip=claimed, tags_clip=tags,
+                       presence=presence, payload=payload, content=content, clips={1: facts} if facts else {})
+
+
+def has_proof(e: Evidence) -> bool:
+    return (e.registered_file is not None or e.credentials is CredentialStatus.TRUSTED
+            or (e.payload is not None and e.payload.serial is not None) or any(m.found for m in e.content.values()))
+
+
+def test_every_combination_of_evidence_gets_the_verdict_it_supports() -> None:
+    """All 2×4×2×3×3×6×3 combinations against the rules, stated independently of the code."""
+    seen = set()
+    for e in every_evidence():
+        v = decide(e)
+        seen.add(v.outcome)
+        facts = e.clips.get(1)
+        intact = e.registered_file is not None or e.credentials is CredentialStatus.TRUSTED
+        assert v.reasons, e
+        if not has_proof(e):
+            expected = Outcome.UNKNOWN
+        elif facts is None:
+            expected = Outcome.UNKNOWN  # a clip this registry does not hold
+        elif facts.consent_revoked or facts.state == "revoked":
+            expected = Outcome.REVOKED
+        elif facts.state != "released":
+            expected = Outcome.UNRELEASED
+        else:
+            expected = Outcome.AUTHENTIC if intact else Outcome.DERIVED
+        assert v.outcome is expected, (e, v)
+        assert (v.clip_id is None) == (not has_proof(e)), (e, v)
+    assert seen == set(Outcome)
+
+
+def test_tags_and_the_presence_mark_never_change_a_verdict() -> None:
+    """Both are forgeable by anyone: they are reported, never believed."""
+    for e in every_evidence():
+        if e.tags_clip is None and e.presence is None:
+            for tags, presence in itertools.product(TAGS, PRESENCE):
+                variant = Evidence(**{**vars(e), "tags_clip": tags, "presence": presence})
+                assert decide(variant).outcome is decide(e).outcome, variant
+
+
+def test_tags_alone_claim_a_clip_but_prove_nothing() -> None:
+    v = decide(Evidence(tags_clip=1, presence=1.0, clips={1: ClipFacts(1, "released", False)}, content={1: NOT_FOUND}))
+    assert v.outcome is Outcome.UNKNOWN and v.clip_id is None
+    assert "claims to be clip 1 (in its metadata tags) but carries no proof" in v.reasons[0]
+    assert "only 0 of its 6 audible seconds are in clip 1's master" in v.reasons[0]
+    assert any("presence watermark" in r and "anyone can add" in r for r in v.reasons)
+
+
+def test_a_manifest_from_someone_else_or_a_broken_one_is_only_a_claim() -> None:
+    for status in (CredentialStatus.UNTRUSTED, CredentialStatus.TAMPERED):
+        v = decide(Evidence(credentials=status, credentials_clip=1, clips={1: ClipFacts(1, "released", False)}))
+        assert v.outcome is Outcome.UNKNOWN
+        assert f"{status.value} content credentials" in v.reasons[0]
+
+
+def test_a_tampered_manifest_on_matching_audio_is_derived_and_says_so() -> None:
+    v = decide(Evidence(credentials=CredentialStatus.TAMPERED, credentials_clip=1,
+                        credentials_problems=("assertion.dataHash.mismatch",), content={1: FOUND},
+                        clips={1: ClipFacts(1, "released", False)}))
+    assert v.outcome is Outcome.DERIVED and v.clip_id == 1
+    assert any("changed after signing (assertion.dataHash.mismatch)" in r for r in v.reasons)
+
+
+def test_the_strongest_proof_names_the_clip_and_a_conflict_is_reported() -> None:
+    v = decide(Evidence(registered_file=(1, "wav"), payload=PayloadReading(2, 11.0),
+                        clips={1: ClipFacts(1, "released", False), 2: ClipFacts(2, "released", False)}))
+    assert v.outcome is Outcome.AUTHENTIC and v.clip_id == 1
+    assert any(r.startswith("conflicting: its payload watermark names clip 2") for r in v.reasons)
+
+
+def test_a_mark_naming_a_clip_this_registry_lacks_is_unknown() -> None:
+    v = decide(Evidence(payload=PayloadReading(99, 12.0)))
+    assert v.outcome is Outcome.UNKNOWN and v.clip_id == 99 and "not in this registry" in v.reasons[-1]
+
+
+def test_exit_codes_are_distinct_and_keep_1_for_errors() -> None:
+    assert dict(EXIT_CODES) == {Outcome.AUTHENTIC: 0, Outcome.DERIVED: 10, Outcome.REVOKED: 11,
+                                Outcome.UNRELEASED: 12, Outcome.UNKNOWN: 13}
+
+
+# --- the audio match ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("audible, matched, found", [
+    (6.0, 6.0, True),
+    (4.0, 2.0, True),  # the smallest proof: two seconds, half the file
+    (1.0, 1.0, False),  # one second could be chance
+    (6.0, 2.0, False),  # a third: chance can do that in the same voice and words
+    (60.0, 29.0, False),  # under half: most of the file is not ours, whatever part is
+])
+def test_audio_is_found_only_when_most_of_it_matches(audible, matched, found) -> None:
+    assert ContentMatch(audible, matched).found is found
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="module")
+def resynthesised(piper_voice, speech_clip_text) -> tuple[np.ndarray, int]:
+    """The same words in the same voice, synthesised again: the closest a forger gets without the file."""
+    from piper import PiperVoice
+    from piper.config import SynthesisConfig
+
+    voice = PiperVoice.load(str(piper_voice[0]), config_path=str(piper_voice[1]))
+    chunks = list(voice.synthesize(speech_clip_text, SynthesisConfig(noise_scale=0.7, noise_w_scale=0.9)))
+    return np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32), chunks[0].sample_rate
+
+
+def at_match_rate(path: Path) -> np.ndarray:
+    from pipeline.export.probe import decode
+
+    return decode(path, RATE)[0]
+
+
+@pytest.mark.parametrize("attack", [
+    ["-c:a", "libmp3lame", "-b:a", "64k"],
+    ["-ss", "1", "-c:a", "libmp3lame", "-b:a", "128k"],  # the first second cut off
+    ["-af", "aselect='not(between(t,2,3))',asetpts=N/SR/TB", "-c:a", "libopus", "-b:a", "24k"],  # a second cut out
+])
+def test_reencoded_or_cut_audio_is_found_in_its_master(tmp_path, speech_clip, attack) -> None:
+    master = tmp_path / "master.wav"
+    sf.write(master, *speech_clip)
+    suspect = tmp_path / ("suspect.ogg" if "libopus" in attack else "suspect.mp3")
+    ffmpeg("-i", str(master), *attack, str(suspect))
+    m = match_audio(at_match_rate(suspect), at_match_rate(master))
+    assert m.found and m.matched_s >= m.audible_s - 1, m  # only a block that spans the cut may be missed
+
+
+def test_the_same_words_synthesised_again_are_not_found(tmp_path, speech_clip, resynthesised) -> None:
+    sf.write(tmp_path / "master.wav", *speech_clip)
+    sf.write(tmp_path / "again.wav", *resynthesised)
+    m = match_audio(at_match_rate(tmp_path / "again.wav"), at_match_rate(tmp_path / "master.wav"))
+    assert not m.found and m.coverage < 0.5, m
+
+
+# --- every verdict on real files ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registry:
+    ws: Workspace
+    released: int
+    draft: int
+    revoked: int
+    exports: dict[str, Path]  # the released clip, as a distributor exports it
+    draft_file: Path  # taken from the file store before audio sign-off
+    revoked_file: Path
+    out: Path
+
+
+@pytest.fixture(scope="module")
+def tools() -> Tools:
+    return Tools()
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory, tools: Tools) -> Registry:
+    """One released clip, one draft awaiting sign-off, one released clip whose consent was then revoked."""
+    root = tmp_path_factory.mktemp("verify")
+    ws, _ = init_workspace(root / "ws", ORG, now=utcnow())
+    for name, role in PEOPLE.items():
+        add_user(ws, name, role, actor="ops", now=utcnow())
+    add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
+    add_voice(ws, voice_profile(root, id='"other"'), actor="ops", now=utcnow())
+    out = root / "out"
+    out.mkdir()
+
+    def render(voice: str, text: str) -> tuple[int, int]:
+        sid = statements.submit(ws, voice_id=voice, purpose="public-statement", channel="social", language="en",
+                                text=text, actor="sam", now=utcnow()).id
+        review.decide(ws, sid, Decision.APPROVE, actor="rita", now=utcnow())
+        review.decide(ws, sid, Decision.APPROVE, actor="joe-delegate", now=utcnow())
+        return sid, render_statement(ws, sid, tools, actor="rita", now=utcnow()).clip_id
+
+    sid, released = render("demo", "We ask the court to hear the case in public. Thank you for standing with us.")
+    review.decide(ws, sid, Decision.APPROVE, actor="ravi", now=utcnow())  # audio sign-off releases it
+    exports = {fmt: clips.export_clip(ws, released, fmt, out, actor="dana", now=utcnow()) for fmt in clips.EXTENSIONS}
+    _, draft = render("demo", "Our lawyers will speak to the press on Monday morning, after the hearing.")
+    with ws.sessions() as s:
+        mp3 = next(f for f in s.get(ClipRow, draft).files if f.format == "mp3")
+    draft_file = out / "draft.mp3"
+    shutil.copy(ws.files.open_checked(mp3.sha256), draft_file)
+    sid, revoked = render("other", "Please share this message with everyone who stood with us this year.")
+    review.decide(ws, sid, Decision.APPROVE, actor="ravi", now=utcnow())
+    revoked_dir = out / "revoked"
+    revoked_dir.mkdir()
+    revoked_file = clips.export_clip(ws, revoked, "mp3", revoked_dir, actor="dana", now=utcnow())
+    revoke_consent(ws, "other", "the owner withdrew consent", actor="joe-delegate", now=utcnow())
+    return Registry(ws, released, draft, revoked, exports, draft_file, revoked_file, out)
+
+
+def check(registry: Registry, tools: Tools, path: Path) -> VerifyReport:
+    return verify_file(registry.ws, path, now=utcnow(), presence=tools.presence_mark())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["wav", "mp3", "ogg", "m4a"])
+def test_a_released_export_is_authentic(registry, tools, fmt) -> None:
+    report = check(registry, tools, registry.exports[fmt])
+    assert report.verdict.outcome is Outcome.AUTHENTIC and report.verdict.clip_id == registry.released
+    # Every format carries signed credentials: embedded, or the Ogg's sidecar exported beside it.
+    assert report.credentials.status is CredentialStatus.TRUSTED and report.credentials.sidecar == (fmt == "ogg")
+    assert report.evidence.presence >= 0.5
+    clip = report.clip
+    assert clip.state == "released" and clip.released_at is not None and clip.text.startswith("We ask the court")
+    assert {(a["reviewer"], a["stage"]) for a in clip.approvals} == {("rita", "text"), ("joe-delegate", "owner"),
+                                                                   ("ravi", "audio")}
+    assert all(a["signature_valid"] for a in clip.approvals)
+
+
+@pytest.mark.slow
+def test_the_manifest_holds_the_text_approvals_and_consent_of_the_render(registry, tools) -> None:
+    """Audio sign-off comes after signing, so the manifest has text and owner approvals only (the registry has all)."""
+    ours = check(registry, tools, registry.exports["wav"]).credentials.provenance
+    assert [(a["reviewer"], a["stage"]) for a in ours["approvals"]] == [("rita", "text"), ("joe-delegate", "owner")]
+    assert ours["clip"] == registry.released and ours["watermark"]["payload_serial"] == registry.released
+    assert ours["voice"]["id"] == "demo" and ours["consent"]["sha256"] == ours["render"]["consent_sha256"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, make", [
+    ("mp3-64k.mp3", lambda src, dest: ffmpeg("-i", str(src["mp3"]), "-c:a", "libmp3lame", "-b:a", "64k", str(dest))),
+    ("cut-1s.mp3", lambda src, dest: ffmpeg("-ss", "1", "-i", str(src["mp3"]), str(dest))),
+    ("opus-24k.ogg", lambda src, dest: ffmpeg("-i", str(src["ogg"]), "-c:a", "libopus", "-b:a", "24k", str(dest))),
+    ("one-byte.wav", lambda src, dest: dest.write_bytes(flipped(src["wav"]))),
+])
+def test_a_reencoded_cut_or_altered_release_is_derived(registry, tools, tmp_path, name, make) -> None:
+    suspect = tmp_path / name
+    make(registry.exports, suspect)
+    report = check(registry, tools, suspect)
+    assert report.verdict.outcome is Outcome.DERIVED and report.verdict.clip_id == registry.released, report.verdict
+    assert report.evidence.content[registry.released].found
+    if name == "one-byte.wav":
+        assert report.credentials.status is CredentialStatus.TAMPERED
+        assert "assertion.dataHash.mismatch" in report.credentials.problems
+
+
+@pytest.mark.slow
+def test_a_draft_taken_before_audio_sign_off_is_unreleased(registry, tools) -> None:
+    report = check(registry, tools, registry.draft_file)
+    assert report.verdict.outcome is Outcome.UNRELEASED and report.verdict.clip_id == registry.draft
+    assert report.clip.text is None  # the words of an unreleased draft are not shown to whoever holds it
+
+
+@pytest.mark.slow
+def test_a_clip_whose_consent_was_revoked_is_revoked_even_when_reencoded(registry, tools, tmp_path) -> None:
+    assert check(registry, tools, registry.revoked_file).verdict.outcome is Outcome.REVOKED
+    copy = tmp_path / "copy.mp3"
+    ffmpeg("-i", str(registry.revoked_file), "-c:a", "libmp3lame", "-b:a", "64k", str(copy))
+    report = check(registry, tools, copy)
+    assert report.verdict.outcome is Outcome.REVOKED and report.verdict.clip_id == registry.revoked
+    assert report.clip.revoked_at is not None
+
+
+@pytest.mark.slow
+def test_unrelated_speech_is_unknown(registry, tools, tmp_path, speech_clip) -> None:
+    path = tmp_path / "unrelated.wav"
+    sf.write(path, *speech_clip)
+    report = check(registry, tools, path)
+    assert report.verdict.outcome is Outcome.UNKNOWN and report.verdict.clip_id is None
+    assert report.evidence.presence < 0.5
+
+
+@pytest.mark.slow
+def test_forged_tags_and_presence_mark_are_not_proof(registry, tools, tmp_path, speech_clip) -> None:
+    """Someone's own synthetic speech, marked with public Perth and tagged as our released clip."""
+    marked, _ = tools.presence_mark().embed_and_verify(*speech_clip)
+    labels = ClipLabels(clip_id=str(registry.released), statement_id=1, voice_id="demo", voice_name="Joe Example",
+                        organisation=ORG, language="en", ai_notice="AI-generated voice.",
+                        created_at=utcnow().isoformat())
+    forged = export_clip(marked, speech_clip[1], ExportFormat.MP3, tmp_path / "forged.mp3", labels)
+    report = check(registry, tools, forged)
+    assert report.verdict.outcome is Outcome.UNKNOWN and report.evidence.presence >= 0.5
+    assert f"claims to be clip {registry.released} (in its metadata tags) but carries no proof" in report.verdict.reasons[0]
+
+
+@pytest.mark.slow
+def test_the_payload_mark_alone_names_the_clip(registry, tools, tmp_path, speech_clip) -> None:
+    """Audio too altered to match the master, with no tags or credentials: the keyed mark still names the clip."""
+    payload = pytest.importorskip("pipeline.provenance.payload")
+    mark = payload.PayloadMark(payload.derive_key(watermark_secret(registry.ws)))
+    path = tmp_path / "marked.wav"
+    marked, _ = mark.embed_and_verify(*speech_clip, registry.released)  # the mark module's own read-back first
+    sf.write(path, marked, speech_clip[1])
+    report = check(registry, tools, path)
+    assert report.evidence.payload.serial == registry.released
+    assert report.verdict.outcome is Outcome.DERIVED and report.verdict.clip_id == registry.released
+
+
+@pytest.mark.slow
+def test_every_check_is_audited_anonymously_unless_a_user_is_named(registry, tools) -> None:
+    report = check(registry, tools, registry.exports["mp3"])
+    event = audit_log(registry.ws)[-1]
+    assert (event.action, event.actor, event.subject) == ("voxgate.verify.checked", PUBLIC_ACTOR, str(registry.released))
+    assert event.data == {"verdict": "AUTHENTIC", "sha256": report.sha256, "clip": registry.released,
+                          "credentials": "trusted"}
+    verify_file(registry.ws, registry.exports["mp3"], now=utcnow(), actor="dana", presence=tools.presence_mark())
+    assert audit_log(registry.ws)[-1].actor == "dana"
+
+
+@pytest.mark.slow
+def test_cli_prints_the_verdict_and_exits_with_its_code(registry) -> None:
+    app = typer.Typer()
+    app.command()(verify)  # the lead registers it as `voxgate verify`
+    runner = CliRunner()
+    home = ["--home", str(registry.ws.home)]
+    result = runner.invoke(app, [str(registry.exports["m4a"]), *home, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["verdict"] == "AUTHENTIC" and data["clip_id"] == registry.released
+    assert data["evidence"]["credentials"]["status"] == "trusted"
+    result = runner.invoke(app, [str(registry.draft_file), *home])
+    assert result.exit_code == 12 and f"UNRELEASED  clip {registry.draft}" in result.stdout
+    result = runner.invoke(app, [str(registry.out / "missing.mp3"), *home])
+    assert result.exit_code == 1 and "is not a file" in result.stderr
+
+
+def flipped(path: Path) -> bytes:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    return bytes(data)
