@@ -82,18 +82,35 @@ def join_with_pauses(
     paragraph_ends: Collection[int] = (),
     paragraph_pause_s: float = DEFAULT_PARAGRAPH_PAUSE_S,
 ) -> np.ndarray:
-    """Join per-sentence chunks into one clip with natural pauses.
+    """Join per-sentence chunks into one clip with natural pauses (see `join_with_timeline`)."""
+    return join_with_timeline(chunks, sample_rate, pause_s=pause_s, paragraph_ends=paragraph_ends,
+                              paragraph_pause_s=paragraph_pause_s)[0]
+
+
+def join_with_timeline(
+    chunks: Sequence[np.ndarray],
+    sample_rate: int,
+    *,
+    pause_s: float = DEFAULT_PAUSE_S,
+    paragraph_ends: Collection[int] = (),
+    paragraph_pause_s: float = DEFAULT_PARAGRAPH_PAUSE_S,
+) -> tuple[np.ndarray, list[tuple[float, float] | None]]:
+    """Join per-sentence chunks with natural pauses; also return where each chunk's speech lies.
 
     Each chunk is trimmed of the engine's own leading and trailing silence
     (which varies per sentence), faded in and out over `FADE_S`, and
     separated from the next by `pause_s` of silence, or `paragraph_pause_s`
     after a chunk whose index is in `paragraph_ends` (kept if that chunk is
-    silent). Silent chunks are skipped; if every chunk is silent, AudioError.
+    silent). Silent chunks are skipped (their span is None); if every chunk
+    is silent, AudioError. Spans are (start, end) in seconds of the result:
+    the sentence boundaries that captions are timed from.
     """
     _check_rate(sample_rate)
     if pause_s < 0 or paragraph_pause_s < 0:
         raise AudioError(f"Pauses cannot be negative (got {pause_s} s and {paragraph_pause_s} s).")
     pieces: list[np.ndarray] = []
+    spans: list[tuple[float, float] | None] = []
+    position = 0
     paragraph_break = False  # a paragraph ended since the last chunk with speech
     for index, chunk in enumerate(chunks):
         speech = trim_silence(_mono_float32(chunk, f"chunk {index + 1}"), sample_rate)
@@ -101,16 +118,20 @@ def join_with_pauses(
             if pieces:
                 gap = paragraph_pause_s if paragraph_break else pause_s
                 pieces.append(np.zeros(round(gap * sample_rate), np.float32))
+                position += pieces[-1].size
             pieces.append(_fade_edges(speech, sample_rate))
+            spans.append((position / sample_rate, (position + speech.size) / sample_rate))
+            position += speech.size
             paragraph_break = False
         else:
+            spans.append(None)
             logger.debug("Chunk %d is silent; skipped", index + 1)
         paragraph_break = paragraph_break or index in paragraph_ends
     if not pieces:
         raise AudioError(
             f"Nothing to join: all {len(chunks)} chunk(s) are empty or silent; the engine produced no speech."
         )
-    return np.concatenate(pieces)
+    return np.concatenate(pieces), spans
 
 
 def concat(parts: Sequence[np.ndarray], sample_rate: int, gap_s: float) -> np.ndarray:

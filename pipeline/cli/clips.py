@@ -38,11 +38,16 @@ def list_(
 @handles_errors
 def export(
     clip_id: int,
-    format: Annotated[str, typer.Option("--format", help="wav, mp3 or ogg.")] = "mp3",
+    format: Annotated[str, typer.Option("--format", help=f"One of: {', '.join(svc.EXTENSIONS)}.")] = "mp3",
     out: Annotated[Path, typer.Option(help="Folder to write the file into.")] = Path("."),
     home: Home = HOME_DEFAULT,
     as_user: AsUser = None,
 ) -> None:
-    """Write a released clip in the given format (refused for revoked clips)."""
-    dest = svc.export_clip(open_workspace(home), clip_id, format, out, actor=as_user, now=utcnow())
+    """Write a released clip in the given format: audio, MP4 video or captions (refused for revoked clips)."""
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"clip {clip_id}: {format}", total=1.0)
+        dest = svc.export_clip(open_workspace(home), clip_id, format, out, actor=as_user, now=utcnow(),
+                               progress=lambda done: bar.update(task, completed=done))
     success(f"Wrote {dest}")

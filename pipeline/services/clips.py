@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -13,11 +14,13 @@ from pipeline.errors import ConsentError, InputError, NotFoundError, StoreError
 from pipeline.provenance.credentials import SIDECAR_SUFFIX
 from pipeline.services.statements import get_statement, to_domain
 from pipeline.services.voices import consent_of, current_consent
+from pipeline.services.video import DERIVED_FORMATS, ensure_derived
 from pipeline.services.workspace import Workspace
 from pipeline.store.files import atomic_copy
 from pipeline.store.models import ClipFileRow, ClipRow
 
-EXTENSIONS = {"wav": "wav", "mp3": "mp3", "ogg": "ogg", "m4a": "m4a"}
+EXTENSIONS = {"wav": "wav", "mp3": "mp3", "ogg": "ogg", "m4a": "m4a", "mp4-square": "square.mp4",
+              "mp4-vertical": "vertical.mp4", "mp4-landscape": "landscape.mp4", "srt": "srt", "vtt": "vtt"}
 
 
 def list_clips(ws: Workspace, *, include_all: bool = False) -> list[ClipRow]:
@@ -54,6 +57,11 @@ def _released_file(s: Session, clip_id: int, fmt: str, now: datetime) -> ClipFil
     return files[fmt]
 
 
+def _released_file_or_derivable(s: Session, clip_id: int, fmt: str, now: datetime) -> None:
+    """Refuse early (before minutes of video encoding) what `_released_file` would refuse."""
+    _released_file(s, clip_id, "wav" if fmt in DERIVED_FORMATS else fmt, now)
+
+
 def _distribute(ws: Workspace, clip_id: int, fmt: str, action: str, *, actor: str, now: datetime) -> tuple[Path, str]:
     """Check, verify the bytes, and audit one hand-over of a clip file; returns (blob path, file name).
 
@@ -69,15 +77,20 @@ def _distribute(ws: Workspace, clip_id: int, fmt: str, action: str, *, actor: st
     return path, f"voxgate-clip-{clip_id}.{EXTENSIONS[fmt]}"
 
 
-def export_clip(ws: Workspace, clip_id: int, fmt: str, out_dir: Path, *, actor: str | None, now: datetime) -> Path:
+def export_clip(ws: Workspace, clip_id: int, fmt: str, out_dir: Path, *, actor: str | None, now: datetime,
+                progress: Callable[[float], None] | None = None) -> Path:
     """Copy a released clip's file to `out_dir`, after checking consent still holds and the bytes are intact.
 
-    Ogg cannot embed content credentials; its sidecar goes beside it as ``<file>.c2pa``.
+    Videos and captions are made on first request (see services.video). Ogg cannot embed content
+    credentials; its sidecar goes beside it as ``<file>.c2pa``.
     """
     if not out_dir.is_dir():
         raise InputError(f"{out_dir} is not a folder; create it first.")
     with ws.sessions() as s:
         who = ws.actor(s, actor, Role.DISTRIBUTOR, Role.REVIEWER)
+        _released_file_or_derivable(s, clip_id, fmt, now)
+    if fmt in DERIVED_FORMATS:
+        ensure_derived(ws, clip_id, fmt, now=now, progress=progress)
     path, name = _distribute(ws, clip_id, fmt, "voxgate.clip.exported", actor=who.name, now=now)
     dest = out_dir / name
     with ws.sessions() as s:  # the render stores it as format "ogg.c2pa"

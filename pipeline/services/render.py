@@ -161,7 +161,7 @@ def render_statement(ws: Workspace, statement_id: int, tools: Tools, *, actor: s
 def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any], tools: Tools, tmp: Path,
              now: datetime, progress: Progress) -> tuple[dict, dict, dict, dict[str, Path]]:
     from pipeline.audio.loudness import measure, normalise
-    from pipeline.audio.mix import concat, join_with_pauses, resample
+    from pipeline.audio.mix import concat, join_with_pauses, join_with_timeline, resample
     from pipeline.export.formats import ExportFormat, export_clip
     from pipeline.export.probe import decode
     from pipeline.provenance.disclosure import disclosure_text
@@ -172,11 +172,12 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     cfg = ws.config.render
     lang = job["language"]
     progress("synthesise")
-    sentences = [normalise_for_speech(x, lang) for x in split_sentences(job["text"], lang)]
+    written = split_sentences(job["text"], lang)
+    sentences = [normalise_for_speech(x, lang) for x in written]
     engine = tools.engine(job["ref"])
     chunks = engine.synthesize(sentences)
-    speech = resample(join_with_pauses(chunks, engine.sample_rate, pause_s=cfg.sentence_pause_s),
-                      engine.sample_rate, MASTER_RATE)
+    joined, spans = join_with_timeline(chunks, engine.sample_rate, pause_s=cfg.sentence_pause_s)
+    speech = resample(joined, engine.sample_rate, MASTER_RATE)
 
     progress("loudness")
     speech = normalise(speech, MASTER_RATE, target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
@@ -202,6 +203,11 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
         speech_offset = (len(spoken) + int(cfg.disclosure_gap_s * MASTER_RATE)) if before else 0
     else:
         text, audio, speech_offset = "", speech, 0
+
+    # Sentence boundaries in the master's seconds: what captions are timed from.
+    offset = speech_offset / MASTER_RATE
+    timeline = [{"start": round(a + offset, 3), "end": round(b + offset, 3), "text": t}
+                for t, span in zip(written, spans) if span is not None for a, b in [span]]
 
     progress("watermark")
     audio, _ = tools.presence_mark().embed_and_verify(audio, MASTER_RATE)
@@ -243,7 +249,7 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
         "engine": job["ref"].engine, "model_sha256": job["ref"].sha256, "sample_rate": MASTER_RATE,
         "target_lufs": cfg.target_lufs, "true_peak_dbtp": cfg.true_peak_dbtp, "sentence_pause_s": cfg.sentence_pause_s,
         "disclosure": disclosure_at, "disclosure_text": text, "consent_sha256": job["consent_sha256"],
-        "revision_sha256": job["revision_sha256"],
+        "revision_sha256": job["revision_sha256"], "timeline": timeline,
     }
     identity = load_identity(ws.c2pa_dir)
     manifest = _provenance(ws, clip_id, statement_id, job, settings, now).manifest()

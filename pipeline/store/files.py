@@ -28,6 +28,7 @@ def atomic_write_stream(stream: BinaryIO, dest: Path) -> None:
             shutil.copyfileobj(stream, out, _CHUNK)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; clips and blobs are meant to be read
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,110 @@
+"""Video export speed: a clip of about 60 s rendered as MP4 in each shape.
+
+The target is under 20 s of wall time per 60 s clip on a two-core machine.
+Prints, per shape, the wall time, its ratio to the clip's duration, the CPU
+time ffmpeg used (a steadier figure when other work shares the machine) and
+the file size; the load average is printed first, since a busy machine
+stretches wall times:
+
+    .venv/bin/python scripts/bench_video.py [--repeat N] [--shapes square,vertical]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import soundfile as sf  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from pipeline.audio.loudness import normalise  # noqa: E402
+from pipeline.audio.mix import DEFAULT_PAUSE_S, join_with_pauses, resample, trim_silence  # noqa: E402
+from pipeline.export.captions import build_captions  # noqa: E402
+from pipeline.export.video import VideoShape, render_video  # noqa: E402
+from pipeline.provenance.labels import ClipLabels  # noqa: E402
+from pipeline.synth import PiperEngine, packaged_voice  # noqa: E402
+from pipeline.synth.text import normalise_for_speech, split_sentences  # noqa: E402
+
+MASTER_RATE = 48_000
+TEXT = " ".join([
+    "I am writing to you from a place where I cannot speak for myself, so my friends speak for me.",
+    "The charges against me are false, and every document my lawyers have filed shows it.",
+    "For eleven months the hearings have been closed to the public and to the press.",
+    "I ask only for what the constitution promises every citizen: an open trial before an independent judge.",
+    "To my family, thank you for your patience and your courage.",
+    "To the journalists who keep asking questions, please do not stop.",
+    "To the people who stood outside the courthouse in the rain, I heard about you, and it gave me strength.",
+    "We will not answer anger with anger.",
+    "We will answer it with facts, with patience, and with the law.",
+    "When this is over, I hope to thank each of you in my own voice.",
+    "Until then, this message is read by a synthetic voice made with my consent, and labelled as such.",
+    "Please share it only as it is, with its label, and check it before you believe any other.",
+    "Forgeries of my voice have already appeared, and more will follow as the trial goes on.",
+    "Every authentic message from me carries a watermark and a signed record of who approved it.",
+    "If a recording asks you for money or for violence, it is not from me.",
+])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=1, help="renders per shape to average (default 1)")
+    parser.add_argument("--shapes", default="square,vertical", help="comma-separated: square,vertical,landscape")
+    args = parser.parse_args()
+    shapes = [VideoShape.from_format(name.strip()) for name in args.shapes.split(",")]
+    console = Console()
+
+    engine = PiperEngine(*packaged_voice())
+    engine.load()
+    sentences = split_sentences(TEXT, "en")
+    chunks = engine.synthesize([normalise_for_speech(s, "en") for s in sentences])
+    rate = engine.sample_rate
+    timeline, at = [], 0.0
+    for sentence, chunk in zip(sentences, chunks):
+        spoken = len(trim_silence(chunk, rate)) / rate
+        timeline.append({"start": at, "end": at + spoken, "text": sentence})
+        at += spoken + DEFAULT_PAUSE_S
+    audio = normalise(resample(join_with_pauses(chunks, rate), rate, MASTER_RATE), MASTER_RATE)
+    duration = len(audio) / MASTER_RATE
+    captions = build_captions(timeline, lang="en")
+    labels = ClipLabels(
+        clip_id="bench", statement_id=1, voice_id="demo", voice_name="Joe Example (demo voice)",
+        organisation="Free Voice Media (demo)", language="en", ai_notice="AI-generated voice.",
+        created_at="2026-01-01T00:00:00+00:00",
+    )
+
+    console.print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    table = Table(title=f"MP4 export of a {duration:.1f} s clip ({len(captions)} captions)")
+    for column in ("shape", "wall s", "× clip duration", "ffmpeg CPU s", "MB"):
+        table.add_column(column, justify="left" if column == "shape" else "right")
+    with tempfile.TemporaryDirectory(prefix="voxgate-bench-video-") as tmp:
+        wav = Path(tmp) / "clip.wav"
+        sf.write(wav, audio, MASTER_RATE, subtype="PCM_16")
+        for shape in shapes:
+            walls, cpus = [], []
+            dest = Path(tmp) / f"clip-{shape.value}.mp4"
+            for _ in range(args.repeat):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                start = time.perf_counter()
+                render_video(wav, dest, shape=shape, labels=labels, captions=captions)
+                walls.append(time.perf_counter() - start)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+            wall, cpu = sum(walls) / len(walls), sum(cpus) / len(cpus)
+            table.add_row(shape.export_format, f"{wall:.2f}", f"{wall / duration:.3f}", f"{cpu:.2f}",
+                          f"{dest.stat().st_size / 1e6:.1f}")
+    console.print(table)
+    console.print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
