@@ -86,3 +86,30 @@ def test_wrong_token_shows_the_error(browser, released) -> None:
         shot = SHOTS / "portal-login-error.png"
         page.screenshot(path=str(shot))
         assert_not_blank(shot)
+
+
+def test_public_verify_page_gives_the_verdict_for_an_upload(browser, released, tmp_path) -> None:
+    from pipeline.services import clips
+
+    from pipeline.services.workspace import utcnow
+
+    authentic = clips.export_clip(released.ws, released.clip_id, "mp3", tmp_path, actor="dana", now=utcnow())
+    not_audio = tmp_path / "notes.mp3"
+    not_audio.write_text("this is text named like audio")
+    with serving(released.ws.home) as url:
+        page = browser.new_page()
+        page.goto(f"{url}/verify")  # no sign-in: the page is public
+        page.set_input_files("#file", str(authentic))
+        page.click("#check")
+        assert page.locator("#result .verdict").inner_text() == "AUTHENTIC"
+        assert "We ask for an open trial" in page.locator("#result").inner_text()
+        shot = SHOTS / "portal-verify-authentic.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert_not_blank(shot)
+
+        page.goto(f"{url}/verify")
+        page.set_input_files("#file", str(not_audio))
+        page.click("#check")
+        assert "not an audio file" in page.locator("#error").inner_text()
+    leftovers = list(Path("/tmp").glob("voxgate-verify-*"))
+    assert not leftovers, f"uploads must not outlive the request: {leftovers}"

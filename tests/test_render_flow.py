@@ -163,3 +163,20 @@ def test_a_crashed_render_is_reclaimed_after_the_stale_timeout(workspace, tools)
     render_statement(workspace, sid, tools, actor="ravi", now=later)
     assert state_of(workspace, sid) == "draft_ready"
     assert sorted(c.state for c in clip_rows(workspace)) == ["draft", "failed"]
+
+
+def test_video_and_captions_are_made_on_request_signed_and_verifiable(workspace, tools, tmp_path) -> None:
+    from pipeline.services.verify import verify_file
+
+    sid = approved(workspace)
+    clip_id = render_statement(workspace, sid, tools, actor="rita", now=utcnow()).clip_id
+    review.decide(workspace, sid, Decision.APPROVE, actor="ravi", now=utcnow())
+    srt = clips.export_clip(workspace, clip_id, "srt", tmp_path, actor="dana", now=utcnow())
+    cues = srt.read_text().strip().split("\n\n")
+    assert len(cues) >= 2 and "We ask the court" in cues[0]
+    video = clips.export_clip(workspace, clip_id, "mp4-square", tmp_path, actor="dana", now=utcnow())
+    info = probe(video)
+    assert video.name == f"voxgate-clip-{clip_id}.square.mp4" and info.tags.get("ai_generated") == "true"
+    again = clips.export_clip(workspace, clip_id, "mp4-square", tmp_path / "..", actor="dana", now=utcnow())
+    assert again.read_bytes() == video.read_bytes()  # made once, then served from the store
+    assert verify_file(workspace, video, now=utcnow()).verdict.outcome.value == "AUTHENTIC"

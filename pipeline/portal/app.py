@@ -228,8 +228,23 @@ def released_clips(ws: Workspace) -> list[dict[str, Any]]:
 
 
 def check_upload(ws: Workspace, path: Path) -> dict[str, Any]:
-    """The verdict for an uploaded file, shaped for the page."""
+    """The verdict for an uploaded file, shaped for the page: the same verdict as `voxgate verify`."""
     from pipeline.services.verify import verify_file
 
-    report = verify_file(ws, path, actor="public", now=utcnow())
-    return {"verdict": report.verdict, "summary": report.summary, "details": report.details}
+    report = verify_file(ws, path, now=utcnow())  # recorded in the audit log as a public check
+    v, clip = report.verdict, report.clip
+    details: list[tuple[str, Any]] = [(f"reason {i + 1}", r) for i, r in enumerate(v.reasons)]
+    if clip is not None:
+        details += [("clip", clip.clip_id), ("state", clip.state), ("voice", f"{clip.voice_name}, consent of {clip.owner}"),
+                    ("statement", clip.text if clip.text is not None else "(not released)"),
+                    ("approvals", ", ".join(f"{a['reviewer']} ({a['stage']})" for a in clip.approvals)),
+                    ("released", clip.released_at.isoformat(timespec="seconds") if clip.released_at else ""),
+                    ("revoked", clip.revoked_at.isoformat(timespec="seconds") if clip.revoked_at else "")]
+        if clip.text is not None:
+            details.append(("labels", "AI-generated voice, " + ws.config.organisation))
+    summary = {"AUTHENTIC": "This is an authentic, released clip.",
+               "DERIVED": "This derives from a released clip, but was re-encoded, cut or altered.",
+               "REVOKED": "This names a clip whose voice's consent was revoked: do not share it.",
+               "UNRELEASED": "This names a clip that was never released (a leaked draft).",
+               "UNKNOWN": "No mark of ours was found: this is not a clip we published."}[v.outcome.value]
+    return {"verdict": v.outcome.value, "summary": summary, "details": details}
