@@ -118,13 +118,32 @@ def run_demo(home: str | None) -> None:
     produced: dict[int, list[Path]] = {}
     for clip in clips.list_clips(ws):
         produced[clip.statement_id] = [clips.export_clip(ws, clip.id, fmt, out, actor="dana", now=utcnow())
-                                       for fmt in ("wav", "mp3", "ogg")]
-    _step(f"dana exported {sum(map(len, produced.values()))} files to {out}")
+                                       for fmt in ("wav", "mp3", "ogg", "m4a")]
+    _step(f"dana exported {sum(map(len, produced.values()))} audio files to {out}")
+    first = clips.list_clips(ws)[0]
+    video = clips.export_clip(ws, first.id, "mp4-square", out, actor="dana", now=utcnow())
+    captions = clips.export_clip(ws, first.id, "srt", out, actor="dana", now=utcnow())
+    _step(f"dana exported the square video {video.name} and captions {captions.name}")
+    _verify_examples(ws, tools, produced[first.statement_id][1], out)
 
     report = audit_verify(ws)
     _step(f"audit log: {'OK' if report.ok else 'BROKEN: ' + report.problem}, {report.events} events")
     _summary(ws, tools, produced)
     console.print(f"demo finished in {time.perf_counter() - started:.1f} s; workspace kept at {root}")
+
+
+def _verify_examples(ws: Any, tools: Tools, mp3: Path, out: Path) -> None:
+    """What anyone checking a circulating copy would see: the file as released, and a forwarded re-encode."""
+    import subprocess
+
+    from pipeline.services.verify import verify_file
+
+    forwarded = out / "forwarded-voice-note.ogg"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(mp3), "-c:a", "libopus", "-b:a", "24k", "-ac", "1",
+                    str(forwarded)], check=True)
+    for path in (mp3, forwarded):
+        verdict = verify_file(ws, path, now=utcnow(), presence=tools.presence_mark()).verdict
+        _step(f"anyone verifies {path.name}: {verdict.outcome.value} (clip {verdict.clip_id}) — {verdict.reasons[0]}")
 
 
 def _summary(ws: Any, tools: Tools, produced: dict[int, list[Path]]) -> None:
