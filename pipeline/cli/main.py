@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from pipeline.cli import audit, clips, portal, review, statements, users, verify, voices
+from pipeline.cli import audit, clips, portal, review, statements, training, users, verify, voices
 from pipeline.cli.output import HOME_DEFAULT, AsUser, Home, fail, handles_errors, print_table, success
 from pipeline.errors import InputError, VoxgateError
 
@@ -19,6 +19,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+voices.app.command("train")(training.train)
+voices.app.command("test")(training.test)
 app.add_typer(users.app, name="user")
 app.add_typer(voices.app, name="voice")
 app.add_typer(voices.consent_app, name="consent")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pipeline.errors import EngineError
 from pipeline.synth.base import Engine, ModelRef, verify_model
+from pipeline.synth.coqui import CoquiEngine
 from pipeline.synth.piper import PiperEngine, packaged_voice
 from pipeline.synth.text import (
     clean_text,
@@ -15,6 +16,7 @@ from pipeline.synth.text import (
 )
 
 __all__ = [
+    "CoquiEngine",
     "Engine",
     "ModelRef",
     "PiperEngine",
@@ -40,8 +42,8 @@ def create_engine(ref: ModelRef) -> Engine:
     if ref.engine == "piper":
         return PiperEngine(ref.model_path, ref.config_path)
     if ref.engine == "coqui":
-        raise EngineError("The Coqui engine is not available yet; use a Piper voice for now.")
-    raise EngineError(f"Unknown engine {ref.engine!r} in the voice profile; voxgate supports: piper.")
+        return CoquiEngine(ref.model_path, ref.config_path)
+    raise EngineError(f"Unknown engine {ref.engine!r} in the voice profile; voxgate supports: piper, coqui.")
 
 
 def load_engine(ref: ModelRef) -> Engine:
