@@ -40,6 +40,13 @@ def approved(ws, text: str = TEXT, voice: str = "demo") -> int:
     return sid
 
 
+def payload_mark(ws):
+    from pipeline.provenance.payload import PayloadMark, derive_key
+    from pipeline.services.workspace import watermark_secret
+
+    return PayloadMark(derive_key(watermark_secret(ws)))
+
+
 def state_of(ws, sid: int) -> str:
     return statements.show_statement(ws, sid).state
 
@@ -58,6 +65,7 @@ def test_render_release_export(workspace, tools, tmp_path) -> None:
     f = result.figures
     assert abs(f["integrated_lufs"] + 16) <= 0.5 and f["true_peak_dbtp"] <= -1.4
     assert f["presence_score"] >= 0.9 and f["presence_score_ogg"] >= 0.5 and f["wer"] <= 0.25
+    assert f["payload_confidence"] >= 30 and f["payload_confidence_ogg"] >= 30
     assert f["duration_s"] > f["speech_s"] > 3  # the disclosure comes before the message
 
     # Exports are refused before release, then audio sign-off releases the clip.
@@ -76,6 +84,7 @@ def test_render_release_export(workspace, tools, tmp_path) -> None:
         assert info.tags.get("voxgate_clip_id") == str(result.clip_id), (fmt, info.tags)
         samples, sr = decode(files[fmt])
         assert tools.presence_mark().detect(samples, sr) >= 0.5, fmt
+        assert payload_mark(workspace).detect(samples, sr).payload == result.clip_id, fmt
         loud = measure(samples, sr)
         assert abs(loud.integrated_lufs + 16) <= 0.7 and loud.clipped_samples == 0, (fmt, loud)
     # The words heard in the exported message are the approved words.

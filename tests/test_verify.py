@@ -351,8 +351,9 @@ def test_forged_tags_and_presence_mark_are_not_proof(registry, tools, tmp_path, 
 @pytest.mark.slow
 def test_the_payload_mark_alone_names_the_clip(registry, tools, tmp_path, speech_clip) -> None:
     """Audio too altered to match the master, with no tags or credentials: the keyed mark still names the clip."""
-    payload = pytest.importorskip("pipeline.provenance.payload")
-    mark = payload.PayloadMark(payload.derive_key(watermark_secret(registry.ws)))
+    from pipeline.provenance.payload import PayloadMark, derive_key
+
+    mark = PayloadMark(derive_key(watermark_secret(registry.ws)))
     path = tmp_path / "marked.wav"
     marked, _ = mark.embed_and_verify(*speech_clip, registry.released)  # the mark module's own read-back first
     sf.write(path, marked, speech_clip[1])

@@ -38,7 +38,7 @@ from pipeline.provenance.credentials import (
 from pipeline.services.review import approvals_of, require_text_approved, verifier
 from pipeline.services.statements import get_statement, transition
 from pipeline.services.voices import current_consent, get_voice, model_ref
-from pipeline.services.workspace import Workspace
+from pipeline.services.workspace import Workspace, watermark_secret
 from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, StatementRow
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,8 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     from pipeline.export.formats import ExportFormat, export_clip
     from pipeline.export.probe import decode
     from pipeline.provenance.disclosure import disclosure_text
+    from pipeline.provenance.payload import DEFAULT_MARGIN as PAYLOAD_MARGIN
+    from pipeline.provenance.payload import PayloadMark, derive_key
     from pipeline.provenance.presence import DEFAULT_EMBED_THRESHOLD, DEFAULT_PRESENCE_THRESHOLD
     from pipeline.provenance.labels import ClipLabels, ai_notice
     from pipeline.synth.text import normalise_for_speech, split_sentences
@@ -210,14 +212,20 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
                 for t, span in zip(written, spans) if span is not None for a, b in [span]]
 
     progress("watermark")
+    payload_mark = PayloadMark(derive_key(watermark_secret(ws)))
     audio, _ = tools.presence_mark().embed_and_verify(audio, MASTER_RATE)
-    # The mark adds energy near the top of the band; the final limiter pass keeps the true-peak
-    # ceiling, and the mark is detected again on exactly the samples that will be exported.
+    audio, _ = payload_mark.embed_and_verify(audio, MASTER_RATE, clip_id)  # the keyed mark names the clip serial
+    # The marks add energy; the final limiter pass keeps the true-peak ceiling, and both marks are
+    # detected again on exactly the samples that will be exported.
     audio = normalise(audio, MASTER_RATE, target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
     presence_score = tools.presence_mark().detect(audio, MASTER_RATE)
     if presence_score < DEFAULT_EMBED_THRESHOLD:
         raise ProvenanceError(f"The presence watermark scored {presence_score:.2f} after the final loudness pass "
                               f"(needs {DEFAULT_EMBED_THRESHOLD}); the clip was not registered.")
+    payload = payload_mark.detect(audio, MASTER_RATE)
+    if payload.payload != clip_id or payload.confidence < PAYLOAD_MARGIN:
+        raise ProvenanceError(f"The payload watermark read {payload.payload} (confidence {payload.confidence:.1f}) after "
+                              f"the final loudness pass, not clip {clip_id}; the clip was not registered.")
 
     progress("quality")
     loud = measure(audio, MASTER_RATE)
@@ -270,6 +278,12 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     if score < DEFAULT_PRESENCE_THRESHOLD:
         raise ProvenanceError(f"The presence watermark was not detected in the Ogg Opus export (score {score:.2f}).")
     figures["presence_score_ogg"] = round(float(score), 4)
+    forwarded = payload_mark.detect(opus, sr)
+    if forwarded.payload != clip_id:
+        raise ProvenanceError(f"The payload watermark was not read back from the Ogg Opus export "
+                              f"(read {forwarded.payload}, confidence {forwarded.confidence:.1f}).")
+    figures["payload_confidence"] = round(float(payload.confidence), 1)
+    figures["payload_confidence_ogg"] = round(float(forwarded.confidence), 1)
     return figures, settings, labels.as_tags(), files
 
 

@@ -157,13 +157,8 @@ def _presence(samples: np.ndarray, rate: int, mark: PresenceMark | None, notes: 
 
 
 def _payload(ws: Workspace, samples: np.ndarray, rate: int, notes: dict[str, str]) -> PayloadReading | None:
-    try:
-        from pipeline.provenance.payload import PayloadMark, derive_key
-    except ModuleNotFoundError as exc:
-        if exc.name != "pipeline.provenance.payload":
-            raise
-        notes["payload"] = "this build has no payload watermark detector"
-        return None
+    from pipeline.provenance.payload import PayloadMark, derive_key
+
     try:
         found = PayloadMark(derive_key(watermark_secret(ws))).detect(samples, rate)
     except ProvenanceError as exc:  # too short to carry a full period of the mark

@@ -1,0 +1,338 @@
+"""Keyed payload watermark: a 32-bit clip serial that only the key holder can read or forge.
+
+Design (measured figures: scripts/bench_watermark.py):
+
+* Domain: the clip is resampled to 16 kHz (every attack we face keeps
+  0–7 kHz, and speech is there) and cut into *tiles* of 32 ms × 62.5 Hz
+  (two STFT bins) between 312 Hz and 7 kHz. Each tile's STFT magnitude is
+  scaled by ``1 ± α`` (the sign is the tile's chip). The mark is
+  multiplicative, so it vanishes in silence and hides under speech.
+* Strength: α is `MAX_STRENGTH` in the weak cells of the spectrum (between
+  harmonics, high bands) and falls as 1/|X| in loud ones, with the knee set
+  per clip so the mark sits `TARGET_SNR_DB` below the signal. The SNR budget
+  goes where it buys most detectability per unit of energy, and where the
+  speech masks it; a voice with other spectra simply gets another knee.
+* Code: `payload_code` seals serial + 32-bit keyed tag into a 64-bit message
+  and spreads it with a keyed trellis whose chips depend on the message, so
+  each clip's pattern differs (collusion resistance, see that module).
+* Sync: one period of the mark is 64 tiles (2.048 s) and repeats across the
+  clip. The detector folds all periods together, tries `ALIGNMENTS` sub-tile
+  offsets, decodes each with a circular Viterbi and accepts a message only if
+  its tag checks for some rotation. A clip cut anywhere still decodes.
+* Detection is blind: each tile is compared with its spectral neighbours
+  (log magnitude minus the mean of the 9 bands around it), weighted by the
+  strength the embedder would have used there and by how far it is above the
+  clip's noise floor. The reported confidence is a z-score.
+
+Only the *difference* is resampled back and added to the caller's signal, so
+content above 8 kHz of a 48 kHz master is untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Final
+
+import numpy as np
+
+from pipeline.audio.mix import resample
+from pipeline.errors import InputError, ProvenanceError
+from pipeline.provenance import payload_code
+from pipeline.provenance.payload_code import MESSAGE_BITS, PAYLOAD_BITS, TAG_BITS, CodeKeys
+
+log = logging.getLogger(__name__)
+
+INTERNAL_RATE: Final = 16_000
+FRAME: Final = 512  # STFT window, 32 ms: resolves the harmonics of a low voice
+HOP: Final = 128  # embedder hop (75 % overlap)
+DETECT_HOP: Final = 64  # detector hop, also the resolution of the alignment search (4 ms)
+TILE: Final = 512  # samples per tile (32 ms)
+ALIGNMENTS: Final = TILE // DETECT_HOP
+FIRST_BIN: Final = 10  # 312.5 Hz
+BINS_PER_BAND: Final = 2  # 62.5 Hz
+BANDS: Final = 107  # up to bin 223, 6969 Hz
+PERIOD_S: Final = MESSAGE_BITS * TILE / INTERNAL_RATE
+
+#: Largest relative magnitude change of a cell (±0.7): measured PESQ ≥ 4.2 at this value.
+MAX_STRENGTH: Final = 0.7
+#: The mark's energy is at least this far below the clip's (the issue asks for ≥ 25 dB); the
+#: embedder measures it at the caller's rate and scales the mark down if the estimate fell short.
+TARGET_SNR_DB: Final = 25.5
+#: Shortest clip accepted: two periods, so a cut still leaves one and a half to fold.
+MIN_DURATION_S: Final = 4.0
+#: Confidence (z-score) demanded right after embedding. The code decodes reliably from about 15,
+#: and the harshest attacks (Opus 24k, noise at 20 dB) keep 55–65 % of it.
+DEFAULT_MARGIN: Final = 30.0
+MIN_KEY_BYTES: Final = 16
+#: Design bound on false positives per checked clip: every (alignment, rotation) tried is one
+#: chance for a random 32-bit tag to match.
+FALSE_POSITIVE_BOUND: Final = ALIGNMENTS * MESSAGE_BITS * 2.0**-TAG_BITS
+
+_STRONGER: Final = (0.85, 1.0)  # max_strength retries of embed_and_verify
+_NEIGHBOUR_BANDS: Final = 9  # a tile is compared with the mean of this many bands around it
+_RESIDUAL_CLIP: Final = 1.5  # natural-log units; onsets and clicks beyond this are outliers
+_FLOOR_PERCENTILE: Final = 10  # a band's noise floor is set from its quietest tiles,
+_FLOOR_SCALE: Final = 0.1  # at a tenth of their mean cell power (measured best between codecs and noise),
+_FLOOR_REL: Final = 1e-4  # and never less than 40 dB below its loud (95th percentile) tiles
+# The mark's energy over the spectral estimate Σ|αX|²·HOP/(Σw²·FRAME/2): overlap-add of
+# frames with different gains cancels part of it (measured 0.55–0.60 on two voices).
+_MARK_ENERGY_RATIO: Final = 0.57
+_WINDOW: Final = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(FRAME) / FRAME)).astype(np.float32)
+_KNEE_BINS: Final = 2048  # histogram resolution of the knee search (0.03 in log power)
+_KNEE_LOG_RANGE: Final = (-46.0, 20.0)  # natural log of cell power: 1e-20 to above full scale
+_LAST_BIN: Final = FIRST_BIN + BANDS * BINS_PER_BAND
+_MARKED_BINS: Final = slice(FIRST_BIN, _LAST_BIN)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What the detector found: the payload only when its keyed tag checked."""
+
+    payload: int | None
+    #: z-score of the best decoded pattern against the clip, tag or not (a normalised correlation
+    #: times √(64·107), so at most 83). Measured: ≥ 50 straight
+    #: after embedding, ≥ 30 after the attacks of the issue; unmarked audio gives 8–10 (up to 15 on
+    #: pure tones), since the decoder picks the best of 2^64 patterns. Only the tag decides.
+    confidence: float
+    offset_s: float | None  # where in the clip the first full period of the mark starts
+    alignment: int | None = None  # sub-tile offset (in detector hops) that decoded
+
+
+def derive_key(workspace_secret: bytes, purpose: str = "payload-v1") -> bytes:
+    """A 32-byte mark key from the workspace secret (HKDF-SHA256), a different one per purpose."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    if len(workspace_secret) < MIN_KEY_BYTES:
+        raise InputError(
+            f"The workspace secret is {len(workspace_secret)} bytes; the payload mark needs at least {MIN_KEY_BYTES}."
+        )
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"voxgate-watermark", info=purpose.encode())
+    return hkdf.derive(workspace_secret)
+
+
+@dataclass(frozen=True)
+class PayloadMark:
+    """Embeds and reads the keyed payload mark; cheap to build, nothing to load."""
+
+    key: bytes
+    max_strength: float = MAX_STRENGTH
+    target_snr_db: float = TARGET_SNR_DB
+
+    def __post_init__(self) -> None:
+        if len(self.key) < MIN_KEY_BYTES:
+            raise InputError(f"The payload-mark key is {len(self.key)} bytes; it needs at least {MIN_KEY_BYTES}.")
+        if not 0.0 < self.max_strength <= 1.0:
+            raise InputError(f"max_strength must be in (0, 1], got {self.max_strength}.")
+
+    def embed(self, x: np.ndarray, sr: int, payload: int) -> np.ndarray:
+        """Return `x` with `payload` marked in it: same length, float32, no new clipping."""
+        if not 0 <= payload < 1 << PAYLOAD_BITS:
+            raise InputError(
+                f"The payload must be a {PAYLOAD_BITS}-bit serial (0 to {(1 << PAYLOAD_BITS) - 1}), got {payload}."
+            )
+        x = _checked_signal(x, sr)
+        keys = self._keys()
+        pattern = payload_code.chips(payload_code.seal(payload, keys), keys)  # (MESSAGE_BITS, BANDS)
+        x16 = resample(x, sr, INTERNAL_RATE)
+        mark = _fit(resample(self._mark16(x16, pattern), INTERNAL_RATE, sr), len(x))
+        energy = float(np.sum(mark.astype(np.float64) ** 2))
+        budget = float(np.sum(x.astype(np.float64) ** 2)) * 10 ** (-self.target_snr_db / 10)
+        if energy > budget:  # the spectral estimate is close, not exact: never exceed the target
+            mark *= np.float32(np.sqrt(budget / energy))
+        return _add_without_new_clipping(x, mark)
+
+    def detect(self, x: np.ndarray, sr: int) -> Detection:
+        """Read the payload blind; `payload` is None unless the keyed tag checks."""
+        x16 = resample(_checked_signal(x, sr), sr, INTERNAL_RATE)
+        power = _power(x16, DETECT_HOP)
+        # every other detector frame is (to 2 ms) where the embedder's frames were
+        knee = self._knee(x16, np.sqrt(power[:: HOP // DETECT_HOP]))
+        soft = _folded_soft_chips(power, knee)  # (ALIGNMENTS, MESSAGE_BITS, BANDS)
+        keys = self._keys()
+        decoded = payload_code.decode(soft, keys)
+        # How well each alignment's decoded path fits the clip (the reported confidence).
+        fit = [payload_code.correlation_z(soft[a], payload_code.chips(decoded[a], keys)) for a in range(ALIGNMENTS)]
+        for alignment in sorted(range(ALIGNMENTS), key=fit.__getitem__, reverse=True):
+            opened = payload_code.open_rotation(decoded[alignment], keys)
+            if opened is not None:
+                payload, rotation = opened
+                offset = (alignment * DETECT_HOP + (-rotation % MESSAGE_BITS) * TILE) / INTERNAL_RATE
+                return Detection(payload=payload, confidence=fit[alignment], offset_s=offset, alignment=alignment)
+        return Detection(payload=None, confidence=max(fit), offset_s=None)
+
+    def embed_and_verify(
+        self, x: np.ndarray, sr: int, payload: int, *, margin: float = DEFAULT_MARGIN
+    ) -> tuple[np.ndarray, Detection]:
+        """Embed, read back from the result, and fail closed unless it reads `payload` with `margin`.
+
+        A clip the mark hides in poorly (sparse or very bright speech) gets a
+        second and third try with a larger `max_strength`: the SNR target
+        stays, so the mark stays as quiet, only spread onto more cells.
+        """
+        found = Detection(payload=None, confidence=0.0, offset_s=None)
+        for strength in (self.max_strength, *(s for s in _STRONGER if s > self.max_strength)):
+            marked = replace(self, max_strength=strength).embed(x, sr, payload)
+            found = self.detect(marked, sr)
+            if found.payload == payload and found.confidence >= margin:
+                log.info("Payload mark embedded and verified (serial %d, strength %.2f, confidence %.1f)",
+                         payload, strength, found.confidence)
+                return marked, found
+            log.info("Payload mark too weak at strength %.2f (confidence %.1f); trying stronger",
+                     strength, found.confidence)
+        read = "nothing" if found.payload is None else f"serial {found.payload}"
+        raise ProvenanceError(
+            f"The payload mark read back as {read} with confidence {found.confidence:.1f} right after "
+            f"embedding serial {payload} (needs {margin:.1f}); refusing to pass on a weakly marked clip. "
+            f"Check that the audio is speech at a normal level; longer clips (8 s or more) mark best."
+        )
+
+    def _keys(self) -> CodeKeys:
+        return CodeKeys.derive(self.key, BANDS)
+
+    def _mark16(self, x16: np.ndarray, pattern: np.ndarray) -> np.ndarray:
+        """The mark at 16 kHz: each cell scaled by α·chip, α from the soft limit with this clip's knee."""
+        frames = _frames(x16, HOP)
+        spectrum = np.fft.rfft(frames * _WINDOW, axis=1)[:, _MARKED_BINS]
+        magnitude = np.abs(spectrum)
+        alpha = self.max_strength * np.minimum(1.0, self._knee(x16, magnitude) / np.maximum(magnitude, 1e-12))
+        tiles = (np.arange(len(frames)) * HOP) // TILE
+        chips = np.repeat(pattern[tiles % MESSAGE_BITS], BINS_PER_BAND, axis=1)
+        full = np.zeros((len(frames), FRAME // 2 + 1), dtype=np.complex128)
+        full[:, _MARKED_BINS] = spectrum * alpha * chips
+        diff = np.fft.irfft(full, n=FRAME, axis=1).astype(np.float32) * _WINDOW
+        return _overlap_add(diff, len(x16), HOP) / np.float32(np.sum(_WINDOW**2) / HOP)
+
+    def _knee(self, x16: np.ndarray, magnitude: np.ndarray | None = None) -> float:
+        """The magnitude above which α falls as 1/|X|, so the mark lands at the target SNR.
+
+        Solved on a histogram of the cells' log power (the exact energy is
+        checked after embedding). The detector calls this on the clip it is
+        given, to weight cells as the embedder marked them; a codec or a gain
+        moves the knee a little, not the result.
+        """
+        if magnitude is None:
+            magnitude = np.abs(np.fft.rfft(_frames(x16, HOP) * _WINDOW, axis=1)[:, _MARKED_BINS])
+        budget = float(np.sum(x16.astype(np.float64) ** 2)) * 10 ** (-self.target_snr_db / 10)
+        if budget <= 0.0:
+            return 0.0
+        scale = _MARK_ENERGY_RATIO * self.max_strength**2 * HOP / (float(np.sum(_WINDOW**2)) * FRAME / 2)
+        power = magnitude.ravel().astype(np.float64) ** 2
+        low, high = _KNEE_LOG_RANGE
+        width = (high - low) / _KNEE_BINS
+        index = np.clip(((np.log(np.maximum(power, 1e-300)) - low) / width).astype(np.int64), 0, _KNEE_BINS - 1)
+        counts = np.bincount(index, minlength=_KNEE_BINS)
+        sums = np.bincount(index, weights=power, minlength=_KNEE_BINS)
+        edges = low + width * np.arange(_KNEE_BINS + 1)
+        # energy if knee² were each bin's upper edge: everything below it whole, everything above capped
+        below = np.cumsum(sums)
+        above = len(power) - np.cumsum(counts)
+        energy = scale * (below + np.exp(edges[1:]) * above)
+        i = min(int(np.searchsorted(energy, budget)), _KNEE_BINS - 1)
+        knee2 = (budget / scale - (below[i - 1] if i else 0.0)) / max(above[i - 1] if i else len(power), 1)
+        return float(np.sqrt(max(knee2, 0.0)))
+
+
+def _power(x16: np.ndarray, hop: int) -> np.ndarray:
+    """|STFT|² of the marked bins, (frames, bins)."""
+    spectrum = np.fft.rfft(_frames(x16, hop) * _WINDOW, axis=1)[:, _MARKED_BINS]
+    return spectrum.real**2 + spectrum.imag**2
+
+
+def _folded_soft_chips(power: np.ndarray, knee: float) -> np.ndarray:
+    """Soft chip values of one period for each alignment: (ALIGNMENTS, MESSAGE_BITS, BANDS).
+
+    `power` comes from frames DETECT_HOP apart. A tile's level is the weighted
+    mean log power of its cells; its chip value is that level minus the mean of
+    its neighbouring bands, times the tile's mean weight.
+    """
+    from scipy.ndimage import uniform_filter1d
+
+    per_tile = TILE // DETECT_HOP
+    cells = per_tile * BINS_PER_BAND
+    n_frames = len(power)
+    soft = np.zeros((ALIGNMENTS, MESSAGE_BITS, BANDS))
+    if n_frames < per_tile + ALIGNMENTS:
+        return soft
+    band_power = power.reshape(n_frames, BANDS, BINS_PER_BAND).sum(axis=2)
+    running = np.concatenate([np.zeros((1, BANDS)), np.cumsum(band_power, axis=0)])
+    starts = np.arange(0, n_frames - per_tile + 1, per_tile // 2)  # tiles every half tile suffice here
+    tile_power = running[starts + per_tile] - running[starts]
+    floor_pct, loud = np.percentile(tile_power, [_FLOOR_PERCENTILE, 95], axis=0)
+    floor = np.maximum(floor_pct, _FLOOR_REL * loud) + 1e-20
+    cell_floor = np.repeat(_FLOOR_SCALE * floor / cells, BINS_PER_BAND).astype(power.dtype)
+    # Weight = the strength the embedder used here (relative) × how far the cell is above the floor.
+    safe = np.maximum(power, 1e-30)
+    weight = np.minimum(1.0, knee / np.sqrt(safe)) * np.clip(1.0 - cell_floor / safe, 0.0, 1.0)
+    weighted_level = weight * np.log(power + cell_floor)
+    per_band = [a.reshape(n_frames, BANDS, BINS_PER_BAND).sum(axis=2) for a in (weighted_level, weight)]
+    sums = [np.concatenate([np.zeros((1, BANDS)), np.cumsum(a, axis=0, dtype=np.float64)]) for a in per_band]
+    for alignment in range(ALIGNMENTS):
+        n_tiles = (n_frames - alignment) // per_tile
+        edges = alignment + per_tile * np.arange(n_tiles + 1)
+        num, den = (s[edges[1:]] - s[edges[:-1]] for s in sums)
+        level = num / np.maximum(den, 1e-30)
+        residual = level - uniform_filter1d(level, _NEIGHBOUR_BANDS, axis=1, mode="nearest")
+        contribution = (den / cells) * np.clip(residual, -_RESIDUAL_CLIP, _RESIDUAL_CLIP)
+        for start in range(0, n_tiles, MESSAGE_BITS):  # fold the periods onto each other
+            chunk = contribution[start : start + MESSAGE_BITS]
+            soft[alignment, : len(chunk)] += chunk
+    return soft
+
+
+def _frames(x16: np.ndarray, hop: int) -> np.ndarray:
+    """Frames centred at hop·j + hop/2, so every tile holds exactly TILE/hop of them."""
+    n_frames = -(-len(x16) // hop)
+    left = FRAME // 2 - hop // 2
+    padded = np.pad(x16, (left, n_frames * hop + FRAME - len(x16) - left))
+    return np.lib.stride_tricks.sliding_window_view(padded, FRAME)[::hop][:n_frames]
+
+
+def _overlap_add(frames: np.ndarray, length: int, hop: int) -> np.ndarray:
+    n_frames = len(frames)
+    out = np.zeros(n_frames * hop + FRAME, dtype=np.float32)
+    for offset in range(FRAME // hop):
+        chunk = frames[:, offset * hop : (offset + 1) * hop].reshape(-1)
+        out[offset * hop : offset * hop + len(chunk)] += chunk
+    left = FRAME // 2 - hop // 2
+    return out[left : left + length]
+
+
+def _add_without_new_clipping(x: np.ndarray, mark: np.ndarray) -> np.ndarray:
+    """x + mark, with the mark scaled down locally where it would push a sample past full scale."""
+    out = x + mark
+    limit = np.maximum(1.0, np.abs(x))
+    over = np.abs(out) > limit
+    if np.any(over):
+        from scipy.ndimage import minimum_filter1d
+
+        headroom = np.maximum(1.0 - np.abs(x), 0.0)
+        scale = np.where(over, headroom / np.maximum(np.abs(mark), 1e-12), 1.0)
+        scale = minimum_filter1d(scale, size=2 * HOP + 1)  # hold the reduction ±128 samples around each peak
+        log.info("Payload mark reduced on %d samples near full scale to avoid clipping", int(np.count_nonzero(over)))
+        out = np.clip(x + scale * mark, -limit, limit)
+    return out.astype(np.float32, copy=False)
+
+
+def _checked_signal(x: np.ndarray, sr: int) -> np.ndarray:
+    if sr <= 0:
+        raise InputError(f"Sample rate must be positive, got {sr}.")
+    x = np.asarray(x)
+    if x.ndim != 1 or x.size == 0:
+        raise InputError(f"Expected non-empty mono samples (1-D), got shape {x.shape}.")
+    if not np.all(np.isfinite(x)):
+        raise InputError("Samples contain NaN or infinity; the audio step before the watermark is broken.")
+    if x.size < MIN_DURATION_S * sr:
+        raise ProvenanceError(
+            f"The clip is {x.size / sr:.1f} s long; the payload mark needs at least {MIN_DURATION_S:.0f} s "
+            f"(it repeats every {PERIOD_S:.1f} s and is read from two repetitions). Mark a longer clip."
+        )
+    return x.astype(np.float32, copy=False)
+
+
+def _fit(x: np.ndarray, n: int) -> np.ndarray:
+    """Trim or zero-pad to exactly `n` samples (resampling rounds lengths up)."""
+    if len(x) >= n:
+        return x[:n]
+    return np.pad(x, (0, n - len(x)))
