@@ -96,3 +96,93 @@ def store_snapshot(home: Path) -> str:
         con.close()
     head = (home / "audit-head.json").read_text() if (home / "audit-head.json").exists() else ""
     return hashlib.sha256((dump + head).encode()).hexdigest()
+
+
+# --- consent enrollment ------------------------------------------------------
+
+ENROLL_SENTENCES = (
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It is easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.",
+    "The juice of lemons makes fine punch.",
+)
+STRANGER_SEMITONES = 5
+"""The "different speaker": joe shifted up 5 semitones (pitch and formants move together, as with
+another vocal tract). resemblyzer puts it near 0.5 against joe; espeak-ng voices are no better
+contrast and score as near-identical to each other (see scripts/calibrate_speaker.py)."""
+
+
+class EnrollmentAudio:
+    """Speech for enrollment tests, made once per test session and cached by text."""
+
+    def __init__(self, root: Path, model: tuple[Path, Path]) -> None:
+        self.root, self.model = root, model
+        self._engine = None
+        self._cache: dict[tuple[str, str], Path] = {}
+        self._folders: dict[str, Path] = {}
+
+    def speak(self, text: str, voice: str = "joe") -> tuple[np.ndarray, int]:
+        """`text` read sentence by sentence with short pauses, by joe or by the stranger."""
+        from pipeline.synth import PiperEngine, split_sentences
+
+        if self._engine is None:
+            self._engine = PiperEngine(*self.model)
+            self._engine.load()
+        sr = self._engine.sample_rate
+        gap = np.zeros(int(0.35 * sr), np.float32)
+        x = np.concatenate([p for s in self._engine.synthesize(split_sentences(text, "en")) for p in (s, gap)])
+        if voice == "stranger":
+            import librosa
+
+            x = librosa.effects.pitch_shift(x, sr=sr, n_steps=STRANGER_SEMITONES).astype(np.float32)
+        return 0.5 * x / max(float(np.abs(x).max()), 1e-6), sr  # peaks at -6 dBFS, as a careful recording would
+
+    def reading(self, text: str, voice: str = "joe") -> Path:
+        """A WAV of `text` read aloud, cached for the session."""
+        import soundfile as sf
+
+        key = (text, voice)
+        if key not in self._cache:
+            path = self.root / f"reading-{len(self._cache)}-{voice}.wav"
+            sf.write(path, *self.speak(text, voice))
+            self._cache[key] = path
+        return self._cache[key]
+
+    def write(self, x: np.ndarray, sr: int, name: str) -> Path:
+        import soundfile as sf
+
+        path = self.root / name
+        sf.write(path, x, sr)
+        return path
+
+    def recordings(self, with_stranger: bool = False) -> Path:
+        """Training recordings by joe (a .txt beside each .wav); `with_stranger` adds one by the stranger."""
+        import shutil
+
+        key = "with-stranger" if with_stranger else "joe"
+        if key not in self._folders:
+            folder = self.root / f"recordings-{key}"
+            folder.mkdir()
+            for i, sentence in enumerate(ENROLL_SENTENCES):
+                shutil.copy(self.reading(sentence), folder / f"joe-{i:02d}.wav")
+                (folder / f"joe-{i:02d}.txt").write_text(sentence + "\n")
+            if with_stranger:
+                shutil.copy(self.reading(ENROLL_SENTENCES[0], "stranger"), folder / "zz-other.wav")
+                (folder / "zz-other.txt").write_text(ENROLL_SENTENCES[0] + "\n")
+            self._folders[key] = folder
+        return self._folders[key]
+
+
+@pytest.fixture(scope="session")
+def enrollment_audio(tmp_path_factory: pytest.TempPathFactory, piper_voice: tuple[Path, Path]) -> EnrollmentAudio:
+    return EnrollmentAudio(tmp_path_factory.mktemp("enrollment-audio"), piper_voice)
+
+
+@pytest.fixture(scope="session")
+def check_tools():
+    """Whisper and the speaker encoder, loaded once for the session (as one worker would)."""
+    from pipeline.consent.checks import CheckTools
+
+    return CheckTools()

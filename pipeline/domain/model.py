@@ -69,6 +69,32 @@ class Consent:
     statement: str = ""  # the exact consent statement the owner spoke or signed
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
+    owner_account: str | None = None  # the owner's own user (role owner), who signs with their key
+
+
+class VoiceState(str, enum.Enum):
+    """A voice's life: enrolled (consent proven, no usable model) → trained → ready (renders) → revoked."""
+
+    ENROLLED = "enrolled"
+    TRAINED = "trained"
+    READY = "ready"
+    REVOKED = "revoked"
+
+
+class ConsentKind(str, enum.Enum):
+    """How a consent record came to be."""
+
+    PROFILE = "profile"  # from a voice profile's voice.toml (`voxgate voice add`), witnessed by an admin
+    ENROLLMENT = "enrollment"  # spoken by the owner and checked (`voxgate voice enroll`)
+    RENEWAL = "renewal"  # a signed change of scope or end date to an earlier record (`voxgate consent renew`)
+
+
+class SignerCapacity(str, enum.Enum):
+    """In which capacity someone signed a consent record."""
+
+    WITNESS = "witness"  # the operator who ran the enrollment, or the admin who added the profile
+    OWNER = "owner"  # the voice owner, with their own key
+    RENEWED_BY = "renewed_by"  # the owner, a named delegate or an admin who narrowed the scope
 
 
 @dataclass(frozen=True)
@@ -118,6 +144,11 @@ def canonical_json(data: Any) -> bytes:
 def text_hash(text: str) -> str:
     """The sha256 of a revision's exact text (UTF-8), which approvals sign."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def consent_payload(record: dict[str, Any]) -> bytes:
+    """The exact bytes every signer of a consent record signs (its sha256 is the record's hash)."""
+    return canonical_json({"kind": "voxgate.consent/1", **record})
 
 
 def approval_payload(statement_id: int, stage: Stage, subject_hash: str, reviewer: str, decision: Decision) -> bytes:

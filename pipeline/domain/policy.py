@@ -21,8 +21,9 @@ from pipeline.domain.model import (
     ReviewPolicy,
     Stage,
     Statement,
+    VoiceState,
 )
-from pipeline.errors import ApprovalError, ConsentError
+from pipeline.errors import ApprovalError, ConsentError, EngineError, InputError
 
 Verifier = Callable[[Approval], bool]
 
@@ -53,6 +54,56 @@ def check_consent(consent: Consent | None, statement: Statement, now: datetime) 
                 f"The {what} {value!r} of statement {statement.id} is outside the consent for voice {vid!r} "
                 f"(allowed: {', '.join(sorted(allowed))})."
             )
+
+
+def check_voice_renders(voice_id: str, state: str) -> None:
+    """Raise `EngineError` unless the voice is `ready`: an enrolled voice has no usable model yet."""
+    if state == VoiceState.READY.value:
+        return
+    if state == VoiceState.REVOKED.value:
+        raise ConsentError(f"Voice {voice_id!r} is revoked; nothing can be rendered in it without a new enrollment.")
+    raise EngineError(
+        f"Voice {voice_id!r} is {state}, not ready: it has no usable model yet. Train it on its enrolled "
+        "recordings and mark it ready before rendering."
+    )
+
+
+@dataclass(frozen=True)
+class ScopeChange:
+    """What new consent terms allow beyond the old ones (`widened`) and what they take away (`narrowed`)."""
+
+    widened: tuple[str, ...]
+    narrowed: tuple[str, ...]
+
+    @property
+    def extends(self) -> bool:
+        return bool(self.widened)
+
+
+def compare_scope(old: Consent, new: Consent) -> ScopeChange:
+    """Compare renewed terms with the record they renew; owner and organisation can never change."""
+    for what, a, b in (("owner", old.owner, new.owner), ("organisation", old.organisation, new.organisation),
+                       ("voice", old.voice_id, new.voice_id)):
+        if a != b:
+            raise InputError(f"A renewal cannot change the {what} ({a!r} → {b!r}); enroll the voice again instead.")
+    widened: list[str] = []
+    narrowed: list[str] = []
+    for what, a, b in (("purposes", old.scope.purposes, new.scope.purposes),
+                       ("channels", old.scope.channels, new.scope.channels),
+                       ("languages", old.scope.languages, new.scope.languages),
+                       ("approvers", old.approvers, new.approvers)):
+        if b - a:
+            widened.append(f"{what} + {', '.join(sorted(b - a))}")
+        if a - b:
+            narrowed.append(f"{what} - {', '.join(sorted(a - b))}")
+    if new.valid_until > old.valid_until:
+        widened.append(f"valid until {new.valid_until:%Y-%m-%d} (was {old.valid_until:%Y-%m-%d})")
+    elif new.valid_until < old.valid_until:
+        narrowed.append(f"valid until {new.valid_until:%Y-%m-%d} (was {old.valid_until:%Y-%m-%d})")
+    if old.policy is not new.policy:
+        change = f"policy {old.policy.value} → {new.policy.value}"
+        (widened if new.policy is ApprovalPolicyKind.BLANKET else narrowed).append(change)
+    return ScopeChange(tuple(widened), tuple(narrowed))
 
 
 def requirement(stage: Stage, policy: ReviewPolicy, consent: Consent) -> Requirement:

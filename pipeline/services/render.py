@@ -26,6 +26,7 @@ import numpy as np
 from sqlalchemy import select
 
 from pipeline.domain import Decision, Event, Role, State
+from pipeline.domain.policy import check_voice_renders
 from pipeline.errors import ConsentError, ProvenanceError, VoxgateError
 from pipeline.provenance.credentials import (
     ClipProvenance,
@@ -128,6 +129,7 @@ def _claim(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime
         require_text_approved(s, ws, row, now)  # consent and approvals, at this very moment
         transition(ws, s, row, Event.RENDER_CLAIMED, actor=who.name, now=now)
         voice = get_voice(s, row.voice_id)
+        check_voice_renders(voice.id, voice.state)  # an enrolled voice has no usable model until trained
         consent = current_consent(s, row.voice_id)
         rev = row.revisions[-1]
         clip = ClipRow(statement_id=row.id, revision=rev.number, revision_sha256=rev.sha256, voice_id=voice.id,

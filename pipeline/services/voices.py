@@ -4,12 +4,19 @@ A profile is a folder with a `voice.toml`: the voice's name and languages,
 its model reference (engine, path, sha256) and the consent record (owner,
 organisation, scope, validity window, approval policy). Adding it checks the
 model's checksum and the consent, copies the profile into the workspace and
-stores both as rows.
+stores both as rows; the admin who adds it signs the record as witness.
+(`voxgate voice enroll`, in `pipeline.services.enrollment`, is the proven path:
+the owner's spoken consent, checked.)
+
+Every consent record written since migration 0003 carries its canonical JSON
+(`record_json`, whose sha256 is `record_sha256`) and Ed25519 signatures over
+it. `current_consent` checks both before the consent gate may rely on a record.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import tomllib
@@ -26,16 +33,20 @@ from pipeline.domain import (
     TERMINAL,
     ApprovalPolicyKind,
     Consent,
+    ConsentKind,
     Event,
     Role,
     Scope,
+    SignerCapacity,
     State,
-    canonical_json,
+    VoiceState,
+    consent_payload,
     next_state,
 )
-from pipeline.errors import InputError, NotFoundError, PermissionError_
+from pipeline.errors import ConsentError, EngineError, InputError, NotFoundError, PermissionError_
+from pipeline.identity.keys import load_key, sign, verify
 from pipeline.services.workspace import Workspace
-from pipeline.store.models import ClipRow, ConsentRow, StatementRow, UserRow, VoiceRow
+from pipeline.store.models import ClipRow, ConsentRow, ConsentSignatureRow, StatementRow, UserRow, VoiceRow
 from pipeline.synth.base import ModelRef
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -132,13 +143,15 @@ def parse_profile(folder: Path) -> VoiceProfile:
 
 
 def model_ref(voice: VoiceRow, ws: Workspace) -> ModelRef:
+    """The model a voice speaks with; `EngineError` for an enrolled voice that has none yet."""
+    if not voice.model_sha256 or voice.state == VoiceState.ENROLLED.value:
+        raise EngineError(
+            f"Voice {voice.id!r} is {voice.state}, not ready: its consent and recordings are enrolled but it has no "
+            f"usable model yet. Train it first (`voxgate voice train {voice.id}`), then render."
+        )
     base = ws.voice_dir(voice.id)
     config = resolve_ref(voice.config_ref, base) if voice.config_ref else None
     return ModelRef(voice.engine, resolve_ref(voice.model_ref, base), config, voice.model_sha256)
-
-
-def consent_record_hash(c: Consent) -> str:
-    return hashlib.sha256(canonical_json(consent_to_dict(c))).hexdigest()
 
 
 def consent_to_dict(c: Consent) -> dict[str, Any]:
@@ -147,8 +160,71 @@ def consent_to_dict(c: Consent) -> dict[str, Any]:
         "purposes": sorted(c.scope.purposes), "channels": sorted(c.scope.channels),
         "languages": sorted(c.scope.languages), "valid_from": c.valid_from.isoformat(),
         "valid_until": c.valid_until.isoformat(), "policy": c.policy.value, "approvers": sorted(c.approvers),
-        "statement": c.statement,
+        "statement": c.statement, "owner_account": c.owner_account,
     }
+
+
+def consent_record(c: Consent, kind: ConsentKind, evidence: dict[str, Any]) -> bytes:
+    """The canonical bytes of a consent record: the terms, how they were given, and the proof they rest on."""
+    return consent_payload({"source": kind.value, "consent": consent_to_dict(c), "evidence": evidence})
+
+
+def add_consent_row(ws: Workspace, s: Session, c: Consent, kind: ConsentKind, evidence: dict[str, Any], *,
+                    signers: list[tuple[str, SignerCapacity]], now: datetime, enrollment_id: int | None = None,
+                    supersedes_id: int | None = None) -> ConsentRow:
+    """Store a consent record with its canonical JSON and a signature by each of `signers` (their workspace keys)."""
+    payload = consent_record(c, kind, evidence)
+    row = ConsentRow(voice_id=c.voice_id, owner=c.owner, organisation=c.organisation, statement=c.statement,
+                     purposes=sorted(c.scope.purposes), channels=sorted(c.scope.channels),
+                     languages=sorted(c.scope.languages), valid_from=c.valid_from, valid_until=c.valid_until,
+                     policy=c.policy.value, approvers=sorted(c.approvers), record_sha256=hashlib.sha256(payload).hexdigest(),
+                     created_at=now, kind=kind.value, owner_account=c.owner_account, enrollment_id=enrollment_id,
+                     supersedes_id=supersedes_id, record_json=payload.decode("utf-8"))
+    s.add(row)
+    s.flush()
+    for name, capacity in signers:
+        signature = sign(load_key(ws.user_key_path(name)), payload)
+        s.add(ConsentSignatureRow(consent_id=row.id, signer=name, capacity=capacity.value, signature=signature,
+                                  created_at=now))
+    s.flush()
+    return row
+
+
+def record_problem(s: Session, row: ConsentRow) -> str | None:
+    """Why a stored consent record cannot be relied on, or None when its record and signatures hold.
+
+    Records from before migration 0003 have no canonical JSON and are taken as they are.
+    """
+    if row.record_json is None:
+        return None
+    payload = row.record_json.encode("utf-8")
+    if hashlib.sha256(payload).hexdigest() != row.record_sha256:
+        return "its record does not match its sha256"
+    try:
+        terms = json.loads(payload)["consent"]
+    except (ValueError, KeyError, TypeError):
+        return "its record is not readable"
+    if terms != consent_to_dict(consent_of(row)):  # type: ignore[arg-type]
+        return "its stored terms differ from the signed record"
+    signatures = signatures_of(s, row)
+    if not signatures:
+        return "it carries no signature"
+    if bad := [f"{signer} ({capacity})" for signer, capacity, valid in signatures if not valid]:
+        return f"the signature of {', '.join(bad)} does not verify"
+    return None
+
+
+def signatures_of(s: Session, row: ConsentRow) -> list[tuple[str, str, bool]]:
+    """(signer, capacity, verifies) for each signature on the record."""
+    out = []
+    rows = s.scalars(select(ConsentSignatureRow).where(ConsentSignatureRow.consent_id == row.id)
+                     .order_by(ConsentSignatureRow.id))
+    for sig in rows:
+        user = s.get(UserRow, sig.signer)
+        ok = user is not None and row.record_json is not None and verify(user.public_key, sig.signature,
+                                                                          row.record_json.encode("utf-8"))
+        out.append((sig.signer, sig.capacity, ok))
+    return out
 
 
 def add_voice(ws: Workspace, folder: Path, *, actor: str | None, now: datetime) -> VoiceRow:
@@ -180,18 +256,16 @@ def add_voice(ws: Workspace, folder: Path, *, actor: str | None, now: datetime) 
             profile.config_ref if profile.config_ref.startswith(PACKAGE_PREFIX) else str(config_path))
         voice = VoiceRow(id=profile.id, name=profile.name, languages=list(profile.languages), engine=profile.engine,
                          model_ref=mref, config_ref=cref, model_sha256=profile.model_sha256,
-                         state="ready", profile_sha256=profile.raw_sha256, created_at=now)
+                         state=VoiceState.READY.value, profile_sha256=profile.raw_sha256, created_at=now)
         s.add(voice)
         s.flush()
-        record_hash = consent_record_hash(c)
-        s.add(ConsentRow(voice_id=profile.id, owner=c.owner, organisation=c.organisation, statement=c.statement,
-                         purposes=sorted(c.scope.purposes), channels=sorted(c.scope.channels),
-                         languages=sorted(c.scope.languages), valid_from=c.valid_from, valid_until=c.valid_until,
-                         policy=c.policy.value, approvers=sorted(c.approvers), record_sha256=record_hash, created_at=now))
+        evidence = {"profile_sha256": profile.raw_sha256, "model_sha256": profile.model_sha256}
+        row = add_consent_row(ws, s, c, ConsentKind.PROFILE, evidence, signers=[(who.name, SignerCapacity.WITNESS)],
+                              now=now)
         ws.record(s, "voxgate.voice.added", actor=who.name, subject=profile.id,
                   data={"model_sha256": profile.model_sha256, "profile_sha256": profile.raw_sha256}, now=now)
         ws.record(s, "voxgate.consent.recorded", actor=who.name, subject=profile.id,
-                  data={"consent_sha256": record_hash, **consent_to_dict(c)}, now=now)
+                  data={"consent_sha256": row.record_sha256, "witness": who.name, **consent_to_dict(c)}, now=now)
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy2(folder / "voice.toml", dest / "voice.toml")
     return voice
@@ -204,8 +278,25 @@ def get_voice(s: Session, voice_id: str) -> VoiceRow:
     return voice
 
 
-def current_consent(s: Session, voice_id: str) -> ConsentRow | None:
-    return s.scalars(select(ConsentRow).where(ConsentRow.voice_id == voice_id).order_by(ConsentRow.id.desc()).limit(1)).first()
+def current_consent(s: Session, voice_id: str, *, verified: bool = True) -> ConsentRow | None:
+    """The voice's newest consent record (earlier ones are history).
+
+    With `verified` (the default, and what every gate uses) a record whose
+    signatures or terms do not verify raises `ConsentError`: it counts as none.
+    """
+    row = s.scalars(select(ConsentRow).where(ConsentRow.voice_id == voice_id)
+                    .order_by(ConsentRow.id.desc()).limit(1)).first()
+    if row is not None and verified and (problem := record_problem(s, row)) is not None:
+        raise ConsentError(
+            f"The consent record for voice {voice_id!r} does not verify: {problem}. It counts as no consent; "
+            f"check the workspace for tampering and enroll the voice again."
+        )
+    return row
+
+
+def consent_history(s: Session, voice_id: str) -> list[ConsentRow]:
+    """Every consent record of the voice, oldest first: nothing is ever deleted."""
+    return list(s.scalars(select(ConsentRow).where(ConsentRow.voice_id == voice_id).order_by(ConsentRow.id)))
 
 
 def consent_of(row: ConsentRow | None) -> Consent | None:
@@ -216,19 +307,19 @@ def consent_of(row: ConsentRow | None) -> Consent | None:
         scope=Scope(frozenset(row.purposes), frozenset(row.channels), frozenset(row.languages)),
         valid_from=row.valid_from, valid_until=row.valid_until, policy=ApprovalPolicyKind(row.policy),
         approvers=frozenset(row.approvers), revoked_at=row.revoked_at, revoked_reason=row.revoked_reason,
-        statement=row.statement,
+        statement=row.statement, owner_account=row.owner_account,
     )
 
 
 def list_voices(ws: Workspace) -> list[tuple[VoiceRow, ConsentRow | None]]:
     with ws.sessions() as s:
-        return [(v, current_consent(s, v.id)) for v in s.scalars(select(VoiceRow).order_by(VoiceRow.id))]
+        return [(v, current_consent(s, v.id, verified=False)) for v in s.scalars(select(VoiceRow).order_by(VoiceRow.id))]
 
 
 def show_voice(ws: Workspace, voice_id: str) -> tuple[VoiceRow, ConsentRow | None]:
     with ws.sessions() as s:
         voice = get_voice(s, voice_id)
-        return voice, current_consent(s, voice_id)
+        return voice, current_consent(s, voice_id, verified=False)
 
 
 def revoke_consent(ws: Workspace, voice_id: str, reason: str, *, actor: str | None, now: datetime) -> dict[str, int]:
@@ -238,7 +329,7 @@ def revoke_consent(ws: Workspace, voice_id: str, reason: str, *, actor: str | No
     with ws.transaction() as s:
         who = ws.actor(s, actor, Role.OWNER, Role.DELEGATE)
         get_voice(s, voice_id)
-        row = current_consent(s, voice_id)
+        row = current_consent(s, voice_id, verified=False)  # revoking must work even on a record that fails checks
         if row is None:
             raise NotFoundError(f"Voice {voice_id!r} has no consent on file.")
         if row.revoked_at is not None:
@@ -246,7 +337,7 @@ def revoke_consent(ws: Workspace, voice_id: str, reason: str, *, actor: str | No
         if who.role != Role.ADMIN.value and who.name not in row.approvers:
             raise PermissionError_(f"{who.name} is not the owner or a named delegate of voice {voice_id!r}.")
         row.revoked_at, row.revoked_by, row.revoked_reason = now, who.name, reason.strip()
-        s.get(VoiceRow, voice_id).state = "revoked"
+        s.get(VoiceRow, voice_id).state = VoiceState.REVOKED.value
         statements = s.scalars(select(StatementRow).where(StatementRow.voice_id == voice_id)).all()
         moved = 0
         for st in statements:

@@ -73,6 +73,12 @@ class ConsentRow(Base):
     revoked_at: Mapped[datetime | None]
     revoked_by: Mapped[str | None] = mapped_column(String(64))
     revoked_reason: Mapped[str | None] = mapped_column(Text)
+    # Added by migration 0002 (nullable: rows written before it have none of them).
+    kind: Mapped[str | None] = mapped_column(String(16))  # profile | enrollment | renewal; None: profile
+    owner_account: Mapped[str | None] = mapped_column(String(64))  # the owner's user, who signs with their key
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"))  # the proof it rests on
+    supersedes_id: Mapped[int | None] = mapped_column(Integer)  # the record a renewal replaces
+    record_json: Mapped[str | None] = mapped_column(Text)  # the signed record; its sha256 is record_sha256
 
 
 class StatementRow(Base):
@@ -167,3 +173,79 @@ class AccessTokenRow(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+# --- consent enrollment (migration 0002) --------------------------------------
+
+
+class ConsentScriptRow(Base):
+    """A printed consent script waiting for the owner's recording: a pending enrollment, keyed by voice id.
+
+    The voice need not exist yet (a new voice is being enrolled), so there is no foreign key to voices.
+    Each challenge phrase is unique across the store and a script is used by at most one enrollment.
+    """
+
+    __tablename__ = "consent_scripts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    voice_id: Mapped[str] = mapped_column(String(64), index=True)
+    language: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    challenge: Mapped[str] = mapped_column(String(200), unique=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    owner_account: Mapped[str | None] = mapped_column(ForeignKey("users.name"))
+    organisation: Mapped[str] = mapped_column(String(200))
+    purposes: Mapped[list[str]]
+    channels: Mapped[list[str]]
+    languages: Mapped[list[str]]
+    valid_until: Mapped[datetime]
+    policy: Mapped[str] = mapped_column(String(16))
+    approvers: Mapped[list[str]]
+    created_by: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    created_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class EnrollmentRow(Base):
+    """A proven enrollment: the consent audio, the checks run on it and where its files are kept."""
+
+    __tablename__ = "enrollments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    voice_id: Mapped[str] = mapped_column(ForeignKey("voices.id"), index=True)
+    script_id: Mapped[int] = mapped_column(ForeignKey("consent_scripts.id"), unique=True)
+    folder: Mapped[str] = mapped_column(Text)  # relative to the workspace home
+    consent_audio: Mapped[str] = mapped_column(Text)  # file name inside `folder`
+    consent_audio_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    transcript: Mapped[str | None] = mapped_column(Text)  # None when the operator confirmed by hand
+    checks: Mapped[dict[str, Any]]
+    asr: Mapped[str] = mapped_column(String(64))  # "whisper tiny.en" or "confirmed by operator"
+    operator: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    created_at: Mapped[datetime]
+    elapsed_s: Mapped[float]
+
+
+class RecordingRow(Base):
+    """One training recording covered by an enrollment, with its transcript."""
+
+    __tablename__ = "enrollment_recordings"
+    __table_args__ = (UniqueConstraint("enrollment_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))  # file name inside the enrollment folder's wavs/
+    sha256: Mapped[str] = mapped_column(String(64))
+    transcript: Mapped[str] = mapped_column(Text)
+    duration_s: Mapped[float]
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    similarity: Mapped[float]  # speaker similarity to the consent audio
+
+
+class ConsentSignatureRow(Base):
+    """An Ed25519 signature over a consent record's canonical JSON (`consents.record_json`)."""
+
+    __tablename__ = "consent_signatures"
+    __table_args__ = (UniqueConstraint("consent_id", "signer", "capacity"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    consent_id: Mapped[int] = mapped_column(ForeignKey("consents.id"), index=True)
+    signer: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    capacity: Mapped[str] = mapped_column(String(16))  # witness | owner | renewed_by
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+    created_at: Mapped[datetime]
