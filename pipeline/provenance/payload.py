@@ -54,7 +54,7 @@ BINS_PER_BAND: Final = 2  # 62.5 Hz
 BANDS: Final = 107  # up to bin 223, 6969 Hz
 PERIOD_S: Final = MESSAGE_BITS * TILE / INTERNAL_RATE
 
-#: Largest relative magnitude change of a cell (±0.7): measured PESQ ≥ 4.2 at this value.
+#: Largest relative magnitude change of a cell (±0.7): wideband PESQ measured ≥ 4.1 on two voices.
 MAX_STRENGTH: Final = 0.7
 #: The mark's energy is at least this far below the clip's (the issue asks for ≥ 25 dB); the
 #: embedder measures it at the caller's rate and scales the mark down if the estimate fell short.
@@ -91,9 +91,9 @@ class Detection:
 
     payload: int | None
     #: z-score of the best decoded pattern against the clip, tag or not (a normalised correlation
-    #: times √(64·107), so at most 83). Measured: ≥ 50 straight
-    #: after embedding, ≥ 30 after the attacks of the issue; unmarked audio gives 8–10 (up to 15 on
-    #: pure tones), since the decoder picks the best of 2^64 patterns. Only the tag decides.
+    #: times √(64·107), so at most 83). Measured: ≥ 55 straight after embedding, ≥ 30 after the
+    #: attacks of the issue; unmarked audio gives 8–12 and up to 20 on pure tones, since the decoder
+    #: picks the best of 2^64 patterns. So only the tag decides, never this number.
     confidence: float
     offset_s: float | None  # where in the clip the first full period of the mark starts
     alignment: int | None = None  # sub-tile offset (in detector hops) that decoded
