@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,7 @@ def test_public_verify_page_gives_the_verdict_for_an_upload(browser, released, t
     authentic = clips.export_clip(released.ws, released.clip_id, "mp3", tmp_path, actor="dana", now=utcnow())
     not_audio = tmp_path / "notes.mp3"
     not_audio.write_text("this is text named like audio")
+    before = set(Path(tempfile.gettempdir()).glob("voxgate-verify-*"))  # other runs' leftovers are not ours
     with serving(released.ws.home) as url:
         page = browser.new_page()
         page.goto(f"{url}/verify")  # no sign-in: the page is public
@@ -111,5 +113,5 @@ def test_public_verify_page_gives_the_verdict_for_an_upload(browser, released, t
         page.set_input_files("#file", str(not_audio))
         page.click("#check")
         assert "not an audio file" in page.locator("#error").inner_text()
-    leftovers = list(Path("/tmp").glob("voxgate-verify-*"))
+    leftovers = set(Path(tempfile.gettempdir()).glob("voxgate-verify-*")) - before
     assert not leftovers, f"uploads must not outlive the request: {leftovers}"
