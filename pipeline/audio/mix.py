@@ -14,7 +14,7 @@ from typing import Final
 
 import numpy as np
 
-from pipeline.errors import AudioError
+from pipeline.errors import AudioError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +172,28 @@ def resample(samples: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
         return samples.copy()
     divisor = math.gcd(sr_from, sr_to)
     return resample_poly(samples, sr_to // divisor, sr_from // divisor).astype(np.float32)
+
+
+def checked_mono(samples: np.ndarray, sample_rate: int, *, step: str) -> np.ndarray:
+    """Float32 mono samples, or `InputError`: rate not positive, not 1-D, empty, NaN or infinity.
+
+    `step` names what the samples are for, so the message says where the broken audio came from.
+    """
+    if sample_rate <= 0:
+        raise InputError(f"Sample rate must be positive, got {sample_rate}.")
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim != 1 or x.size == 0:
+        raise InputError(f"Expected non-empty mono samples (1-D), got shape {x.shape}.")
+    if not np.all(np.isfinite(x)):
+        raise InputError(f"Samples contain NaN or infinity; {step}.")
+    return x
+
+
+def fit_length(samples: np.ndarray, n: int) -> np.ndarray:
+    """Trim or zero-pad to exactly `n` samples (resampling rounds lengths up)."""
+    if len(samples) >= n:
+        return samples[:n]
+    return np.pad(samples, (0, n - len(samples)))
 
 
 def _fade_edges(samples: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -28,11 +28,15 @@ from pipeline.errors import ApprovalError, ConsentError, EngineError, InputError
 Verifier = Callable[[Approval], bool]
 
 
-def check_consent(consent: Consent | None, statement: Statement, now: datetime) -> None:
-    """Raise `ConsentError` unless consent is valid now and covers the statement."""
-    vid = statement.voice_id
+def check_consent_in_force(consent: Consent | None, voice_id: str, now: datetime) -> Consent:
+    """The consent, or `ConsentError` if there is none, or it is revoked or outside its window now.
+
+    What may be done in the voice at all (render, release, train on its recordings) hangs on this.
+    """
+    vid = voice_id
     if consent is None:
-        raise ConsentError(f"Voice {vid!r} has no consent on file; add the voice with its consent record first.")
+        raise ConsentError(f"Voice {vid!r} has no consent on file; add the voice with its consent record "
+                           "(`voxgate voice add`) or enroll it (`voxgate voice enroll`) first.")
     if consent.revoked_at is not None and consent.revoked_at <= now:
         raise ConsentError(
             f"Consent for voice {vid!r} was revoked ({consent.revoked_reason or 'no reason given'}); "
@@ -44,6 +48,13 @@ def check_consent(consent: Consent | None, statement: Statement, now: datetime) 
         raise ConsentError(
             f"Consent for voice {vid!r} expired on {consent.valid_until:%Y-%m-%d}; the owner must renew it."
         )
+    return consent
+
+
+def check_consent(consent: Consent | None, statement: Statement, now: datetime) -> None:
+    """Raise `ConsentError` unless consent is valid now and covers the statement."""
+    consent = check_consent_in_force(consent, statement.voice_id, now)
+    vid = statement.voice_id
     for what, value, allowed in (
         ("purpose", statement.purpose, consent.scope.purposes),
         ("channel", statement.channel, consent.scope.channels),

@@ -40,9 +40,11 @@ from typing import Final
 
 import numpy as np
 
+from pipeline.audio.mix import checked_mono
 from pipeline.errors import AudioError, InputError, ProvenanceError, map_exceptions
 from pipeline.export.probe import ID3_TEXT_FRAMES, probe, require_tool
 from pipeline.provenance.labels import ClipLabels
+from pipeline.store.files import fsync_dir, fsync_file
 
 log = logging.getLogger(__name__)
 
@@ -123,25 +125,19 @@ def export_clip(
                 seal(tmp, fmt)
             _check_written(tmp, fmt, tags)
             os.chmod(tmp, EXPORT_FILE_MODE)
-            _fsync(tmp)
+            fsync_file(tmp)
             os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     with map_exceptions({OSError: AudioError}, f"Wrote {dest} but could not sync its directory"):
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     log.info("Exported %s (%s, %d bytes)", dest, fmt.value, dest.stat().st_size)
     return dest
 
 
 def _checked_samples(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    if sample_rate <= 0:
-        raise InputError(f"Sample rate must be positive, got {sample_rate}.")
-    x = np.asarray(samples, dtype=np.float32)
-    if x.ndim != 1 or x.size == 0:
-        raise InputError(f"Expected non-empty mono samples (1-D), got shape {x.shape}.")
-    if not np.all(np.isfinite(x)):
-        raise InputError("Samples contain NaN or infinity; refusing to export.")
+    x = checked_mono(samples, sample_rate, step="refusing to export")
     peak = float(np.abs(x).max())
     if peak > 1.0:
         # The loudness stage limits true peak below full scale; this is a bug upstream.
@@ -245,17 +241,3 @@ def _check_written(path: Path, fmt: ExportFormat, tags: dict[str, str]) -> None:
             f"The {fmt.name} export lost its label tags {wrong}; the clip was not written. "
             "Check the ffmpeg build (`ffmpeg -version`) and re-run the export."
         )
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable: a crash after return must not resurrect the old file."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -52,6 +52,7 @@ from pipeline.export import cards
 from pipeline.export.captions import Caption
 from pipeline.export.probe import probe, require_tool
 from pipeline.provenance.labels import ClipLabels
+from pipeline.store.files import fsync_dir, fsync_file
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def render_video(
                 seal(tmp)
             info = check_video(tmp, shape=shape, duration=duration, tags=labels.as_tags())
             os.chmod(tmp, EXPORT_FILE_MODE)
-            _fsync(tmp)
+            fsync_file(tmp)
             os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -188,7 +189,7 @@ def render_video(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     with map_exceptions({OSError: AudioError}, f"Wrote {dest} but could not sync its directory"):
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     if progress is not None:
         progress(1.0)
     log.info("Rendered %s (%s, %.1f s, %d bytes)", dest, shape.value, info.duration, dest.stat().st_size)
@@ -366,17 +367,3 @@ def _run_ffmpeg(args: list[str], duration: float, progress: Progress | None, log
         message = stderr.read().decode(errors="replace").strip()
     if returncode != 0:
         raise AudioError(f"ffmpeg could not render the video: {message or f'exit status {returncode}'}")
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable: a crash after return must not resurrect the old file."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

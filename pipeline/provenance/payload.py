@@ -36,7 +36,7 @@ from typing import Final
 
 import numpy as np
 
-from pipeline.audio.mix import resample
+from pipeline.audio.mix import checked_mono, fit_length, resample
 from pipeline.errors import InputError, ProvenanceError
 from pipeline.provenance import payload_code
 from pipeline.provenance.payload_code import MESSAGE_BITS, PAYLOAD_BITS, TAG_BITS, CodeKeys
@@ -136,7 +136,7 @@ class PayloadMark:
         keys = self._keys()
         pattern = payload_code.chips(payload_code.seal(payload, keys), keys)  # (MESSAGE_BITS, BANDS)
         x16 = resample(x, sr, INTERNAL_RATE)
-        mark = _fit(resample(self._mark16(x16, pattern), INTERNAL_RATE, sr), len(x))
+        mark = fit_length(resample(self._mark16(x16, pattern), INTERNAL_RATE, sr), len(x))
         energy = float(np.sum(mark.astype(np.float64) ** 2))
         budget = float(np.sum(x.astype(np.float64) ** 2)) * 10 ** (-self.target_snr_db / 10)
         if energy > budget:  # the spectral estimate is close, not exact: never exceed the target
@@ -316,23 +316,10 @@ def _add_without_new_clipping(x: np.ndarray, mark: np.ndarray) -> np.ndarray:
 
 
 def _checked_signal(x: np.ndarray, sr: int) -> np.ndarray:
-    if sr <= 0:
-        raise InputError(f"Sample rate must be positive, got {sr}.")
-    x = np.asarray(x)
-    if x.ndim != 1 or x.size == 0:
-        raise InputError(f"Expected non-empty mono samples (1-D), got shape {x.shape}.")
-    if not np.all(np.isfinite(x)):
-        raise InputError("Samples contain NaN or infinity; the audio step before the watermark is broken.")
+    x = checked_mono(x, sr, step="the audio step before the watermark is broken")
     if x.size < MIN_DURATION_S * sr:
         raise ProvenanceError(
             f"The clip is {x.size / sr:.1f} s long; the payload mark needs at least {MIN_DURATION_S:.0f} s "
             f"(it repeats every {PERIOD_S:.1f} s and is read from two repetitions). Mark a longer clip."
         )
-    return x.astype(np.float32, copy=False)
-
-
-def _fit(x: np.ndarray, n: int) -> np.ndarray:
-    """Trim or zero-pad to exactly `n` samples (resampling rounds lengths up)."""
-    if len(x) >= n:
-        return x[:n]
-    return np.pad(x, (0, n - len(x)))
+    return x

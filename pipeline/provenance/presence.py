@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from pipeline.audio.mix import resample
-from pipeline.errors import InputError, ProvenanceError, map_exceptions
+from pipeline.audio.mix import checked_mono, fit_length, resample
+from pipeline.errors import ProvenanceError, map_exceptions
 
 if TYPE_CHECKING:
     from perth import PerthImplicitWatermarker
@@ -107,8 +107,8 @@ class PresenceMark:
             with torch.inference_mode():
                 marked32 = watermarker.apply_watermark(x32, sample_rate=PERTH_SAMPLE_RATE)
         # Perth's iSTFT drops the last partial hop; the mark there is zero.
-        mark32 = _fit(np.asarray(marked32, dtype=np.float32), len(x32)) - x32
-        out = x + _fit(resample(mark32, PERTH_SAMPLE_RATE, sr), len(x))
+        mark32 = fit_length(np.asarray(marked32, dtype=np.float32), len(x32)) - x32
+        out = x + fit_length(resample(mark32, PERTH_SAMPLE_RATE, sr), len(x))
         over = int(np.count_nonzero(np.abs(out) > 1.0))
         if over:
             log.warning("Presence mark overshot full scale on %d samples (peak %.3f); clipped", over, np.abs(out).max())
@@ -161,23 +161,10 @@ def _perth_import_failure() -> str:
 
 
 def _checked_signal(x: np.ndarray, sr: int) -> np.ndarray:
-    if sr <= 0:
-        raise InputError(f"Sample rate must be positive, got {sr}.")
-    x = np.asarray(x)
-    if x.ndim != 1 or x.size == 0:
-        raise InputError(f"Expected non-empty mono samples (1-D), got shape {x.shape}.")
-    if not np.all(np.isfinite(x)):
-        raise InputError("Samples contain NaN or infinity; the audio step before the watermark is broken.")
+    x = checked_mono(x, sr, step="the audio step before the watermark is broken")
     if x.size < MIN_DURATION_S * sr:
         raise ProvenanceError(
             f"The clip is {1000 * x.size / sr:.0f} ms long; the presence mark needs at least "
             f"{MIN_DURATION_S:.1f} s of audio."
         )
-    return x.astype(np.float32, copy=False)
-
-
-def _fit(x: np.ndarray, n: int) -> np.ndarray:
-    """Trim or zero-pad to exactly `n` samples (resampling rounds lengths up)."""
-    if len(x) >= n:
-        return x[:n]
-    return np.pad(x, (0, n - len(x)))
+    return x

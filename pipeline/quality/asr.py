@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
+from pipeline.audio.mix import checked_mono
 from pipeline.errors import InputError, ProvenanceError, map_exceptions
 
 if TYPE_CHECKING:
@@ -130,13 +131,7 @@ class Transcriber:
 
 
 def _to_whisper_rate(x: np.ndarray, sr: int) -> np.ndarray:
-    if sr <= 0:
-        raise InputError(f"Sample rate must be positive, got {sr}.")
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 1 or x.size == 0:
-        raise InputError(f"Expected non-empty mono samples (1-D), got shape {x.shape}.")
-    if not np.all(np.isfinite(x)):
-        raise InputError("Samples contain NaN or infinity; the audio step before recognition is broken.")
+    x = checked_mono(x, sr, step="the audio step before recognition is broken")
     if sr == WHISPER_SAMPLE_RATE:
         return x
     from scipy.signal import resample_poly  # about 0.5 s to import; keep it off the CLI's start-up path

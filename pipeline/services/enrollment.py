@@ -59,6 +59,7 @@ from pipeline.domain import (
     Scope,
     SignerCapacity,
     VoiceState,
+    check_consent_in_force,
     compare_scope,
 )
 from pipeline.errors import AudioError, ConsentError, InputError, NotFoundError, PermissionError_, StoreError
@@ -617,14 +618,7 @@ def enrolled_recordings(ws: Workspace, voice_id: str) -> list[Recording]:
     with ws.sessions() as s:
         get_voice(s, voice_id)
         row = current_consent(s, voice_id)
-        if row is None:
-            raise ConsentError(f"Voice {voice_id!r} has no consent on file; enroll it first (`voxgate voice enroll`).")
-        if row.revoked_at is not None:
-            raise ConsentError(f"Consent for voice {voice_id!r} was revoked on {row.revoked_at:%Y-%m-%d}; its "
-                               "recordings may not be used. A new enrollment is needed.")
-        if now >= row.valid_until:
-            raise ConsentError(f"Consent for voice {voice_id!r} expired on {row.valid_until:%Y-%m-%d}; the owner "
-                               "must renew it before its recordings are used.")
+        check_consent_in_force(consent_of(row), voice_id, now)  # no recording may be used without it
         if row.enrollment_id is None:
             return []
         enrollment = s.get(EnrollmentRow, row.enrollment_id)

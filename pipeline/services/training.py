@@ -24,10 +24,10 @@ from typing import Any, Final
 
 import numpy as np
 
-from pipeline.domain import Role, canonical_json
+from pipeline.domain import Role, canonical_json, check_consent_in_force
 from pipeline.errors import ConsentError, InputError
 from pipeline.hashing import sha256_file
-from pipeline.services.voices import current_consent, get_voice, model_ref
+from pipeline.services.voices import consent_of, current_consent, get_voice, model_ref
 from pipeline.services.workspace import Workspace, utcnow
 from pipeline.train.checkpoint import SLIM_CONFIG, BaseModel, latest_checkpoint, resolve_base
 from pipeline.train.dataset import DatasetReport, Recording, prepare
@@ -263,15 +263,7 @@ def train_voice(
 
 
 def _require_consent(s: Any, voice_id: str, now: datetime) -> None:
-    consent = current_consent(s, voice_id)
-    if consent is None:
-        raise ConsentError(f"Voice {voice_id} has no consent on file; nothing may be trained or spoken in it.")
-    if consent.revoked_at is not None:
-        raise ConsentError(f"Consent for voice {voice_id} was revoked on {consent.revoked_at:%Y-%m-%d}; "
-                           "its voice may no longer be trained or spoken.")
-    if now >= consent.valid_until:
-        raise ConsentError(f"Consent for voice {voice_id} expired on {consent.valid_until:%Y-%m-%d}; "
-                           "the owner must renew it first.")
+    check_consent_in_force(consent_of(current_consent(s, voice_id)), voice_id, now)
 
 
 def evaluate_voice(

@@ -19,6 +19,20 @@ from pipeline.hashing import sha256_file
 _CHUNK = 1 << 20
 
 
+def fsync_file(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename durable: a crash after return must not resurrect the old file."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_stream(stream: BinaryIO, dest: Path) -> None:
     """Write everything read from `stream` to `dest` so that `dest` is either absent or complete."""
     dest.parent.mkdir(parents=True, exist_ok=True)
