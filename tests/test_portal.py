@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from pipeline.cli.main import app as cli
 from pipeline.portal.security import RateLimiter
 from pipeline.services.auditing import audit_log
+from pipeline.services.deliveries import deliveries_of
 from pipeline.services.tokens import issue_token
 from pipeline.services.workspace import utcnow
 from portal_fixtures import build_released, serving
@@ -32,7 +33,7 @@ def base_url(released):
 
 
 def signed_in(base_url: str, token: str) -> httpx.Client:
-    client = httpx.Client(base_url=base_url, follow_redirects=False)
+    client = httpx.Client(base_url=base_url, follow_redirects=False, timeout=120)  # a first video takes seconds
     page = client.get("/login")
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
     response = client.post("/login", data={"token": token, "csrf": csrf})
@@ -59,18 +60,41 @@ def test_sign_in_lists_released_clips_but_not_revoked_ones(base_url, released) -
     assert "We ask for an open trial" in page
 
 
-def test_download_is_the_registered_file_and_is_audited(base_url, released) -> None:
+def test_a_download_is_the_distributors_own_registered_copy_and_is_audited(base_url, released) -> None:
     client = signed_in(base_url, released.token)
     response = client.get(f"/clips/{released.clip_id}/download/mp3")
     assert response.status_code == 200 and response.headers["content-type"] == "audio/mpeg"
     assert f"voxgate-clip-{released.clip_id}.mp3" in response.headers["content-disposition"]
-    with released.ws.sessions() as s:
-        from pipeline.store.models import ClipRow
-
-        digest = next(f.sha256 for f in s.get(ClipRow, released.clip_id).files if f.format == "mp3")
+    (delivery,) = deliveries_of(released.ws, released.clip_id)
+    assert delivery.recipient == "dana"
+    digest = next(f.sha256 for f in delivery.files if f.format == "mp3")
     assert response.content == released.ws.files.path(digest).read_bytes()
+    assert client.get(f"/clips/{released.clip_id}/download/mp3").content == response.content  # made once
     events = [e for e in audit_log(released.ws) if e.action == "voxgate.clip.downloaded"]
     assert events and events[-1].actor == "dana" and events[-1].data["format"] == "mp3"
+    assert events[-1].data["delivery"] == delivery.id and events[-1].data["sha256"] == digest
+
+
+def test_videos_and_captions_download_in_every_listed_format(base_url, released) -> None:
+    client = signed_in(base_url, released.token)
+    page = client.get("/clips").text
+    for fmt in ("m4a", "mp4-square", "mp4-vertical", "srt", "vtt"):
+        assert f"/clips/{released.clip_id}/download/{fmt}" in page
+    video = client.get(f"/clips/{released.clip_id}/download/mp4-vertical")
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    assert f"voxgate-clip-{released.clip_id}.vertical.mp4" in video.headers["content-disposition"]
+    captions = client.get(f"/clips/{released.clip_id}/download/vtt")
+    assert captions.status_code == 200 and captions.text.startswith("WEBVTT")
+
+
+def test_the_public_verify_page_never_names_the_distributor(base_url, released) -> None:
+    client = signed_in(base_url, released.token)
+    copy = client.get(f"/clips/{released.clip_id}/download/wav").content
+    public = httpx.Client(base_url=base_url)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', public.get("/verify").text).group(1)
+    page = public.post("/verify", data={"csrf": csrf}, files={"file": ("clip.wav", copy, "audio/wav")})
+    assert page.status_code == 200 and "AUTHENTIC" in page.text and "personal copy" in page.text
+    assert "dana" not in page.text.lower()
 
 
 def test_revoked_clip_answers_410_with_the_reason(base_url, released) -> None:

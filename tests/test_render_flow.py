@@ -16,7 +16,9 @@ from pipeline.export.probe import decode, probe
 from pipeline.audio.loudness import measure
 from pipeline.quality.wer import word_error_rate
 from pipeline.services import clips, review, statements
+from pipeline.domain.serials import delivery_serial
 from pipeline.services.auditing import audit_log, audit_verify
+from pipeline.services.deliveries import deliveries_of
 from pipeline.services.render import Tools, _claim, claimable, render_statement
 from pipeline.services.voices import revoke_consent
 from pipeline.services.workspace import utcnow
@@ -76,6 +78,7 @@ def test_render_release_export(workspace, tools, tmp_path) -> None:
 
     files = {fmt: clips.export_clip(workspace, result.clip_id, fmt, tmp_path, actor="dana", now=utcnow())
              for fmt in ("wav", "mp3", "ogg")}
+    (dana,) = deliveries_of(workspace, result.clip_id)  # every export is the exporter's own marked copy
     codecs = {fmt: probe(p) for fmt, p in files.items()}
     assert codecs["wav"].codec.startswith("pcm_s16") and codecs["mp3"].codec == "mp3"
     assert codecs["ogg"].codec == "opus" and codecs["ogg"].sample_rate == 48000 and codecs["ogg"].channels == 1
@@ -84,7 +87,7 @@ def test_render_release_export(workspace, tools, tmp_path) -> None:
         assert info.tags.get("voxgate_clip_id") == str(result.clip_id), (fmt, info.tags)
         samples, sr = decode(files[fmt])
         assert tools.presence_mark().detect(samples, sr) >= 0.5, fmt
-        assert payload_mark(workspace).detect(samples, sr).payload == result.clip_id, fmt
+        assert payload_mark(workspace).detect(samples, sr).payload == delivery_serial(dana.id), fmt
         loud = measure(samples, sr)
         assert abs(loud.integrated_lufs + 16) <= 0.7 and loud.clipped_samples == 0, (fmt, loud)
     # The words heard in the exported message are the approved words.

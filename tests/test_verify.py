@@ -27,7 +27,9 @@ from pipeline.export.formats import ExportFormat, export_clip
 from pipeline.provenance.credentials import CredentialStatus
 from pipeline.provenance.labels import ClipLabels
 from pipeline.services import clips, review, statements
+from pipeline.domain.serials import delivery_serial
 from pipeline.services.auditing import audit_log
+from pipeline.services.deliveries import deliveries_of
 from pipeline.services.render import Tools, render_statement
 from pipeline.services.users import add_user
 from pipeline.services.verify import PUBLIC_ACTOR, VerifyReport, verify_file
@@ -41,6 +43,7 @@ from pipeline.verify import (
     Evidence,
     Outcome,
     PayloadReading,
+    Trace,
     decide,
     match_audio,
 )
@@ -144,6 +147,23 @@ def test_the_strongest_proof_names_the_clip_and_a_conflict_is_reported() -> None
 def test_a_mark_naming_a_clip_this_registry_lacks_is_unknown() -> None:
     v = decide(Evidence(payload=PayloadReading(99, 12.0)))
     assert v.outcome is Outcome.UNKNOWN and v.clip_id == 99 and "not in this registry" in v.reasons[-1]
+
+
+def test_a_trace_follows_the_clip_named_and_no_reason_names_the_recipient() -> None:
+    dana, ravi = Trace(3, "dana", "bytes"), Trace(4, "ravi", "payload mark")
+    facts = {1: ClipFacts(1, "released", False), 2: ClipFacts(2, "released", False)}
+    v = decide(Evidence(registered_file=(1, "mp3"), payload=PayloadReading(1, 40.0, 3), traces=((1, dana),),
+                        clips=facts))
+    assert v.outcome is Outcome.AUTHENTIC and v.trace == dana
+    assert any("delivery 3" in r for r in v.reasons) and not any("dana" in r for r in v.reasons)
+    # A trace to another clip than the one proven is not this file's recipient.
+    v = decide(Evidence(registered_file=(1, "mp3"), payload=PayloadReading(2, 40.0, 4), traces=((2, ravi),),
+                        clips=facts))
+    assert v.clip_id == 1 and v.trace is None
+    # Two recipients' marks on one clip (copies mixed together) are both reported.
+    v = decide(Evidence(payload=PayloadReading(1, 20.0, 3), traces=((1, dana), (1, Trace(4, "ravi", "bytes"))),
+                        clips=facts))
+    assert v.trace == dana and any(r.startswith("conflicting: it also carries delivery 4") for r in v.reasons)
 
 
 def test_exit_codes_are_distinct_and_keep_1_for_errors() -> None:
@@ -287,7 +307,8 @@ def test_the_manifest_holds_the_text_approvals_and_consent_of_the_render(registr
     """Audio sign-off comes after signing, so the manifest has text and owner approvals only (the registry has all)."""
     ours = check(registry, tools, registry.exports["wav"]).credentials.provenance
     assert [(a["reviewer"], a["stage"]) for a in ours["approvals"]] == [("rita", "text"), ("joe-delegate", "owner")]
-    assert ours["clip"] == registry.released and ours["watermark"]["payload_serial"] == registry.released
+    (dana,) = deliveries_of(registry.ws, registry.released)
+    assert ours["clip"] == registry.released and ours["watermark"]["payload_serial"] == delivery_serial(dana.id)
     assert ours["voice"]["id"] == "demo" and ours["consent"]["sha256"] == ours["render"]["consent_sha256"]
 
 
@@ -363,12 +384,47 @@ def test_the_payload_mark_alone_names_the_clip(registry, tools, tmp_path, speech
 
 
 @pytest.mark.slow
+def test_each_recipients_copy_names_them_even_after_a_reencode(registry, tools, tmp_path) -> None:
+    ws, clip = registry.ws, registry.released
+    ravi = clips.export_clip(ws, clip, "mp3", tmp_path, actor="ravi", now=utcnow())
+    dana = registry.exports["mp3"]
+    assert ravi.read_bytes() != dana.read_bytes()
+    again = tmp_path / "again"
+    again.mkdir()
+    assert clips.export_clip(ws, clip, "mp3", again, actor="dana", now=utcnow()).read_bytes() == dana.read_bytes()
+    ids = {d.recipient: d.id for d in deliveries_of(ws, clip)}
+    assert set(ids) == {"dana", "ravi"}
+    for who, path in (("dana", dana), ("ravi", ravi), ("dana", registry.exports["mp4-vertical"])):
+        report = check(registry, tools, path)
+        assert report.verdict.outcome is Outcome.AUTHENTIC and report.verdict.trace == Trace(ids[who], who, "bytes")
+        assert (report.evidence.payload.serial, report.evidence.payload.delivery) == (clip, ids[who])
+        assert report.as_dict()["traced_to"]["recipient"] == who
+    # A leaked copy, re-encoded and cut, still names its recipient through the payload mark alone.
+    leak = tmp_path / "leak.ogg"
+    ffmpeg("-ss", "0.7", "-i", str(ravi), "-c:a", "libopus", "-b:a", "24k", str(leak))
+    report = check(registry, tools, leak)
+    assert report.verdict.outcome is Outcome.DERIVED and report.verdict.trace == Trace(ids["ravi"], "ravi",
+                                                                                       "payload mark")
+
+
+@pytest.mark.slow
+def test_the_clips_own_files_name_the_clip_and_nobody(registry, tools, tmp_path) -> None:
+    with registry.ws.sessions() as s:
+        own = next(f.sha256 for f in s.get(ClipRow, registry.released).files if f.format == "wav")
+    path = tmp_path / "release.wav"
+    shutil.copy(registry.ws.files.open_checked(own), path)
+    report = check(registry, tools, path)
+    assert report.verdict.outcome is Outcome.AUTHENTIC and report.verdict.trace is None
+    assert (report.evidence.payload.serial, report.evidence.payload.delivery) == (registry.released, None)
+
+
+@pytest.mark.slow
 def test_every_check_is_audited_anonymously_unless_a_user_is_named(registry, tools) -> None:
     report = check(registry, tools, registry.exports["mp3"])
     event = audit_log(registry.ws)[-1]
     assert (event.action, event.actor, event.subject) == ("voxgate.verify.checked", PUBLIC_ACTOR, str(registry.released))
     assert event.data == {"verdict": "AUTHENTIC", "sha256": report.sha256, "clip": registry.released,
-                          "credentials": "trusted"}
+                          "credentials": "trusted", "delivery": report.verdict.trace.delivery}
     verify_file(registry.ws, registry.exports["mp3"], now=utcnow(), actor="dana", presence=tools.presence_mark())
     assert audit_log(registry.ws)[-1].actor == "dana"
 

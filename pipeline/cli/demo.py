@@ -119,7 +119,7 @@ def run_demo(home: str | None) -> None:
     for clip in clips.list_clips(ws):
         produced[clip.statement_id] = [clips.export_clip(ws, clip.id, fmt, out, actor="dana", now=utcnow())
                                        for fmt in ("wav", "mp3", "ogg", "m4a")]
-    _step(f"dana exported {sum(map(len, produced.values()))} audio files to {out}")
+    _step(f"dana exported {sum(map(len, produced.values()))} audio files to {out}, each her own marked copy")
     first = clips.list_clips(ws)[0]
     video = clips.export_clip(ws, first.id, "mp4-square", out, actor="dana", now=utcnow())
     captions = clips.export_clip(ws, first.id, "srt", out, actor="dana", now=utcnow())
@@ -144,6 +144,9 @@ def _verify_examples(ws: Any, tools: Tools, mp3: Path, out: Path) -> None:
     for path in (mp3, forwarded):
         verdict = verify_file(ws, path, now=utcnow(), presence=tools.presence_mark()).verdict
         _step(f"anyone verifies {path.name}: {verdict.outcome.value} (clip {verdict.clip_id}) — {verdict.reasons[0]}")
+        if verdict.trace is not None:
+            _step(f"  the publisher also sees whose copy it is: {verdict.trace.recipient} "
+                  f"(delivery {verdict.trace.delivery}, by its {verdict.trace.by})")
 
 
 def _summary(ws: Any, tools: Tools, produced: dict[int, list[Path]]) -> None:

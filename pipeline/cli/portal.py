@@ -37,15 +37,20 @@ def serve(
 def pull(
     out: Annotated[Path, typer.Option(help="Folder to write the clips into.")] = Path("."),
     since: Annotated[Optional[str], typer.Option(help="Only clips released at or after this ISO date/time.")] = None,
-    format: Annotated[str, typer.Option("--format", help="wav, mp3 or ogg.")] = "mp3",
+    format: Annotated[str, typer.Option("--format", help="wav, mp3, ogg, m4a, mp4-square, mp4-vertical, "
+                                                         "mp4-landscape, srt or vtt.")] = "mp3",
     url: Annotated[str, typer.Option(envvar="VOXGATE_PORTAL", help="The portal's address.")] = "http://127.0.0.1:8000",
     token: Annotated[Optional[str], typer.Option(envvar="VOXGATE_TOKEN", help="Your access token (or VOXGATE_TOKEN).")] = None,
 ) -> None:
-    """Download released clips from the portal with your distributor token."""
+    """Download your own copies of released clips from the portal with your distributor token."""
+    from pipeline.services.clips import EXTENSIONS
+
     if not token:
         raise PermissionError_("No token; pass --token or set VOXGATE_TOKEN (ask an admin for one).")
     if not out.is_dir():
         raise InputError(f"{out} is not a folder; create it first.")
+    if format not in EXTENSIONS:
+        raise InputError(f"Unknown format {format!r}; choose one of {', '.join(EXTENSIONS)}.")
     query = "?" + urllib.parse.urlencode({"since": since}) if since else ""
     clips = json.loads(_get(f"{url.rstrip('/')}/api/clips{query}", token).read())
     written = []
@@ -53,7 +58,7 @@ def pull(
         task = bar.add_task("downloading", total=len(clips))
         for clip in clips:
             if format in clip["formats"]:
-                dest = out / f"voxgate-clip-{clip['id']}.{format}"
+                dest = out / f"voxgate-clip-{clip['id']}.{EXTENSIONS[format]}"
                 with _get(f"{url.rstrip('/')}/api/clips/{clip['id']}/{format}", token) as response:
                     atomic_write_stream(response, dest)
                 written.append((clip["id"], clip["released_at"], dest.name))

@@ -55,7 +55,7 @@ def verify(
 
 def _print(report: VerifyReport) -> None:
     e, creds = report.evidence, report.credentials
-    registered = (f"clip {e.registered_file[0]}'s {e.registered_file[1]} file, byte for byte" if e.registered_file
+    registered = (f"a {e.registered_file[1]} file of clip {e.registered_file[0]}, byte for byte" if e.registered_file
                   else "no registered file has these bytes")
     credentials = e.credentials.value + (f", signed by {e.credentials_signer}" if e.credentials_signer else "")
     credentials += (f", names clip {e.credentials_clip}" if e.credentials_clip is not None else "")
@@ -64,7 +64,8 @@ def _print(report: VerifyReport) -> None:
     presence = (f"{e.presence:.3f}" if e.presence is not None else f"not checked: {report.notes.get('presence', '')}")
     payload = ("not checked: " + report.notes.get("payload", "") if e.payload is None
                else "none of ours" if e.payload.serial is None
-               else f"clip {e.payload.serial} (confidence {e.payload.confidence:.1f})")
+               else f"clip {e.payload.serial}" + (f", delivery {e.payload.delivery}" if e.payload.delivery else "")
+               + f" (confidence {e.payload.confidence:.1f})")
     content = "; ".join(f"clip {clip}: {m.matched_s:.0f} of {m.audible_s:.0f} s found ({m.coverage:.0%})"
                         for clip, m in e.content.items()) or "nothing to compare"
     print_fields(f"Evidence for {report.path.name}", [
@@ -85,5 +86,8 @@ def _print(report: VerifyReport) -> None:
     v = report.verdict
     console.print(Text.assemble((v.outcome.value, _STYLE[v.outcome]),
                                 f"  clip {v.clip_id}" if v.clip_id is not None else ""))
+    if v.trace is not None:  # the workspace's own check: the public /verify page never names the recipient
+        console.print(Text.assemble("  traced to ", (v.trace.recipient, "bold"),
+                                    f" (delivery {v.trace.delivery}, by its {v.trace.by})"))
     for reason in v.reasons:
         console.print(Text(f"  - {reason}"), soft_wrap=True)

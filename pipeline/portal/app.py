@@ -30,6 +30,7 @@ from pipeline.portal.security import (
     new_csrf_token,
 )
 from pipeline.services import clips as clip_service
+from pipeline.services.render import Tools
 from pipeline.services.tokens import authenticate
 from pipeline.services.workspace import Workspace, open_workspace, utcnow
 from pipeline.store.models import ClipRow, StatementRow, UserRow, VoiceRow
@@ -39,7 +40,7 @@ HERE = Path(__file__).parent
 MAX_UPLOAD_BYTES: Final = 50 * 1024 * 1024
 SIGN_IN_LIMIT: Final = (10, 60.0)  # failed sign-ins per client per minute
 VERIFY_LIMIT: Final = (20, 60.0)
-DOWNLOAD_FORMATS: Final = ("wav", "mp3", "ogg")
+DOWNLOAD_FORMATS: Final = tuple(clip_service.EXTENSIONS)  # videos and captions are made on first request
 
 # Leading bytes of the containers we accept; the name and the declared type count for nothing.
 _MAGIC: Final = ((0, b"RIFF", 8, b"WAVE"), (0, b"OggS", None, None), (0, b"ID3", None, None),
@@ -61,6 +62,7 @@ def create_app(home: Path) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
     sign_in_limit, verify_limit = RateLimiter(*SIGN_IN_LIMIT), RateLimiter(*VERIFY_LIMIT)
+    tools = Tools()  # the watermark model, loaded on the first personal copy and kept
 
     def page(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
         csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
@@ -132,12 +134,12 @@ def create_app(home: Path) -> FastAPI:
         if fmt not in DOWNLOAD_FORMATS:  # never a path: a fixed list of names
             return error_page(request, 404, f"No format {fmt!r}.")
         try:
-            path, name = clip_service.open_download(ws, clip_id, fmt, actor=user.name, now=utcnow())
+            handover = clip_service.open_download(ws, clip_id, fmt, actor=user.name, now=utcnow(), tools=tools)
         except ConsentError as exc:
             return error_page(request, 410, str(exc))
         except (NotFoundError, InputError) as exc:
             return error_page(request, 404, str(exc))
-        return FileResponse(path, filename=name, media_type=_MIME[fmt])
+        return FileResponse(handover.path, filename=handover.name, media_type=_MIME[fmt])
 
     @app.get("/api/clips")
     def api_clips(request: Request, since: str | None = None) -> Response:
@@ -206,7 +208,9 @@ def create_app(home: Path) -> FastAPI:
     return app
 
 
-_MIME: Final = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
+_MIME: Final = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "m4a": "audio/mp4",
+                 "mp4-square": "video/mp4", "mp4-vertical": "video/mp4", "mp4-landscape": "video/mp4",
+                 "srt": "application/x-subrip", "vtt": "text/vtt"}
 
 
 def released_clips(ws: Workspace) -> list[dict[str, Any]]:
@@ -222,7 +226,7 @@ def released_clips(ws: Workspace) -> list[dict[str, Any]]:
                 "purpose": st.purpose, "channel": st.channel, "text": rev.text,
                 "released_at": c.released_at.isoformat(timespec="seconds"),
                 "duration": c.figures.get("duration_s"), "notice": c.labels.get("comment", ""),
-                "formats": [f.format for f in c.files if f.format in DOWNLOAD_FORMATS],
+                "formats": list(DOWNLOAD_FORMATS),
             })
         return out
 

@@ -142,13 +142,20 @@ class ClipProvenance:
     created_at: datetime
     approvals: tuple[SignedApproval, ...]  # text and owner approvals: audio sign-off comes after signing
     settings: Mapping[str, Any]
+    #: What the file's payload mark carries: the clip id in the clip's own files, a delivery's serial in a
+    #: recipient's copy (pipeline.domain.serials). Only the registry maps a delivery to its recipient.
+    payload_serial: int | None = None
+
+    @property
+    def serial(self) -> int:
+        return self.clip_id if self.payload_serial is None else self.payload_serial
 
     def manifest(self) -> dict[str, Any]:
         """The manifest definition c2pa's Builder takes."""
         agent = {"name": "voxgate", "version": version("voxgate")}
         created = {"action": "c2pa.created", "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
                    "when": self.created_at.isoformat(), "softwareAgent": agent}
-        serial = base64.b64encode(self.clip_id.to_bytes(8, "big")).decode()
+        serial = base64.b64encode(self.serial.to_bytes(8, "big")).decode()
         return {
             "claim_generator_info": [agent],
             "title": f"{self.organisation}: statement {self.statement_id}, clip {self.clip_id} (AI-generated voice)",
@@ -167,7 +174,7 @@ class ClipProvenance:
                     "approvals": [vars(a) for a in self.approvals],
                     "approvals_scope": "text and owner approvals at render time; audio sign-off is in the "
                                        "publisher's registry and audit log",
-                    "watermark": {"algorithm": PAYLOAD_ALGORITHM, "payload_serial": self.clip_id},
+                    "watermark": {"algorithm": PAYLOAD_ALGORITHM, "payload_serial": self.serial},
                     "render": dict(self.settings),
                 }},
             ],

@@ -1,10 +1,12 @@
-"""Released clips for distributors: list and export, with every export audited."""
+"""Released clips for distributors: list them, and hand each person their own copy, audited."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,7 +16,7 @@ from pipeline.errors import ConsentError, InputError, NotFoundError, StoreError
 from pipeline.provenance.credentials import SIDECAR_SUFFIX
 from pipeline.services.statements import get_statement, to_domain
 from pipeline.services.voices import consent_of, current_consent
-from pipeline.services.video import DERIVED_FORMATS, ensure_derived
+from pipeline.services.video import DERIVED_FORMATS
 from pipeline.services.workspace import Workspace
 from pipeline.store.files import atomic_copy
 from pipeline.store.models import ClipFileRow, ClipRow
@@ -57,54 +59,62 @@ def _released_file(s: Session, clip_id: int, fmt: str, now: datetime) -> ClipFil
     return files[fmt]
 
 
-def _released_file_or_derivable(s: Session, clip_id: int, fmt: str, now: datetime) -> None:
-    """Refuse early (before minutes of video encoding) what `_released_file` would refuse."""
+def _may_hand_over(s: Session, clip_id: int, fmt: str, now: datetime) -> None:
+    """Refuse what may not leave the store now; videos and captions stand or fall with the clip's master."""
     _released_file(s, clip_id, "wav" if fmt in DERIVED_FORMATS else fmt, now)
 
 
-def _distribute(ws: Workspace, clip_id: int, fmt: str, action: str, *, actor: str, now: datetime) -> tuple[Path, str]:
-    """Check, verify the bytes, and audit one hand-over of a clip file; returns (blob path, file name).
+@dataclass(frozen=True)
+class Handover:
+    path: Path  # the verified file in the store
+    name: str  # what to call it for the recipient
+    sidecar: Path | None  # Ogg's content credentials, to travel beside it
+    delivery: int | None  # the delivery its payload mark names (None: captions, nothing to mark)
 
-    The checksum is read outside the write transaction so concurrent downloads hold the lock only
-    for the audit event; the clip's state and consent are checked again inside it.
+
+def _hand_over(ws: Workspace, clip_id: int, fmt: str, action: str, *, recipient: str, now: datetime,
+               tools: Any = None, progress: Callable[[float], None] | None = None) -> Handover:
+    """Check, make or find `recipient`'s own copy (services.deliveries), verify its bytes, and audit the hand-over.
+
+    Consent and release are checked before the copy is made and again inside the write transaction
+    that records the hand-over, so a revocation meanwhile stops it.
     """
+    from pipeline.services.deliveries import personal_copy
+
     with ws.sessions() as s:
-        digest = _released_file(s, clip_id, fmt, now).sha256
-    path = ws.files.open_checked(digest)
+        _may_hand_over(s, clip_id, fmt, now)
+    copy = personal_copy(ws, clip_id, fmt, recipient, now=now, tools=tools, progress=progress)
+    path = ws.files.open_checked(copy.sha256)
+    sidecar = ws.files.open_checked(copy.sidecar_sha256) if copy.sidecar_sha256 else None
     with ws.transaction() as s:
-        _released_file(s, clip_id, fmt, now)
-        ws.record(s, action, actor=actor, subject=clip_id, data={"format": fmt, "sha256": digest}, now=now)
-    return path, f"voxgate-clip-{clip_id}.{EXTENSIONS[fmt]}"
+        _may_hand_over(s, clip_id, fmt, now)
+        ws.record(s, action, actor=recipient, subject=clip_id,
+                  data={"format": fmt, "sha256": copy.sha256, "delivery": copy.delivery}, now=now)
+    return Handover(path, f"voxgate-clip-{clip_id}.{EXTENSIONS[fmt]}", sidecar, copy.delivery)
 
 
 def export_clip(ws: Workspace, clip_id: int, fmt: str, out_dir: Path, *, actor: str | None, now: datetime,
                 progress: Callable[[float], None] | None = None) -> Path:
-    """Copy a released clip's file to `out_dir`, after checking consent still holds and the bytes are intact.
+    """Write the actor's own copy of a released clip into `out_dir`, after checking consent still holds.
 
-    Videos and captions are made on first request (see services.video). Ogg cannot embed content
-    credentials; its sidecar goes beside it as ``<file>.c2pa``.
+    Ogg cannot embed content credentials; its sidecar goes beside it as ``<file>.c2pa``.
     """
     if not out_dir.is_dir():
         raise InputError(f"{out_dir} is not a folder; create it first.")
     with ws.sessions() as s:
         who = ws.actor(s, actor, Role.DISTRIBUTOR, Role.REVIEWER)
-        _released_file_or_derivable(s, clip_id, fmt, now)
-    if fmt in DERIVED_FORMATS:
-        ensure_derived(ws, clip_id, fmt, now=now, progress=progress)
-    path, name = _distribute(ws, clip_id, fmt, "voxgate.clip.exported", actor=who.name, now=now)
-    dest = out_dir / name
-    with ws.sessions() as s:  # the render stores it as format "ogg.c2pa"
-        sidecar = s.scalars(select(ClipFileRow.sha256).where(ClipFileRow.clip_id == clip_id,
-                                                             ClipFileRow.format == fmt + SIDECAR_SUFFIX)).first()
+        _may_hand_over(s, clip_id, fmt, now)
+    handover = _hand_over(ws, clip_id, fmt, "voxgate.clip.exported", recipient=who.name, now=now, progress=progress)
+    dest = out_dir / handover.name
     try:
-        if sidecar is not None:  # first, so the file never appears without its credentials
-            atomic_copy(ws.files.open_checked(sidecar), dest.with_name(dest.name + SIDECAR_SUFFIX))
-        atomic_copy(path, dest)
+        if handover.sidecar is not None:  # first, so the file never appears without its credentials
+            atomic_copy(handover.sidecar, dest.with_name(dest.name + SIDECAR_SUFFIX))
+        atomic_copy(handover.path, dest)
     except OSError as exc:
         raise StoreError(f"Could not write {dest}: {exc.strerror}; check the folder's permissions.") from exc
     return dest
 
 
-def open_download(ws: Workspace, clip_id: int, fmt: str, *, actor: str, now: datetime) -> tuple[Path, str]:
-    """The verified file of a released clip for a portal download, audited with the distributor's name."""
-    return _distribute(ws, clip_id, fmt, "voxgate.clip.downloaded", actor=actor, now=now)
+def open_download(ws: Workspace, clip_id: int, fmt: str, *, actor: str, now: datetime, tools: Any = None) -> Handover:
+    """The distributor's own verified copy for a portal download, audited with their name."""
+    return _hand_over(ws, clip_id, fmt, "voxgate.clip.downloaded", recipient=actor, now=now, tools=tools)

@@ -1,9 +1,11 @@
 """Rendering: approved text becomes a labelled, watermarked, registered draft clip.
 
     consent gate + approvals (again, now) → sentences → engine → pauses →
-    loudness → audible disclosure → presence watermark (verified) →
-    quality gates → WAV / MP3 / Ogg Opus / M4A with AI labels and signed content
-    credentials (embedded; a sidecar for Ogg) → file store → draft_ready
+    loudness → audible disclosure → presence watermark (verified; this is the
+    premaster every recipient's copy is marked from) → payload watermark with
+    the clip serial and final loudness (`services.copies`) → quality gates →
+    WAV / MP3 / Ogg Opus / M4A with AI labels and signed content credentials
+    (embedded; a sidecar for Ogg) → file store → draft_ready
 
 A worker claims a statement by moving it to `rendering` inside one write
 transaction, so two workers never render the same statement. Every step that
@@ -28,13 +30,16 @@ from sqlalchemy import select
 from pipeline.domain import Decision, Event, Role, State
 from pipeline.domain.policy import check_voice_renders
 from pipeline.errors import ConsentError, ProvenanceError, VoxgateError
-from pipeline.provenance.credentials import (
-    ClipProvenance,
-    SignedApproval,
-    can_embed,
-    embed_credentials,
-    load_identity,
-    write_sidecar,
+from pipeline.domain.serials import clip_serial
+from pipeline.provenance.credentials import ClipProvenance, SignedApproval, load_identity
+from pipeline.services.copies import (
+    MASTER_RATE,
+    PREMASTER,
+    check_marks_in,
+    export_signed,
+    mark_serial,
+    payload_mark,
+    write_premaster,
 )
 from pipeline.services.review import approvals_of, require_text_approved, verifier
 from pipeline.services.statements import get_statement, transition
@@ -44,12 +49,9 @@ from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, StatementRow
 
 log = logging.getLogger(__name__)
 
-MASTER_RATE: Final = 48_000
 STALE_CLAIM: Final = timedelta(minutes=30)  # a `rendering` claim older than this is taken as crashed
 DEFAULT_MAX_WER: Final = 0.25
-TRUE_PEAK_TOLERANCE_DB: Final = 0.1  # meter differences between our 4x oversampler and a reader's
 ANNOUNCER_LANGUAGES: Final = frozenset({"en"})  # what the packaged announcer voice can speak
-FORMATS: Final = ("wav", "mp3", "ogg", "m4a")
 
 Progress = Callable[[str], None]
 """Called with a short description as each render step starts."""
@@ -162,14 +164,9 @@ def render_statement(ws: Workspace, statement_id: int, tools: Tools, *, actor: s
 
 def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any], tools: Tools, tmp: Path,
              now: datetime, progress: Progress) -> tuple[dict, dict, dict, dict[str, Path]]:
-    from pipeline.audio.loudness import measure, normalise
+    from pipeline.audio.loudness import normalise
     from pipeline.audio.mix import concat, join_with_pauses, join_with_timeline, resample
-    from pipeline.export.formats import ExportFormat, export_clip
-    from pipeline.export.probe import decode
     from pipeline.provenance.disclosure import disclosure_text
-    from pipeline.provenance.payload import DEFAULT_MARGIN as PAYLOAD_MARGIN
-    from pipeline.provenance.payload import PayloadMark, derive_key
-    from pipeline.provenance.presence import DEFAULT_EMBED_THRESHOLD, DEFAULT_PRESENCE_THRESHOLD
     from pipeline.provenance.labels import ClipLabels, ai_notice
     from pipeline.synth.text import normalise_for_speech, split_sentences
 
@@ -214,35 +211,20 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
                 for t, span in zip(written, spans) if span is not None for a, b in [span]]
 
     progress("watermark")
-    payload_mark = PayloadMark(derive_key(watermark_secret(ws)))
-    audio, _ = tools.presence_mark().embed_and_verify(audio, MASTER_RATE)
-    audio, _ = payload_mark.embed_and_verify(audio, MASTER_RATE, clip_id)  # the keyed mark names the clip serial
-    # The marks add energy; the final limiter pass keeps the true-peak ceiling, and both marks are
-    # detected again on exactly the samples that will be exported.
-    audio = normalise(audio, MASTER_RATE, target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
-    presence_score = tools.presence_mark().detect(audio, MASTER_RATE)
-    if presence_score < DEFAULT_EMBED_THRESHOLD:
-        raise ProvenanceError(f"The presence watermark scored {presence_score:.2f} after the final loudness pass "
-                              f"(needs {DEFAULT_EMBED_THRESHOLD}); the clip was not registered.")
-    payload = payload_mark.detect(audio, MASTER_RATE)
-    if payload.payload != clip_id or payload.confidence < PAYLOAD_MARGIN:
-        raise ProvenanceError(f"The payload watermark read {payload.payload} (confidence {payload.confidence:.1f}) after "
-                              f"the final loudness pass, not clip {clip_id}; the clip was not registered.")
+    presence = tools.presence_mark()
+    mark = payload_mark(watermark_secret(ws))
+    premaster, _ = presence.embed_and_verify(audio, MASTER_RATE)  # every recipient's copy is marked from this
+    audio, marks = mark_serial(premaster, clip_serial(clip_id), presence, mark, target_lufs=cfg.target_lufs,
+                               true_peak_dbtp=cfg.true_peak_dbtp)
 
     progress("quality")
-    loud = measure(audio, MASTER_RATE)
-    if loud.clipped_samples or loud.true_peak_dbtp > cfg.true_peak_dbtp + TRUE_PEAK_TOLERANCE_DB:
-        raise ProvenanceError(
-            f"Quality gate: true peak {loud.true_peak_dbtp:.2f} dBTP with {loud.clipped_samples} clipped samples "
-            f"(ceiling {cfg.true_peak_dbtp} dBTP); the clip was not registered."
-        )
     figures: dict[str, Any] = {
         "duration_s": round(len(audio) / MASTER_RATE, 3),
         "speech_s": round(len(speech) / MASTER_RATE, 3),
         "sentences": len(sentences),
-        "integrated_lufs": round(loud.integrated_lufs, 2),
-        "true_peak_dbtp": round(loud.true_peak_dbtp, 2),
-        "presence_score": round(float(presence_score), 4),
+        "integrated_lufs": marks["integrated_lufs"],
+        "true_peak_dbtp": marks["true_peak_dbtp"],
+        "presence_score": marks["presence_score"],
         "disclosure": disclosure_at,
         "engine": engine.name,
         "device": engine.device,
@@ -261,31 +243,14 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
         "disclosure": disclosure_at, "disclosure_text": text, "consent_sha256": job["consent_sha256"],
         "revision_sha256": job["revision_sha256"], "timeline": timeline,
     }
-    identity = load_identity(ws.c2pa_dir)
     manifest = _provenance(ws, clip_id, statement_id, job, settings, now).manifest()
-
-    def seal(path: Path, fmt: ExportFormat) -> None:
-        embed_credentials(path, fmt.mime, manifest, identity)
-
-    files: dict[str, Path] = {}
-    for fmt in map(ExportFormat, FORMATS):
-        embeds = can_embed(fmt.mime)
-        files[fmt.value] = export_clip(audio, MASTER_RATE, fmt, tmp / f"clip-{clip_id}{fmt.extension}", labels,
-                                       seal=seal if embeds else None)
-        if not embeds:  # Ogg: the manifest travels beside the file, and is stored and exported with it
-            files[f"{fmt.value}.c2pa"] = write_sidecar(files[fmt.value], fmt.mime, manifest, identity)
-    # The lossy export a messaging app will carry must still carry the mark.
-    opus, sr = decode(files["ogg"])
-    score = tools.presence_mark().detect(opus, sr)
-    if score < DEFAULT_PRESENCE_THRESHOLD:
-        raise ProvenanceError(f"The presence watermark was not detected in the Ogg Opus export (score {score:.2f}).")
-    figures["presence_score_ogg"] = round(float(score), 4)
-    forwarded = payload_mark.detect(opus, sr)
-    if forwarded.payload != clip_id:
-        raise ProvenanceError(f"The payload watermark was not read back from the Ogg Opus export "
-                              f"(read {forwarded.payload}, confidence {forwarded.confidence:.1f}).")
-    figures["payload_confidence"] = round(float(payload.confidence), 1)
-    figures["payload_confidence_ogg"] = round(float(forwarded.confidence), 1)
+    files = export_signed(audio, tmp, f"clip-{clip_id}", labels, manifest, load_identity(ws.c2pa_dir))
+    files[PREMASTER] = write_premaster(premaster, tmp / f"clip-{clip_id}.premaster.wav")
+    # The lossy export a messaging app will carry must still carry both marks.
+    forwarded = check_marks_in(files["ogg"], clip_id, presence, mark, "Ogg Opus export")
+    figures["presence_score_ogg"] = forwarded["presence_score"]
+    figures["payload_confidence"] = marks["payload_confidence"]
+    figures["payload_confidence_ogg"] = forwarded["payload_confidence"]
     return figures, settings, labels.as_tags(), files
 
 
@@ -343,6 +308,7 @@ def _register(ws: Workspace, statement_id: int, clip_id: int, figures: dict, set
                                "the clip was discarded.")
         # Consent may have been revoked while we rendered: check again before anything is registered.
         require_text_approved(s, ws, row, now)
+        clip.premaster_sha256 = digests.pop(PREMASTER)  # kept, never handed out: see services.deliveries
         for fmt, digest in digests.items():
             s.add(ClipFileRow(clip_id=clip_id, format=fmt, sha256=digest, size=files[fmt].stat().st_size))
         clip.audio_sha256, clip.figures, clip.settings, clip.labels = digests["wav"], figures, settings, labels

@@ -31,9 +31,10 @@ from pipeline.provenance.labels import AI_GENERATED_TAG, CLIP_ID_TAG
 from pipeline.services.review import approvals_of, verifier
 from pipeline.services.voices import current_consent
 from pipeline.services.workspace import Workspace, watermark_secret
-from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, StatementRow, VoiceRow
+from pipeline.domain.serials import parse_serial
+from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, DeliveryFileRow, DeliveryRow, StatementRow, VoiceRow
 from pipeline.verify import match
-from pipeline.verify.verdict import ClipFacts, Evidence, PayloadReading, Verdict, decide
+from pipeline.verify.verdict import ClipFacts, Evidence, PayloadReading, Trace, Verdict, decide
 
 if TYPE_CHECKING:
     from pipeline.provenance.presence import PresenceMark
@@ -81,6 +82,7 @@ class VerifyReport:
             "exit_code": self.verdict.exit_code,
             "clip_id": self.verdict.clip_id,
             "reasons": list(self.verdict.reasons),
+            "traced_to": None if self.verdict.trace is None else vars(self.verdict.trace),
             "evidence": {
                 "registered_file": None if e.registered_file is None else
                 {"clip": e.registered_file[0], "format": e.registered_file[1]},
@@ -91,7 +93,7 @@ class VerifyReport:
                 "tags": dict(self.tags),
                 "presence": e.presence,
                 "payload": None if e.payload is None else
-                {"clip": e.payload.serial, "confidence": e.payload.confidence},
+                {"clip": e.payload.serial, "delivery": e.payload.delivery, "confidence": e.payload.confidence},
                 "content": {str(clip): {"audible_s": m.audible_s, "matched_s": m.matched_s, "coverage": m.coverage}
                             for clip, m in e.content.items()},
             },
@@ -115,8 +117,8 @@ def verify_file(ws: Workspace, path: Path, *, now: datetime, actor: str | None =
     payload = _payload(ws, samples, rate, notes)
     tags_clip = _clip_number(tags.get(CLIP_ID_TAG.lower()))
     with ws.sessions() as s:
-        registered = s.execute(select(ClipFileRow.clip_id, ClipFileRow.format)
-                               .where(ClipFileRow.sha256 == digest).order_by(ClipFileRow.id).limit(1)).first()
+        registered, traces = _registered(s, digest)
+        payload = _trace_payload(s, payload, traces, notes)
         named = {registered[0] if registered else None, credentials.clip_id, tags_clip,
                  payload.serial if payload else None} - {None}
         rows = {clip: row for clip in sorted(named) if (row := s.get(ClipRow, clip)) is not None}
@@ -133,7 +135,7 @@ def verify_file(ws: Workspace, path: Path, *, now: datetime, actor: str | None =
         registered_file=(registered[0], registered[1]) if registered else None,
         credentials=credentials.status, credentials_clip=credentials.clip_id, credentials_signer=credentials.signer,
         credentials_problems=credentials.problems, tags_clip=tags_clip, presence=presence_score, payload=payload,
-        content=content, clips=facts,
+        content=content, clips=facts, traces=tuple(traces),
     )
     verdict = decide(evidence)
     with ws.transaction() as s:
@@ -142,7 +144,8 @@ def verify_file(ws: Workspace, path: Path, *, now: datetime, actor: str | None =
         ws.record(s, "voxgate.verify.checked", actor=who,
                   subject=verdict.clip_id if verdict.clip_id is not None else digest,
                   data={"verdict": verdict.outcome.value, "sha256": digest, "clip": verdict.clip_id,
-                        "credentials": credentials.status.value}, now=now)
+                        "credentials": credentials.status.value,
+                        "delivery": verdict.trace.delivery if verdict.trace else None}, now=now)
     return VerifyReport(path, digest, tags, credentials, evidence, verdict, record, notes)
 
 
@@ -165,6 +168,36 @@ def _payload(ws: Workspace, samples: np.ndarray, rate: int, notes: dict[str, str
         notes["payload"] = str(exc)
         return None
     return PayloadReading(found.payload, float(found.confidence))
+
+
+def _registered(s: Session, digest: str) -> tuple[tuple[int, str] | None, list[tuple[int, Trace]]]:
+    """(clip, format) of a registered file with these bytes: a clip's own, or someone's personal copy."""
+    own = s.execute(select(ClipFileRow.clip_id, ClipFileRow.format)
+                    .where(ClipFileRow.sha256 == digest).order_by(ClipFileRow.id).limit(1)).first()
+    if own is not None:
+        return (own[0], own[1]), []
+    copy = s.execute(select(DeliveryRow, DeliveryFileRow.format).join(DeliveryFileRow)
+                     .where(DeliveryFileRow.sha256 == digest).order_by(DeliveryFileRow.id).limit(1)).first()
+    if copy is None:
+        return None, []
+    delivery, fmt = copy
+    return (delivery.clip_id, fmt), [(delivery.clip_id, Trace(delivery.id, delivery.recipient, "bytes"))]
+
+
+def _trace_payload(s: Session, payload: PayloadReading | None, traces: list[tuple[int, Trace]],
+                   notes: dict[str, str]) -> PayloadReading | None:
+    """The payload reading in clip terms: a delivery's serial becomes its clip, and its recipient a trace."""
+    if payload is None or payload.serial is None:
+        return payload
+    serial = parse_serial(payload.serial)
+    if serial.delivery is None:
+        return payload
+    delivery = s.get(DeliveryRow, serial.delivery)
+    if delivery is None:
+        notes["payload"] = f"the payload mark names delivery {serial.delivery}, which this registry does not hold"
+        return PayloadReading(None, payload.confidence, serial.delivery)
+    traces.append((delivery.clip_id, Trace(delivery.id, delivery.recipient, "payload mark")))
+    return PayloadReading(delivery.clip_id, payload.confidence, delivery.id)
 
 
 def _clip_number(tag: str | None) -> int | None:

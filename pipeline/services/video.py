@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -23,6 +24,37 @@ CAPTION_FORMATS: Final = ("srt", "vtt")
 DERIVED_FORMATS: Final = VIDEO_FORMATS + CAPTION_FORMATS
 
 
+@dataclass(frozen=True)
+class ReleaseContext:
+    """What every file made from a released clip carries: its labels and content credentials."""
+
+    clip_id: int
+    voice_id: str
+    language: str
+    timeline: list[dict[str, Any]] | None
+    settings: dict[str, Any]
+    labels: Any  # ClipLabels
+    provenance: Any  # ClipProvenance: what the content credentials assert
+
+
+def release_context(ws: Workspace, clip_id: int, now: datetime) -> ReleaseContext:
+    """The labels and manifest of a registered clip, as its render wrote them (`now` dates the new file)."""
+    from pipeline.services.render import _provenance
+
+    with ws.sessions() as s:
+        clip = s.get(ClipRow, clip_id)
+        if clip is None:
+            raise NotFoundError(f"No clip {clip_id}; list released clips with `voxgate clips list`.")
+        statement = s.get(StatementRow, clip.statement_id)
+        voice = s.get(VoiceRow, clip.voice_id)
+        job = {"voice": voice.id, "voice_name": voice.name, "language": statement.language,
+               "consent_sha256": clip.settings["consent_sha256"], "revision_sha256": clip.revision_sha256}
+        labels = _labels(ws, clip, statement, voice)
+        settings = dict(clip.settings)
+    provenance = _provenance(ws, clip_id, statement.id, job, settings, now)
+    return ReleaseContext(clip_id, voice.id, statement.language, settings.get("timeline"), settings, labels, provenance)
+
+
 def ensure_derived(ws: Workspace, clip_id: int, fmt: str, *, now: datetime,
                    progress: Callable[[float], None] | None = None) -> None:
     """Make and register `fmt` for a released clip unless it is registered already."""
@@ -34,16 +66,11 @@ def ensure_derived(ws: Workspace, clip_id: int, fmt: str, *, now: datetime,
             raise NotFoundError(f"No clip {clip_id}; list released clips with `voxgate clips list`.")
         if clip.state != "released" or any(f.format == fmt for f in clip.files):
             return  # the export's own checks refuse unreleased and revoked clips with the reason
-        statement = s.get(StatementRow, clip.statement_id)
-        voice = s.get(VoiceRow, clip.voice_id)
         master = ws.files.open_checked(clip.audio_sha256)
-        job = {"voice": voice.id, "voice_name": voice.name, "language": statement.language,
-               "consent_sha256": clip.settings["consent_sha256"], "revision_sha256": clip.revision_sha256}
-        labels = _labels(ws, clip, statement, voice)
-        timeline, settings = clip.settings.get("timeline"), dict(clip.settings)
-    if not timeline:
+    context = release_context(ws, clip_id, now)
+    if not context.timeline:
         raise ProvenanceError(f"Clip {clip_id} was rendered without a sentence timeline; render it again for video.")
-    captions = _captions(master, timeline, labels.language)
+    captions = _captions(master, context.timeline, context.language)
     with tempfile.TemporaryDirectory(prefix="voxgate-video-", dir=ws.home) as tmp:
         dest = Path(tmp) / f"clip-{clip_id}.{'mp4' if fmt in VIDEO_FORMATS else fmt}"
         if fmt in CAPTION_FORMATS:
@@ -51,7 +78,7 @@ def ensure_derived(ws: Workspace, clip_id: int, fmt: str, *, now: datetime,
 
             write_captions(captions, dest)
         else:
-            _video(ws, clip_id, statement.id, job, settings, master, dest, fmt, labels, captions, now, progress)
+            _video(ws, context, master, dest, fmt, captions, progress)
         digest = ws.files.put(dest)
         with ws.transaction() as s:
             row = s.get(ClipRow, clip_id)
@@ -61,21 +88,18 @@ def ensure_derived(ws: Workspace, clip_id: int, fmt: str, *, now: datetime,
                           data={"format": fmt, "sha256": digest}, now=now)
 
 
-def _video(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any], settings: dict[str, Any], master: Path,
-           dest: Path, fmt: str, labels: Any, captions: list, now: datetime,
+def _video(ws: Workspace, context: ReleaseContext, master: Path, dest: Path, fmt: str, captions: list,
            progress: Callable[[float], None] | None) -> None:
     from pipeline.export.cards import find_portrait
     from pipeline.export.probe import decode
     from pipeline.export.video import VIDEO_MIME, VideoShape, render_video
     from pipeline.provenance.credentials import embed_credentials, load_identity
     from pipeline.provenance.presence import DEFAULT_PRESENCE_THRESHOLD, PresenceMark
-    from pipeline.services.render import _provenance
 
-    manifest = _provenance(ws, clip_id, statement_id, job, settings, now).manifest()
     identity = load_identity(ws.c2pa_dir)
-    render_video(master, dest, shape=VideoShape.from_format(fmt), labels=labels, captions=captions,
-                 portrait=find_portrait(ws.voice_dir(job["voice"])), progress=progress,
-                 seal=lambda path: embed_credentials(path, VIDEO_MIME, manifest, identity))
+    render_video(master, dest, shape=VideoShape.from_format(fmt), labels=context.labels, captions=captions,
+                 portrait=find_portrait(ws.voice_dir(context.voice_id)), progress=progress,
+                 seal=lambda path: embed_credentials(path, VIDEO_MIME, context.provenance.manifest(), identity))
     score = PresenceMark().load().detect(*decode(dest))
     if score < DEFAULT_PRESENCE_THRESHOLD:
         raise ProvenanceError(f"The presence watermark was not detected in the {fmt} audio (score {score:.2f}).")

@@ -137,6 +137,9 @@ class ClipRow(Base):
     created_at: Mapped[datetime]
     released_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # Migration 0004: the master before its payload mark (presence-marked, loudness-normalised), kept in
+    # the file store and never handed out; every recipient's copy is marked from it. NULL before 0004.
+    premaster_sha256: Mapped[str | None] = mapped_column(String(64))
     files: Mapped[list[ClipFileRow]] = relationship(order_by="ClipFileRow.format", lazy="selectin")
 
 
@@ -147,6 +150,28 @@ class ClipFileRow(Base):
     clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), index=True)
     format: Mapped[str] = mapped_column(String(16))
     sha256: Mapped[str] = mapped_column(String(64))  # key in the content-addressed file store
+    size: Mapped[int] = mapped_column(Integer)
+
+
+class DeliveryRow(Base):
+    """One recipient's copy of a released clip (migration 0004); its id, above DELIVERY_BASE, is in their mark."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("clip_id", "recipient"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), index=True)
+    recipient: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    created_at: Mapped[datetime]
+    files: Mapped[list[DeliveryFileRow]] = relationship(order_by="DeliveryFileRow.format", lazy="selectin")
+
+
+class DeliveryFileRow(Base):
+    __tablename__ = "delivery_files"
+    __table_args__ = (UniqueConstraint("delivery_id", "format"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    format: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(Integer)
 
 

@@ -12,6 +12,7 @@ from pipeline.verify.verdict import (
     Evidence,
     Outcome,
     PayloadReading,
+    Trace,
     Verdict,
     decide,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "Evidence",
     "Outcome",
     "PayloadReading",
+    "Trace",
     "Verdict",
     "decide",
     "match_audio",

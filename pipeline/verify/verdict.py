@@ -64,8 +64,18 @@ class ClipFacts:
 
 @dataclass(frozen=True)
 class PayloadReading:
-    serial: int | None  # None: the detector ran and found no mark of ours
+    serial: int | None  # the clip the mark names; None: no mark of ours (or a copy the registry lacks)
     confidence: float
+    delivery: int | None = None  # set when the mark is a recipient's copy (pipeline.domain.serials)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Whose copy a file is: the delivery, its recipient, and what showed it."""
+
+    delivery: int
+    recipient: str
+    by: str  # "bytes" (a registered copy, unchanged) or "payload mark"
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,7 @@ class Evidence:
     """Everything gathered about one file; None means "not available", not "absent"."""
 
     registered_file: tuple[int, str] | None = None  # (clip, format) of a registered file with these very bytes
+    traces: tuple[tuple[int, Trace], ...] = ()  # (clip, whose copy) from the bytes and from the payload mark
     credentials: CredentialStatus = CredentialStatus.ABSENT
     credentials_clip: int | None = None  # the clip the manifest names, whatever its status
     credentials_signer: str = ""
@@ -89,6 +100,9 @@ class Verdict:
     outcome: Outcome
     clip_id: int | None
     reasons: tuple[str, ...]
+    #: The recipient whose copy this is. Reasons never name them: a public check must not expose a
+    #: distributor, so only the workspace's own `voxgate verify` shows this.
+    trace: Trace | None = None
 
     @property
     def exit_code(self) -> int:
@@ -101,7 +115,13 @@ def decide(e: Evidence) -> Verdict:
     if not proofs:
         return Verdict(Outcome.UNKNOWN, None, _without_proof(e))
     clip_id = proofs[0][0]
+    trace = next((t for clip, t in e.traces if clip == clip_id), None)
     reasons = [why for clip, why in proofs if clip == clip_id]
+    if trace is not None:
+        reasons.append(f"it is the personal copy made for one recipient (delivery {trace.delivery}, shown by its "
+                       f"{trace.by}), so it can be traced to whoever it was handed to")
+        others = {t.delivery for clip, t in e.traces if clip == clip_id} - {trace.delivery}
+        reasons += [f"conflicting: it also carries delivery {d}'s mark" for d in sorted(others)]
     reasons += [f"conflicting: {why}" for clip, why in proofs if clip != clip_id]
     intact = (e.registered_file is not None and e.registered_file[0] == clip_id) or (
         e.credentials is CredentialStatus.TRUSTED and e.credentials_clip == clip_id)
@@ -112,17 +132,17 @@ def decide(e: Evidence) -> Verdict:
     facts = e.clips.get(clip_id)
     if facts is None:
         reasons.append(f"clip {clip_id} is not in this registry: it may come from another voxgate workspace")
-        return Verdict(Outcome.UNKNOWN, clip_id, tuple(reasons))
+        return Verdict(Outcome.UNKNOWN, clip_id, tuple(reasons), trace)
     if facts.consent_revoked or facts.state == "revoked":
         reasons.append(f"the consent for clip {clip_id}'s voice was revoked: it must no longer be used")
-        return Verdict(Outcome.REVOKED, clip_id, tuple(reasons))
+        return Verdict(Outcome.REVOKED, clip_id, tuple(reasons), trace)
     if facts.state != "released":
         reasons.append(f"clip {clip_id} was never released (it is {facts.state}): a leaked draft or discarded take")
-        return Verdict(Outcome.UNRELEASED, clip_id, tuple(reasons))
+        return Verdict(Outcome.UNRELEASED, clip_id, tuple(reasons), trace)
     if intact:
-        return Verdict(Outcome.AUTHENTIC, clip_id, tuple(reasons))
+        return Verdict(Outcome.AUTHENTIC, clip_id, tuple(reasons), trace)
     reasons.append(f"the file is not clip {clip_id} as released: it was re-encoded, cut or altered")
-    return Verdict(Outcome.DERIVED, clip_id, tuple(reasons))
+    return Verdict(Outcome.DERIVED, clip_id, tuple(reasons), trace)
 
 
 def _proofs(e: Evidence) -> list[tuple[int, str]]:
@@ -130,7 +150,7 @@ def _proofs(e: Evidence) -> list[tuple[int, str]]:
     proofs = []
     if e.registered_file is not None:
         clip, fmt = e.registered_file
-        proofs.append((clip, f"its bytes are exactly clip {clip}'s registered {fmt} file"))
+        proofs.append((clip, f"its bytes are exactly a registered {fmt} file of clip {clip}"))
     if e.credentials is CredentialStatus.TRUSTED and e.credentials_clip is not None:
         proofs.append((e.credentials_clip, f"its content credentials for clip {e.credentials_clip} are signed by this "
                                            "workspace and the audio is unchanged since"))
