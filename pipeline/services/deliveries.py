@@ -64,6 +64,7 @@ def personal_copy(ws: Workspace, clip_id: int, fmt: str, recipient: str, *, now:
     if fmt in CAPTION_FORMATS:
         ensure_derived(ws, clip_id, fmt, now=now, progress=progress)
         return Copy(_clip_file(ws, clip_id, fmt), None, None)
+    premaster = _premaster(ws, clip_id)  # before anything is registered for a clip that cannot be marked
     delivery = _delivery(ws, clip_id, recipient, now)
     found = _registered(ws, delivery, fmt)
     if found is not None:
@@ -78,10 +79,10 @@ def personal_copy(ws: Workspace, clip_id: int, fmt: str, recipient: str, *, now:
         if fmt in VIDEO_FORMATS:
             ensure_derived(ws, clip_id, fmt, now=now, progress=progress)  # the clip's picture, made once
             if _registered(ws, delivery, "wav") is None:
-                _make_audio(ws, clip_id, delivery, tools, now)
+                _make_audio(ws, clip_id, premaster, delivery, tools, now)
             _make_video(ws, clip_id, delivery, fmt, tools, now)
         else:
-            _make_audio(ws, clip_id, delivery, tools, now)
+            _make_audio(ws, clip_id, premaster, delivery, tools, now)
     found = _registered(ws, delivery, fmt)
     if found is None:
         raise ProvenanceError(f"The {fmt} copy of clip {clip_id} for {recipient} was not registered; try again.")
@@ -128,13 +129,17 @@ def _clip_file(ws: Workspace, clip_id: int, fmt: str) -> str:
     return digest
 
 
-def _make_audio(ws: Workspace, clip_id: int, delivery: int, tools: Any, now: datetime) -> None:
-    """Mark the premaster with the delivery's serial and register every audio format of it."""
+def _premaster(ws: Workspace, clip_id: int) -> str:
     with ws.sessions() as s:
-        premaster_sha = s.get(ClipRow, clip_id).premaster_sha256
-    if premaster_sha is None:
+        digest = s.get(ClipRow, clip_id).premaster_sha256
+    if digest is None:
         raise ProvenanceError(f"Clip {clip_id} was rendered before personal copies existed and has no premaster to "
                               "mark for a recipient; render its statement again to hand it out.")
+    return digest
+
+
+def _make_audio(ws: Workspace, clip_id: int, premaster_sha: str, delivery: int, tools: Any, now: datetime) -> None:
+    """Mark the premaster with the delivery's serial and register every audio format of it."""
     context = release_context(ws, clip_id, now)
     serial, presence, mark = delivery_serial(delivery), tools.presence_mark(), payload_mark(watermark_secret(ws))
     audio, _ = mark_serial(read_premaster(ws.files.open_checked(premaster_sha)), serial, presence, mark,

@@ -1,0 +1,83 @@
+"""Personal copies: serials, one copy per recipient under concurrent requests, and refusals that register nothing."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import update
+
+from conftest import store_snapshot
+from pipeline.domain.serials import DELIVERY_BASE, clip_serial, delivery_serial, parse_serial
+from pipeline.errors import ConsentError, InputError, ProvenanceError
+from pipeline.services import clips
+from pipeline.services.deliveries import deliveries_of
+from pipeline.services.render import Tools
+from pipeline.services.workspace import utcnow
+from pipeline.store.models import ClipRow
+from portal_fixtures import build_released
+
+# --- serials, pure ---------------------------------------------------------------------------
+
+
+def test_clip_and_delivery_serials_never_overlap() -> None:
+    assert parse_serial(clip_serial(7)).delivery is None and parse_serial(7).value == 7
+    assert parse_serial(delivery_serial(7)).delivery == 7 and delivery_serial(7) == DELIVERY_BASE + 7
+    assert parse_serial(DELIVERY_BASE - 1).delivery is None
+    assert parse_serial(2**32 - 1).delivery == DELIVERY_BASE - 1
+
+
+@pytest.mark.parametrize("make, value", [(clip_serial, 0), (clip_serial, DELIVERY_BASE), (delivery_serial, 0),
+                                         (delivery_serial, DELIVERY_BASE), (parse_serial, 2**32), (parse_serial, -1)])
+def test_serials_out_of_range_are_refused(make, value) -> None:
+    with pytest.raises(InputError):
+        make(value)
+
+
+# --- personal copies on a real workspace ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    return build_released(tmp_path_factory.mktemp("deliveries"))
+
+
+@pytest.mark.slow
+def test_concurrent_first_downloads_make_one_copy(released) -> None:
+    tools = Tools()
+
+    def download(_: int) -> bytes:
+        handover = clips.open_download(released.ws, released.clip_id, "ogg", actor="dana", now=utcnow(), tools=tools)
+        assert handover.sidecar is not None  # Ogg's content credentials travel with it
+        return handover.path.read_bytes()
+
+    with ThreadPoolExecutor(4) as pool:
+        copies = set(pool.map(download, range(4)))
+    assert len(copies) == 1
+    (delivery,) = deliveries_of(released.ws, released.clip_id)
+    assert delivery.recipient == "dana"
+    assert sorted(f.format for f in delivery.files) == ["m4a", "mp3", "ogg", "ogg.c2pa", "wav"]
+
+
+@pytest.mark.slow
+def test_a_revoked_clip_gets_no_copy_and_nothing_is_registered(released) -> None:
+    before = store_snapshot(released.ws.home)
+    with pytest.raises(ConsentError, match="revoked"):
+        clips.open_download(released.ws, released.revoked_clip_id, "mp3", actor="dana", now=utcnow())
+    assert store_snapshot(released.ws.home) == before and deliveries_of(released.ws, released.revoked_clip_id) == []
+
+
+@pytest.mark.slow
+def test_a_clip_without_a_premaster_is_refused_before_anything_is_registered(released) -> None:
+    ws = released.ws
+    with ws.transaction() as s:
+        premaster = s.get(ClipRow, released.clip_id).premaster_sha256
+        s.execute(update(ClipRow).where(ClipRow.id == released.clip_id).values(premaster_sha256=None))
+    try:
+        before = store_snapshot(ws.home)
+        with pytest.raises(ProvenanceError, match="render its statement again"):
+            clips.open_download(ws, released.clip_id, "mp3", actor="ravi", now=utcnow())
+        assert store_snapshot(ws.home) == before
+    finally:
+        with ws.transaction() as s:
+            s.execute(update(ClipRow).where(ClipRow.id == released.clip_id).values(premaster_sha256=premaster))
