@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import update
+from typer.testing import CliRunner
 
 from conftest import store_snapshot
+from pipeline.cli.main import app as cli
 from pipeline.domain.serials import DELIVERY_BASE, clip_serial, delivery_serial, parse_serial
 from pipeline.errors import ConsentError, InputError, ProvenanceError
 from pipeline.services import clips
@@ -57,6 +60,11 @@ def test_concurrent_first_downloads_make_one_copy(released) -> None:
     (delivery,) = deliveries_of(released.ws, released.clip_id)
     assert delivery.recipient == "dana"
     assert sorted(f.format for f in delivery.files) == ["m4a", "mp3", "ogg", "ogg.c2pa", "wav"]
+    listed = CliRunner().invoke(cli, ["clips", "copies", str(released.clip_id), "--json",
+                                      "--home", str(released.ws.home)])
+    assert listed.exit_code == 0, listed.output
+    (row,) = json.loads(listed.stdout)
+    assert (row["recipient"], row["serial"]) == ("dana", delivery_serial(delivery.id)) and "ogg" in row["formats"]
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from pipeline.cli.output import HOME_DEFAULT, AsJson, AsUser, Home, handles_erro
 from pipeline.services import clips as svc
 from pipeline.services.workspace import open_workspace, utcnow
 
-app = typer.Typer(help="Released clips: list and export.", no_args_is_help=True)
+app = typer.Typer(help="Released clips: list, export, and who holds a copy.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -51,3 +51,26 @@ def export(
         dest = svc.export_clip(open_workspace(home), clip_id, format, out, actor=as_user, now=utcnow(),
                                progress=lambda done: bar.update(task, completed=done))
     success(f"Wrote {dest}")
+
+
+@app.command("copies")
+@handles_errors
+def copies(
+    clip_id: int,
+    home: Home = HOME_DEFAULT,
+    as_json: AsJson = False,
+) -> None:
+    """Who holds their own copy of a clip: each delivery, its payload serial and the formats made."""
+    from pipeline.domain.serials import delivery_serial
+    from pipeline.services.deliveries import deliveries_of
+
+    ws = open_workspace(home)
+    svc.get_clip(ws, clip_id)  # a clear error for a clip that does not exist
+    rows = [{"delivery": d.id, "recipient": d.recipient, "serial": delivery_serial(d.id),
+             "formats": [f.format for f in d.files], "first": d.created_at} for d in deliveries_of(ws, clip_id)]
+    if as_json:
+        print_json(rows)
+        return
+    print_table(f"Personal copies of clip {clip_id}", ["delivery", "recipient", "payload serial", "formats", "first"],
+                [(r["delivery"], r["recipient"], r["serial"], ", ".join(r["formats"]), f"{r['first']:%Y-%m-%d %H:%M}")
+                 for r in rows])
