@@ -23,7 +23,14 @@ from pipeline.export import cards
 from pipeline.export.captions import Caption, build_captions
 from pipeline.export.formats import export_clip
 from pipeline.export.probe import decode
-from pipeline.export.video import VIDEO_MIME, VideoShape, caption_segments, moov_before_mdat, render_video
+from pipeline.export.video import (
+    VIDEO_MIME,
+    VideoShape,
+    caption_segments,
+    moov_before_mdat,
+    render_video,
+    replace_audio,
+)
 from pipeline.provenance.labels import ClipLabels
 from pipeline.provenance.presence import DEFAULT_PRESENCE_THRESHOLD, PresenceMark
 
@@ -272,6 +279,22 @@ def test_render_replaces_an_existing_file_and_leaves_no_temporaries(clip: Clip, 
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
 
 
+def test_a_recipients_copy_keeps_the_picture_and_takes_their_sound(render, clip: Clip, tmp_path: Path) -> None:
+    """replace_audio: the H.264 stream is copied bit for bit; the audio is the new file's."""
+    source = render(VideoShape.VERTICAL).path
+    theirs = export_clip(-clip.samples, clip.rate, "wav", tmp_path / "theirs.wav", labels_for("en"))  # inverted
+    copy = replace_audio(source, theirs, tmp_path / "copy.mp4", shape="mp4-vertical", labels=labels_for("en"))
+    assert moov_before_mdat(copy) and ffprobe(copy)["format"]["tags"]["AI_GENERATED"] == "true"
+    assert stream_md5(copy, "v") == stream_md5(source, "v")
+    (ours, _), (new, _) = decode(source, 16_000), decode(copy, 16_000)
+    n = min(len(ours), len(new))
+    assert np.corrcoef(ours[:n], new[:n])[0, 1] < -0.9  # the inverted sound, not the source's
+    with pytest.raises(InputError):
+        replace_audio(source, tmp_path / "missing.wav", tmp_path / "other.mp4", shape="mp4-vertical",
+                      labels=labels_for("en"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.mp4", "theirs.wav"]
+
+
 # --- content credentials ----------------------------------------------------------------------------
 
 
@@ -320,6 +343,13 @@ def test_a_failing_seal_leaves_no_video(clip: Clip, tmp_path: Path) -> None:
 
 
 # --- helpers ------------------------------------------------------------------------------------------
+
+
+def stream_md5(path: Path, kind: str) -> str:
+    """MD5 of one stream's packets, as ffmpeg's md5 muxer computes it."""
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", f"0:{kind}:0", "-c", "copy", "-f", "md5",
+                          "-"], capture_output=True, text=True, check=True).stdout
+    return out.strip()
 
 
 def synthesise(sentences: list[str], piper_voice: tuple[Path, Path]) -> tuple[np.ndarray, int, list[dict]]:
