@@ -59,11 +59,17 @@ def personal_copy(ws: Workspace, clip_id: int, fmt: str, recipient: str, *, now:
     """`recipient`'s copy of a released clip in `fmt`, made and registered on first request.
 
     The caller has checked that the clip may be handed out (released, consent in force).
-    `tools` (services.render.Tools) is reused when given, so a server loads the watermark model once.
+    `tools` (services.render.Tools) is reused when given, so a server loads its models once.
     """
+    if tools is None:
+        from pipeline.services.render import Tools
+
+        tools = Tools()  # loads nothing until a model is needed
     if fmt in CAPTION_FORMATS:
-        ensure_derived(ws, clip_id, fmt, now=now, progress=progress)
-        return Copy(_clip_file(ws, clip_id, fmt), None, None)
+        if _clip_file(ws, clip_id, fmt) is None:
+            with _MAKING:
+                ensure_derived(ws, clip_id, fmt, tools, now=now, progress=progress)
+        return Copy(_required(_clip_file(ws, clip_id, fmt), clip_id, fmt), None, None)
     premaster = _premaster(ws, clip_id)  # before anything is registered for a clip that cannot be marked
     delivery = _delivery(ws, clip_id, recipient, now)
     found = _registered(ws, delivery, fmt)
@@ -72,12 +78,8 @@ def personal_copy(ws: Workspace, clip_id: int, fmt: str, recipient: str, *, now:
     with _MAKING:
         if (found := _registered(ws, delivery, fmt)) is not None:  # made while we waited
             return found
-        if tools is None:
-            from pipeline.services.render import Tools
-
-            tools = Tools()
         if fmt in VIDEO_FORMATS:
-            ensure_derived(ws, clip_id, fmt, now=now, progress=progress)  # the clip's picture, made once
+            ensure_derived(ws, clip_id, fmt, tools, now=now, progress=progress)  # the clip's picture, made once
             if _registered(ws, delivery, "wav") is None:
                 _make_audio(ws, clip_id, premaster, delivery, tools, now)
             _make_video(ws, clip_id, delivery, fmt, tools, now)
@@ -120,10 +122,13 @@ def _registered(ws: Workspace, delivery: int, fmt: str) -> Copy | None:
     return Copy(files[fmt], files.get(fmt + SIDECAR_SUFFIX), delivery) if fmt in files else None
 
 
-def _clip_file(ws: Workspace, clip_id: int, fmt: str) -> str:
+def _clip_file(ws: Workspace, clip_id: int, fmt: str) -> str | None:
     with ws.sessions() as s:
-        digest = s.scalars(select(ClipFileRow.sha256).where(ClipFileRow.clip_id == clip_id,
-                                                            ClipFileRow.format == fmt)).first()
+        return s.scalars(select(ClipFileRow.sha256).where(ClipFileRow.clip_id == clip_id,
+                                                          ClipFileRow.format == fmt)).first()
+
+
+def _required(digest: str | None, clip_id: int, fmt: str) -> str:
     if digest is None:
         raise ProvenanceError(f"Clip {clip_id} has no {fmt} file; render it again.")
     return digest
@@ -161,7 +166,7 @@ def _make_video(ws: Workspace, clip_id: int, delivery: int, fmt: str, tools: Any
 
     context = release_context(ws, clip_id, now)
     manifest = replace(context.provenance, payload_serial=delivery_serial(delivery)).manifest()
-    picture = ws.files.open_checked(_clip_file(ws, clip_id, fmt))
+    picture = ws.files.open_checked(_required(_clip_file(ws, clip_id, fmt), clip_id, fmt))
     sound = ws.files.open_checked(_registered(ws, delivery, "wav").sha256)
     identity = load_identity(ws.c2pa_dir)
     with tempfile.TemporaryDirectory(prefix="voxgate-copy-", dir=ws.home) as tmp:

@@ -55,9 +55,12 @@ def release_context(ws: Workspace, clip_id: int, now: datetime) -> ReleaseContex
     return ReleaseContext(clip_id, voice.id, statement.language, settings.get("timeline"), settings, labels, provenance)
 
 
-def ensure_derived(ws: Workspace, clip_id: int, fmt: str, *, now: datetime,
+def ensure_derived(ws: Workspace, clip_id: int, fmt: str, tools: Any, *, now: datetime,
                    progress: Callable[[float], None] | None = None) -> None:
-    """Make and register `fmt` for a released clip unless it is registered already."""
+    """Make and register `fmt` for a released clip unless it is registered already.
+
+    `tools` (services.render.Tools) lends the recogniser and the watermark model, loaded once per process.
+    """
     if fmt not in DERIVED_FORMATS:
         raise InputError(f"{fmt!r} is not a video or caption format ({', '.join(DERIVED_FORMATS)}).")
     with ws.sessions() as s:
@@ -70,7 +73,7 @@ def ensure_derived(ws: Workspace, clip_id: int, fmt: str, *, now: datetime,
     context = release_context(ws, clip_id, now)
     if not context.timeline:
         raise ProvenanceError(f"Clip {clip_id} was rendered without a sentence timeline; render it again for video.")
-    captions = _captions(master, context.timeline, context.language)
+    captions = _captions(master, context.timeline, context.language, tools)
     with tempfile.TemporaryDirectory(prefix="voxgate-video-", dir=ws.home) as tmp:
         dest = Path(tmp) / f"clip-{clip_id}.{'mp4' if fmt in VIDEO_FORMATS else fmt}"
         if fmt in CAPTION_FORMATS:
@@ -78,7 +81,7 @@ def ensure_derived(ws: Workspace, clip_id: int, fmt: str, *, now: datetime,
 
             write_captions(captions, dest)
         else:
-            _video(ws, context, master, dest, fmt, captions, progress)
+            _video(ws, context, master, dest, fmt, captions, tools, progress)
         digest = ws.files.put(dest)
         with ws.transaction() as s:
             row = s.get(ClipRow, clip_id)
@@ -88,34 +91,30 @@ def ensure_derived(ws: Workspace, clip_id: int, fmt: str, *, now: datetime,
                           data={"format": fmt, "sha256": digest}, now=now)
 
 
-def _video(ws: Workspace, context: ReleaseContext, master: Path, dest: Path, fmt: str, captions: list,
+def _video(ws: Workspace, context: ReleaseContext, master: Path, dest: Path, fmt: str, captions: list, tools: Any,
            progress: Callable[[float], None] | None) -> None:
     from pipeline.export.cards import find_portrait
     from pipeline.export.probe import decode
     from pipeline.export.video import VIDEO_MIME, VideoShape, render_video
     from pipeline.provenance.credentials import embed_credentials, load_identity
-    from pipeline.provenance.presence import DEFAULT_PRESENCE_THRESHOLD, PresenceMark
+    from pipeline.provenance.presence import DEFAULT_PRESENCE_THRESHOLD
 
     identity = load_identity(ws.c2pa_dir)
     render_video(master, dest, shape=VideoShape.from_format(fmt), labels=context.labels, captions=captions,
                  portrait=find_portrait(ws.voice_dir(context.voice_id)), progress=progress,
                  seal=lambda path: embed_credentials(path, VIDEO_MIME, context.provenance.manifest(), identity))
-    score = PresenceMark().load().detect(*decode(dest))
+    score = tools.presence_mark().detect(*decode(dest))
     if score < DEFAULT_PRESENCE_THRESHOLD:
         raise ProvenanceError(f"The presence watermark was not detected in the {fmt} audio (score {score:.2f}).")
 
 
-def _captions(master: Path, timeline: list[dict[str, Any]], lang: str) -> list:
+def _captions(master: Path, timeline: list[dict[str, Any]], lang: str, tools: Any) -> list:
     """Captions timed from the render's sentence boundaries, refined by the recogniser's word times."""
     from pipeline.export.captions import build_captions
     from pipeline.export.probe import decode
-    from pipeline.quality.asr import Transcriber, supports
+    from pipeline.quality.asr import supports
 
-    words = None
-    if supports(lang):
-        transcriber = Transcriber()
-        transcriber.load()
-        words = transcriber.transcribe(*decode(master)).words
+    words = tools.asr().transcribe(*decode(master)).words if supports(lang) else None
     return build_captions(timeline, words, lang=lang)
 
 
