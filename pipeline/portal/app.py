@@ -241,7 +241,10 @@ def check_upload(ws: Workspace, path: Path) -> dict[str, Any]:
     if clip is not None:
         details += [("clip", clip.clip_id), ("state", clip.state), ("voice", f"{clip.voice_name}, consent of {clip.owner}"),
                     ("statement", clip.text if clip.text is not None else "(not released)"),
-                    ("approvals", ", ".join(f"{a['reviewer']} ({a['stage']})" for a in clip.approvals)),
+                    # Stages, not names: the public must not learn who works for the publisher.
+                    ("approvals", ", ".join(f"{a['stage']} ({a['decision']}, signature "
+                                            f"{'valid' if a['signature_valid'] else 'INVALID'})"
+                                            for a in clip.approvals)),
                     ("released", clip.released_at.isoformat(timespec="seconds") if clip.released_at else ""),
                     ("revoked", clip.revoked_at.isoformat(timespec="seconds") if clip.revoked_at else "")]
         if clip.text is not None:
