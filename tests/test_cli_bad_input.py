@@ -94,6 +94,7 @@ def test_missing_text_file(workspace, tmp_path) -> None:
         (["consent", "revoke", "nobody", "--reason", "x"], "ops", "No voice 'nobody'"),
         (["clips", "export", "42", "--out", "."], "dana", "No clip 42"),
         (["clips", "copies", "42"], None, "No clip 42"),
+        (["user", "revoke-tokens", "ghost", "--reason", "x"], "ops", "No user named 'ghost'"),
     ],
 )
 def test_unknown_things(workspace, args, user, match) -> None:

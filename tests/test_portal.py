@@ -136,6 +136,22 @@ def test_wrong_and_expired_tokens_are_refused(base_url, released) -> None:
     assert response.status_code == 401 and "expired" in response.text
 
 
+def test_revoked_tokens_stop_working_at_once(base_url, released) -> None:
+    from pipeline.services.tokens import revoke_tokens
+    from pipeline.services.users import add_user
+
+    add_user(released.ws, "dora", "distributor", actor="ops", now=utcnow())
+    issue_token(released.ws, "dora", actor="ops", now=utcnow())
+    token = issue_token(released.ws, "dora", actor="ops", now=utcnow())
+    auth = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{base_url}/api/clips", headers=auth).status_code == 200
+    assert revoke_tokens(released.ws, "dora", reason="leak traced to this account", actor="ops", now=utcnow()) == 2
+    refused = httpx.get(f"{base_url}/api/clips", headers=auth)
+    assert refused.status_code == 401 and "revoked" in refused.json()["error"]
+    event = audit_log(released.ws)[-1]
+    assert (event.action, event.subject, event.data["tokens"]) == ("voxgate.token.revoked", "dora", 2)
+
+
 def test_sign_in_without_the_csrf_token_is_refused(base_url, released) -> None:
     client = httpx.Client(base_url=base_url)
     client.get("/login")  # the csrf cookie is set, but the form field is missing

@@ -55,3 +55,18 @@ def token(
 
     raw = issue_token(open_workspace(home), name, days=days, actor=as_user, now=utcnow())
     console.out(raw)
+
+
+@app.command("revoke-tokens")
+@handles_errors
+def revoke_tokens(
+    name: Annotated[str, typer.Argument(help="The user whose access ends now.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+    home: Home = HOME_DEFAULT,
+    as_user: AsUser = None,
+) -> None:
+    """Revoke every live portal token of a user at once, e.g. when a leaked copy is traced to them."""
+    from pipeline.services.tokens import revoke_tokens as revoke
+
+    count = revoke(open_workspace(home), name, reason=reason, actor=as_user, now=utcnow())
+    success(f"Revoked {count} token{'s' if count != 1 else ''} of {name}; they can no longer sign in or pull.")

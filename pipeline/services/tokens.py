@@ -52,3 +52,20 @@ def authenticate(ws: Workspace, raw: str | None, *, now: datetime, roles: tuple[
         if user is None or user.role not in {r.value for r in (*roles, Role.ADMIN)}:
             raise PermissionError_("This token's user may not use the distributor portal.")
         return user
+
+
+def revoke_tokens(ws: Workspace, name: str, *, reason: str, actor: str | None, now: datetime) -> int:
+    """Revoke every live token of `name` at once (a leak was traced to them, or they left); returns how many."""
+    if not reason.strip():
+        raise InputError("Say why with --reason; it goes into the audit log.")
+    with ws.transaction() as s:
+        who = ws.actor(s, actor, Role.ADMIN)
+        if s.get(UserRow, name) is None:
+            raise InputError(f"No user named {name!r}; see `voxgate user list`.")
+        live = list(s.scalars(select(AccessTokenRow).where(AccessTokenRow.user == name,
+                                                           AccessTokenRow.revoked_at.is_(None))))
+        for row in live:
+            row.revoked_at = now
+        ws.record(s, "voxgate.token.revoked", actor=who.name, subject=name,
+                  data={"tokens": len(live), "reason": reason.strip()}, now=now)
+    return len(live)
