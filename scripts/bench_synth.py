@@ -1,18 +1,29 @@
 """Synthesis speed: the Piper voice and a full-size Coqui VITS, one sentence at a time against batched.
 
 Real-time factor (RTF) is compute seconds per second of audio; lower is
-faster. Every figure comes from the same run on the same machine, and the
-ratios between them are what to compare across machines:
+faster. Every figure comes from the same run on the same machine, the VITS
+variants taking turns, and the ratios between them are what to compare
+across machines:
 
-    .venv/bin/python scripts/bench_synth.py [--repeat N] [--device cpu|cuda] [--json PATH] [--xtts]
+    .venv/bin/python scripts/bench_synth.py [--repeat N] [--device cpu|cuda] [--json PATH] [--no-onnx] [--xtts]
 
 The Coqui VITS has the standard VitsConfig sizes (36 M generator
 parameters) with random weights: a forward pass costs the same as a
 trained model's for the same output length. Random weights give each token
-one frame, so the model's length_scale is set to make its speech as long as
-Piper's for the same text, which keeps the decoder's work realistic. It
+about one frame, so the model's length_scale is set to make its speech as
+long as Piper's for the same text, as near as whole frames a token allow
+(see `length_scale_for`), which keeps the decoder's work realistic. It
 reads characters; a model trained on phonemes adds espeak-ng's time
 (a few ms a sentence).
+
+The ONNX rows run Coqui's own export of the same model (`Vits.export_onnx`)
+on onnxruntime's CPU provider, one sentence at a time and in the engine's
+batches; they need the `onnx` package for the export and are skipped
+without it (or with --no-onnx). The graph draws its noise with
+onnxruntime's own unseeded generator, so every VITS row runs with the
+duration noise at zero: each sentence gets the same frames in every row.
+The engine has no ONNX runtime; see the report of the last measurement in
+pipeline/synth/coqui.py.
 
 --xtts adds the autoregressive GPT decoding speed of an XTTS-v2-size
 model (30 layers, 1024 wide, random weights) in audio tokens a second;
@@ -28,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -108,21 +120,18 @@ def full_size_vits(folder: Path) -> tuple[Path, Path]:
     return path, folder / "config.json"
 
 
-def bench_vits(device: str, repeat: int, target_audio_s: float | None) -> dict[str, Any]:
+def bench_vits(device: str, repeat: int, target_audio_s: float | None, onnx: bool) -> dict[str, Any]:
+    """Coqui VITS through the engine one by one and batched, and, with `onnx`, Coqui's ONNX export likewise."""
     import torch
 
     from pipeline.synth import CoquiEngine
 
     with tempfile.TemporaryDirectory() as tmp:
         model, config = full_size_vits(Path(tmp))
-        probe = CoquiEngine(model, config, device=device)
-        probe.load()
-        length_scale = 1.0
-        if target_audio_s:
-            natural = audio_seconds(probe.synthesize(SENTENCES), probe.sample_rate)
-            length_scale = target_audio_s / natural
-        engine = CoquiEngine(model, config, device=device, length_scale=length_scale)
+        length_scale = length_scale_for(load_vits(model, config), target_audio_s) if target_audio_s else 1.0
+        engine = CoquiEngine(model, config, device=device, length_scale=length_scale, noise_scale_dp=0.0)
         engine.load()
+        exported = onnx_vits(model, config, length_scale, Path(tmp), engine.batch_size) if onnx else None
     sync = torch.cuda.synchronize if engine.device == "cuda" else (lambda: None)
 
     def one_by_one() -> list[Any]:
@@ -135,11 +144,121 @@ def bench_vits(device: str, repeat: int, target_audio_s: float | None) -> dict[s
         sync()
         return arrays
 
-    (single_s, arrays), (batch_s, _) = timed([one_by_one, batched], repeat)
+    runs = [one_by_one, batched, *(exported or ())]
+    (single_s, arrays), (batch_s, _), *onnx_timed = timed(runs, repeat)
     audio = audio_seconds(arrays, engine.sample_rate)
-    return {"device": engine.device, "batch_size": engine.batch_size, "length_scale": round(length_scale, 3),
-            "audio_s": audio, "one_by_one_s": single_s, "batched_s": batch_s,
-            "rtf_one_by_one": single_s / audio, "rtf_batched": batch_s / audio, "batched_speedup": single_s / batch_s}
+    figures: dict[str, Any] = {
+        "device": engine.device, "batch_size": engine.batch_size, "length_scale": round(length_scale, 3),
+        "audio_s": audio, "one_by_one_s": single_s, "batched_s": batch_s, "rtf_one_by_one": single_s / audio,
+        "rtf_batched": batch_s / audio, "batched_speedup": single_s / batch_s, "onnx": None,
+    }
+    if onnx_timed:
+        (onnx_single_s, onnx_arrays), (onnx_batch_s, _) = onnx_timed
+        onnx_audio = audio_seconds(onnx_arrays, engine.sample_rate)
+        figures["onnx"] = {"audio_s": onnx_audio, "one_by_one_s": onnx_single_s, "batched_s": onnx_batch_s,
+                           "rtf_one_by_one": onnx_single_s / onnx_audio, "rtf_batched": onnx_batch_s / onnx_audio,
+                           "batched_speedup": onnx_single_s / onnx_batch_s}
+    return figures
+
+
+def load_vits(model: Path, config: Path) -> Any:
+    """The saved VITS as Coqui builds it, on the CPU, in eval mode."""
+    import torch
+    from TTS.config import load_config
+    from TTS.tts.models import setup_model
+
+    vits = setup_model(load_config(str(config)))
+    vits.load_state_dict(torch.load(model, map_location="cpu", weights_only=True)["model"], strict=True)
+    return vits.eval()
+
+
+def length_scale_for(vits: Any, target_audio_s: float) -> float:
+    """The length_scale at which the VITS, its duration noise at zero, speaks SENTENCES closest to `target_audio_s`.
+
+    `Vits.inference` rounds each token's duration times the scale up to whole frames, so the length is a
+    step function of the scale; with random weights every token lasts about as long, so the steps are
+    one frame a token (21 s for these sentences). Bisection on the durations, without running the decoder,
+    finds the step nearest the target and returns the middle of its span of scales.
+    """
+    import torch
+
+    durations = []
+    with torch.inference_mode():
+        for sentence in SENTENCES:
+            ids = torch.tensor([vits.tokenizer.text_to_ids(sentence)])
+            x, _, _, x_mask = vits.text_encoder(ids, torch.tensor([ids.shape[1]]))
+            logw = vits.duration_predictor(x, x_mask, reverse=True, noise_scale=0.0)
+            durations.append((torch.exp(logw) * x_mask).flatten())
+    frames = torch.cat(durations)
+    seconds_per_frame = vits.config.audio.hop_length / vits.config.audio.sample_rate
+
+    def seconds(scale: float) -> float:
+        return float(torch.ceil(frames * scale).sum()) * seconds_per_frame
+
+    def step_at(goal: float) -> tuple[float, float]:
+        """The scales either side of where the length first reaches `goal` seconds."""
+        low, high = 0.01, 100.0
+        for _ in range(50):
+            middle = (low + high) / 2
+            low, high = (middle, high) if seconds(middle) < goal else (low, middle)
+        return low, high
+
+    low, high = step_at(target_audio_s)
+    short, long = seconds(low), seconds(high)
+    if target_audio_s - short < long - target_audio_s:
+        start, end = step_at(short)[1], high
+    else:
+        start, end = high, step_at(long + seconds_per_frame / 2)[1]
+    return (start + end) / 2  # the middle of the step: no token sits on a rounding edge
+
+
+def onnx_vits(model: Path, config: Path, length_scale: float, folder: Path,
+              batch_size: int) -> tuple[Callable[[], list[Any]], Callable[[], list[Any]]] | None:
+    """One-by-one and batched runs of Coqui's ONNX export of the model on onnxruntime's CPU provider.
+
+    None, with the reason on stderr, where the export cannot run (it needs the `onnx` package). The
+    duration noise is zero, as in the engine's rows. The batched run pads each of the engine's CPU
+    batches and trims each row to its one-by-one length.
+    """
+    import numpy as np
+
+    from pipeline.synth.coqui import MIN_BATCH_FILL, _batches
+
+    try:
+        import onnx  # noqa: F401 - torch's exporter needs it
+
+        vits = load_vits(model, config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's warnings about Python branches on shapes
+            vits.export_onnx(output_path=str(folder / "vits.onnx"), verbose=False)
+        vits.load_onnx(str(folder / "vits.onnx"))
+    except Exception as exc:  # noqa: BLE001 - a benchmark reports what it could not run and carries on
+        print(f"ONNX skipped: {exc}", file=sys.stderr)
+        return None
+    scales = np.array([vits.inference_noise_scale, length_scale, 0.0], np.float32)
+    ids = [vits.tokenizer.text_to_ids(s) for s in SENTENCES]
+    lengths: list[int] = []
+
+    def run(rows: list[int]) -> Any:
+        x = np.zeros((len(rows), max(len(ids[i]) for i in rows)), np.int64)
+        for row, i in enumerate(rows):
+            x[row, : len(ids[i])] = ids[i]
+        feed = {"input": x, "input_lengths": np.array([len(ids[i]) for i in rows], np.int64), "scales": scales}
+        return vits.onnx_sess.run(["output"], feed)[0][:, 0]
+
+    def one_by_one() -> list[Any]:
+        arrays = [run([i])[0] for i in range(len(ids))]
+        lengths[:] = [len(a) for a in arrays]
+        return arrays
+
+    def batched() -> list[Any]:
+        arrays: list[Any] = [None] * len(ids)
+        for batch in _batches(ids, batch_size, MIN_BATCH_FILL["cpu"]):
+            for row, wav in zip(batch, run(batch), strict=True):
+                arrays[row] = wav[: lengths[row]] if lengths else wav
+        return arrays
+
+    return one_by_one, batched
 
 
 def bench_xtts_gpt(device: str, tokens: int = 256) -> dict[str, float]:
@@ -169,6 +288,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs after a warm-up (median; default 3)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when present")
     parser.add_argument("--json", type=Path, help="also write the figures here as JSON")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX rows (Coqui's export on onnxruntime)")
     parser.add_argument("--xtts", action="store_true", help="also time XTTS-v2-size GPT decoding")
     args = parser.parse_args()
     import torch
@@ -178,7 +298,9 @@ def main() -> None:
     figures: dict[str, Any] = {"device": device, "cpus": os.cpu_count(), "sentences": len(SENTENCES),
                                "gpu": torch.cuda.get_device_name() if device == "cuda" else None}
     figures["piper"] = piper = bench_piper(args.repeat)
-    figures["vits"] = vits = bench_vits(device, args.repeat, piper["audio_s"] if piper else None)
+    figures["vits"] = vits = bench_vits(device, args.repeat, piper["audio_s"] if piper else None,
+                                        onnx=not args.no_onnx)
+    figures["ratios"] = ratios(piper, vits)
     if args.xtts:
         figures["xtts_gpt"] = bench_xtts_gpt(device)
 
@@ -192,13 +314,16 @@ def main() -> None:
 
     if piper:
         row("piper (onnxruntime, cpu)", "one by one", piper["audio_s"], piper["compute_s"])
+    batches = f"batched ×{vits['batch_size']}"
     row(f"coqui vits full size ({vits['device']})", "one by one", vits["audio_s"], vits["one_by_one_s"])
-    row(f"coqui vits full size ({vits['device']})", f"batched ×{vits['batch_size']}", vits["audio_s"],
-        vits["batched_s"])
+    row(f"coqui vits full size ({vits['device']})", batches, vits["audio_s"], vits["batched_s"])
+    if vits["onnx"]:
+        onnx = vits["onnx"]
+        row("coqui vits full size (onnxruntime, cpu)", "one by one", onnx["audio_s"], onnx["one_by_one_s"])
+        row("coqui vits full size (onnxruntime, cpu)", batches, onnx["audio_s"], onnx["batched_s"])
     console.print(table)
-    console.print(f"batched / one by one: {vits['batched_speedup']:.2f}× faster")
-    if piper:
-        console.print(f"coqui vits batched vs piper: {piper['rtf'] / vits['rtf_batched']:.2f}× Piper's speed")
+    for label, value in ratios_shown(figures["ratios"]):
+        console.print(f"{label}: {value:.2f}×")
     if "xtts_gpt" in figures:
         x = figures["xtts_gpt"]
         console.print(f"XTTS-v2-size GPT decoding: {x['tokens_per_s']:.0f} tokens/s, "
@@ -206,6 +331,32 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2))
+
+
+RATIO_LABELS = {
+    "vits_batched_vs_one_by_one": "coqui vits batched / one by one (speed)",
+    "onnx_batched_vs_one_by_one": "onnx batched / onnx one by one (speed)",
+    "onnx_vs_torch_one_by_one": "onnx / torch one by one (speed)",
+    "onnx_vs_torch_batched": "onnx / torch batched (speed)",
+    "vits_batched_vs_piper": "coqui vits batched / piper (speed per audio second)",
+}
+
+
+def ratios(piper: dict[str, float] | None, vits: dict[str, Any]) -> dict[str, float]:
+    """Speed ratios between rows of the same run; above 1 the first named is faster."""
+    found = {"vits_batched_vs_one_by_one": vits["batched_speedup"]}
+    if vits["onnx"]:
+        onnx = vits["onnx"]
+        found["onnx_batched_vs_one_by_one"] = onnx["batched_speedup"]
+        found["onnx_vs_torch_one_by_one"] = vits["rtf_one_by_one"] / onnx["rtf_one_by_one"]
+        found["onnx_vs_torch_batched"] = vits["rtf_batched"] / onnx["rtf_batched"]
+    if piper:
+        found["vits_batched_vs_piper"] = piper["rtf"] / vits["rtf_batched"]
+    return found
+
+
+def ratios_shown(found: dict[str, float]) -> list[tuple[str, float]]:
+    return [(RATIO_LABELS[key], value) for key, value in found.items()]
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ requirements/constr
   .venv/bin/python -m pip install -q --disable-pip-version-check -U "pip<27"
   "${PIP[@]}" torch==2.14.1
   "${PIP[@]}" 'setuptools<81' wheel Cython numpy
-  "${PIP[@]}" -e '.[test]'
+  "${PIP[@]}" -e '.[test,bench]'
   # resemblyzer pins the obsolete `typing` backport; its real needs are met above.
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps resemblyzer==0.1.4 webrtcvad==2.0.10
   touch "$STAMP"

@@ -1,12 +1,25 @@
 """Coqui engine: the consenting voice's own fine-tuned model (VITS, XTTS-v2 or another single-speaker Coqui model).
 
-* VITS: sentences are synthesised in batches of similar length
-  (`Vits.inference` with `x_lengths`), each output cut to its own length.
-  Batched output equals one-by-one output in length and, with the noise
-  scales at zero, in content to float precision except the last ~50 ms,
-  where the decoder sees the batch's zero padding instead of its own edge
-  (1-2 % of a sentence's energy; see tests/test_coqui_engine.py). With
-  noise on, every call is seeded, so the same sentences give the same audio.
+* VITS: the text encoder, duration predictor and flow run on batches of
+  sentences of similar length (`Vits.inference` with `x_lengths`). The
+  HiFi-GAN decoder, 94-96 % of the time on a CPU, runs on a GPU over the padded
+  batch, each output cut to its own length; on a CPU over one sentence at a
+  time, in windows of at most `DECODER_FRAMES` (see there why). On a CPU,
+  batched output therefore equals one-by-one output to float precision,
+  edges included; on a GPU the last ~50 ms differ, where the decoder sees
+  the batch's zero padding instead of the sentence's own edge (1-2 % of a
+  sentence's energy; see tests/test_coqui_engine.py). With noise on, every
+  call is seeded, so the same sentences give the same audio.
+  What batching buys on a CPU is small: the decoder already runs at the
+  cores' compute roof for one sentence, and the parts that batch are 4-6 %
+  of the time. scripts/bench_synth.py on 2 CPU cores, 42 s of audio:
+  14.6 s one by one, 13.5 s batched (1.08x). Weight norm is folded into
+  the weights at load: inference never trains, and the output is
+  bit-identical.
+  No ONNX runtime: Coqui's own export on onnxruntime took 13.6 s one by one
+  and 15.3 s batched in that run, no faster than the batched torch path,
+  and its graph draws noise from an unseeded generator (the bench keeps
+  measuring it).
 * XTTS-v2: the speaker conditioning (GPT latents and speaker embedding)
   computed from the voice's enrolled recordings lives inside the slim
   checkpoint that `voxgate voice train` writes, so the model's recorded
@@ -22,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import pickle
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -39,8 +53,21 @@ DEFAULT_BATCH_SIZE: Final = {"cpu": 8, "cuda": 32}
 """Most sentences in one VITS batch; a GPU needs more work per launch to be kept busy."""
 
 MIN_BATCH_FILL: Final = {"cpu": 0.75, "cuda": 0.0}
-"""On a CPU a padded frame costs as much as a spoken one, so a batch holds sentences within a quarter of
-each other's length; a GPU computes the padding alongside, so its batches are simply filled."""
+"""On a CPU a padded frame costs as much as a spoken one in the text encoder and the flow, so a batch holds
+sentences within a quarter of each other's length; a GPU computes the padding alongside, so its batches are
+simply filled."""
+
+DECODER_FRAMES: Final[dict[str, int | None]] = {"cpu": 500, "cuda": None}
+"""Most latent frames (~11.6 ms of audio each at 22.05 kHz) in one HiFi-GAN decoder call; None: the whole padded batch.
+
+Measured on 2 AMD EPYC cores (AVX-512) with the standard VITS decoder (14.3 M parameters, ~0.61 GFLOP a
+frame): 3.4-3.6 ms a frame for calls of 100-500 frames, i.e. ~175 GFLOP/s, the cores' own matmul roof;
+3.8-4.1 ms at 600-1000 frames and 6.1-6.4 ms from 1200 frames on, whether as one long sentence or as a
+batch (2 x 600 frames: 6.1 ms), once the activations outgrow the caches. So on a CPU batching the
+decoder only loses: decoding the bench's twelve sentences (51 s of audio) as padded batches took
+31-33 s against 18 s one by one. Each sentence is decoded by itself, a long one (the text splitter
+allows 400 characters, 1300-2000 frames) in windows with the decoder's reach of context on either side
+(`_decoder_reach`), which join to the same waveform."""
 
 _LOAD_ERRORS: Final = {
     OSError: EngineError, RuntimeError: EngineError, KeyError: EngineError, ValueError: EngineError,
@@ -169,7 +196,7 @@ def _to_array(audio: Any) -> np.ndarray:
 
 
 class _VitsBackend(_Backend):
-    """VITS through `Vits.inference` with `x_lengths`, a batch of sentences at a time."""
+    """VITS through `Vits.inference` with `x_lengths`, a batch of sentences at a time, then its decoder."""
 
     def __init__(self, engine: CoquiEngine, config: Any) -> None:
         import torch
@@ -185,6 +212,12 @@ class _VitsBackend(_Backend):
             model.inference_noise_scale_dp = engine.noise_scale_dp
         if engine.length_scale is not None:
             model.length_scale = engine.length_scale
+        _fold_weight_norm(model)
+        self.decoder = model.waveform_decoder.to(engine.device).eval()
+        self.reach = _decoder_reach(self.decoder)
+        # Vits.inference then returns the decoder's input, the masked latent, as its "model_outputs":
+        # Coqui's own code computes the latents and this backend decides how to decode them
+        model.waveform_decoder = _latents()
         self.model = model.to(engine.device).eval()
         self.engine = engine
         self.sample_rate = int(config.audio.sample_rate)
@@ -202,12 +235,93 @@ class _VitsBackend(_Backend):
                 for row, i in enumerate(batch):
                     x[row, : len(ids[i])] = torch.tensor(ids[i])
                 out = self.model.inference(x.to(device), aux_input={"x_lengths": lengths.to(device)})
-                wav, y_mask = out["model_outputs"][:, 0], out["y_mask"][:, 0]
-                per_frame = wav.shape[-1] // y_mask.shape[-1]  # the decoder's upsampling (the hop length)
-                frames = y_mask.sum(dim=-1).long().tolist()
-                for row, i in enumerate(batch):
-                    arrays[i] = _to_array(wav[row, : frames[row] * per_frame])
+                z = out["model_outputs"]
+                frames = [min(n, z.shape[-1]) for n in out["y_mask"][:, 0].sum(dim=-1).long().tolist()]
+                for i, wav in zip(batch, self._decode(z, frames), strict=True):
+                    arrays[i] = _to_array(wav)
         return arrays
+
+    def _decode(self, z: Any, frames: list[int]) -> list[Any]:
+        """One waveform per row of the latent batch `z` [B, C, T], each `frames[row]` frames long."""
+        window = DECODER_FRAMES[self.engine.device]
+        if window is None:
+            wav = self.decoder(z)[:, 0]
+            per_frame = wav.shape[-1] // z.shape[-1]  # the decoder's upsampling (the hop length)
+            return [wav[row, : n * per_frame] for row, n in enumerate(frames)]
+        return [_windowed(self.decoder, z[row : row + 1, :, :n], window, self.reach) for row, n in enumerate(frames)]
+
+
+def _latents() -> Any:
+    """A module to stand in for VITS's decoder inside `Vits.inference`: it hands back its input, the masked latent.
+
+    The engine's VITS is single-speaker, so the speaker conditioning `g` is None and the real decoder
+    needs nothing else."""
+    import torch
+
+    class Latents(torch.nn.Module):
+        def forward(self, z: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+            return z
+
+    return Latents()
+
+
+def _fold_weight_norm(model: Any) -> None:
+    """Fold every weight-norm parametrisation into a plain weight: the same output without recomputing
+    the norm of each weight at each call (~9 ms of a ~2 s sentence on a CPU)."""
+    from torch.nn.utils import parametrize
+
+    for module in model.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight")
+
+
+def _decoder_reach(decoder: Any) -> int:
+    """Latent frames either side of a frame that its waveform depends on, in Coqui's HiFi-GAN generator.
+
+    A convolution sees dilation * (kernel - 1) / 2 of its input samples each side, a transposed one
+    kernel / stride (rounded up); of a stage's parallel residual blocks the deepest counts; each figure
+    is divided by the samples a frame has at that stage. Rounded up, plus one frame of margin: the
+    standard VITS decoder gets 16 frames (nudging one frame moves samples up to 12.6 frames away), the
+    tests' tiny one 8 (4.4); tests/test_coqui_engine.py checks the bound.
+    """
+    import torch
+
+    def sideways(conv: Any) -> float:
+        return conv.dilation[0] * (conv.kernel_size[0] - 1) / 2
+
+    reach, rate = sideways(decoder.conv_pre), 1
+    kernels = decoder.num_kernels
+    for stage, up in enumerate(decoder.ups):
+        reach += math.ceil(up.kernel_size[0] / up.stride[0]) / rate
+        rate *= up.stride[0]
+        blocks = decoder.resblocks[stage * kernels : (stage + 1) * kernels]
+        reach += max(sum(sideways(c) for c in b.modules() if isinstance(c, torch.nn.Conv1d)) for b in blocks) / rate
+    reach += sideways(decoder.conv_post) / rate
+    return math.ceil(reach) + 1
+
+
+def _windowed(decoder: Any, z: Any, window: int, reach: int) -> Any:
+    """One sentence's waveform from its latent `z` [1, C, T], decoded at most `window` frames a call.
+
+    Each window is decoded with `reach` frames of the neighbouring latent on either side and cut back to
+    its own frames, so the pieces join to what one call over the whole latent gives (to float rounding);
+    the sentence's own edges see the decoder's zero padding as in one call.
+    """
+    import torch
+
+    frames = z.shape[-1]
+    calls = math.ceil(frames / window)
+    if calls <= 1:
+        return decoder(z)[0, 0]
+    size = math.ceil(frames / calls)
+    pieces = []
+    for start in range(0, frames, size):
+        end = min(start + size, frames)
+        low, high = max(0, start - reach), min(frames, end + reach)
+        wav = decoder(z[:, :, low:high])[0, 0]
+        per_frame = wav.shape[-1] // (high - low)
+        pieces.append(wav[(start - low) * per_frame : (end - low) * per_frame])
+    return torch.cat(pieces)
 
 
 def _batches(ids: list[list[int]], size: int, min_fill: float) -> Iterator[list[int]]:
