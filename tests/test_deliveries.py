@@ -89,3 +89,16 @@ def test_a_clip_without_a_premaster_is_refused_before_anything_is_registered(rel
     finally:
         with ws.transaction() as s:
             s.execute(update(ClipRow).where(ClipRow.id == released.clip_id).values(premaster_sha256=premaster))
+
+
+@pytest.mark.slow
+def test_a_copy_already_made_is_refused_once_consent_is_revoked(released) -> None:
+    """Runs last here: it revokes the voice of the module's released clip."""
+    from pipeline.services.voices import revoke_consent
+
+    assert clips.open_download(released.ws, released.clip_id, "mp3", actor="dana", now=utcnow()).delivery
+    revoke_consent(released.ws, "demo", "the owner withdrew consent", actor="joe-delegate", now=utcnow())
+    before = store_snapshot(released.ws.home)
+    with pytest.raises(ConsentError, match="consent"):
+        clips.open_download(released.ws, released.clip_id, "mp3", actor="dana", now=utcnow())
+    assert store_snapshot(released.ws.home) == before

@@ -76,14 +76,16 @@ def _hand_over(ws: Workspace, clip_id: int, fmt: str, action: str, *, recipient:
                tools: Any = None, progress: Callable[[float], None] | None = None) -> Handover:
     """Check, make or find `recipient`'s own copy (services.deliveries), verify its bytes, and audit the hand-over.
 
-    Consent and release are checked before the copy is made and again inside the write transaction
+    Consent and release are checked before a copy is made, and always inside the write transaction
     that records the hand-over, so a revocation meanwhile stops it.
     """
-    from pipeline.services.deliveries import personal_copy
+    from pipeline.services.deliveries import personal_copy, registered_copy
 
-    with ws.sessions() as s:
-        _may_hand_over(s, clip_id, fmt, now)
-    copy = personal_copy(ws, clip_id, fmt, recipient, now=now, tools=tools, progress=progress)
+    copy = registered_copy(ws, clip_id, fmt, recipient)
+    if copy is None:
+        with ws.sessions() as s:
+            _may_hand_over(s, clip_id, fmt, now)  # before anything is made or registered
+        copy = personal_copy(ws, clip_id, fmt, recipient, now=now, tools=tools, progress=progress)
     path = ws.files.open_checked(copy.sha256)
     sidecar = ws.files.open_checked(copy.sidecar_sha256) if copy.sidecar_sha256 else None
     with ws.transaction() as s:

@@ -91,6 +91,17 @@ def personal_copy(ws: Workspace, clip_id: int, fmt: str, recipient: str, *, now:
     return found
 
 
+def registered_copy(ws: Workspace, clip_id: int, fmt: str, recipient: str) -> Copy | None:
+    """`recipient`'s copy if it was made already (one read, nothing registered): the common case of a download."""
+    if fmt in CAPTION_FORMATS:
+        digest = _clip_file(ws, clip_id, fmt)
+        return None if digest is None else Copy(digest, None, None)
+    with ws.sessions() as s:
+        delivery = s.scalars(select(DeliveryRow.id).where(DeliveryRow.clip_id == clip_id,
+                                                          DeliveryRow.recipient == recipient)).first()
+    return None if delivery is None else _registered(ws, delivery, fmt)
+
+
 def deliveries_of(ws: Workspace, clip_id: int) -> list[DeliveryRow]:
     with ws.sessions() as s:
         return list(s.scalars(select(DeliveryRow).where(DeliveryRow.clip_id == clip_id).order_by(DeliveryRow.id)))
