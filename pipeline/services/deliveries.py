@@ -35,7 +35,7 @@ from sqlalchemy import select
 from pipeline.domain.serials import delivery_serial
 from pipeline.errors import ProvenanceError
 from pipeline.provenance.credentials import SIDECAR_SUFFIX
-from pipeline.services.copies import AUDIO_FORMATS, check_marks_in, export_signed, mark_serial, payload_mark, read_premaster
+from pipeline.services.copies import check_marks_in, export_signed, mark_serial, payload_mark, read_premaster
 from pipeline.services.video import CAPTION_FORMATS, VIDEO_FORMATS, ensure_derived, release_context
 from pipeline.services.workspace import Workspace, watermark_secret
 from pipeline.store.models import ClipFileRow, ClipRow, DeliveryFileRow, DeliveryRow
