@@ -15,9 +15,11 @@ leaked copy, re-encoded or cut, which clip it is and whom it was given to.
 Captions carry no audio, so there is nothing to mark: everyone gets the
 clip's own.
 
-Measured (scripts/bench_portal.py): making a recipient's four audio formats
-of a 64 s clip takes about as long as the render's watermark and export
-steps; a video copy is a remux.
+Measured on 2 cores: the first download of an 11 s clip, which makes the
+copy in all four audio formats and loads the watermark model, 4.8-5.3 s
+(scripts/bench_portal.py); later downloads are served from the store. A
+video copy of a 66 s clip is a 1.7 s remux, against 11-13 s for the
+picture (scripts/bench_video.py).
 """
 
 from __future__ import annotations
