@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 
 from pipeline.cli.main import app as cli
 from pipeline.portal.security import RateLimiter
+from pipeline.provenance.credentials import CredentialStatus
 from pipeline.services.auditing import audit_log
+from pipeline.services.verify import verify_file
 from pipeline.services.deliveries import deliveries_of
 from pipeline.services.tokens import issue_token
 from pipeline.services.workspace import utcnow
@@ -188,6 +190,10 @@ def test_api_and_pull_with_a_bearer_token(base_url, released, tmp_path) -> None:
     result = CliRunner().invoke(cli, ["pull", "--url", base_url, "--token", released.token, "--out", str(tmp_path),
                                       "--format", "ogg", "--since", "2000-01-01"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / f"voxgate-clip-{released.clip_id}.ogg").stat().st_size > 1000
+    pulled = tmp_path / f"voxgate-clip-{released.clip_id}.ogg"
+    assert pulled.stat().st_size > 1000
+    # The Ogg comes with its content credentials beside it, signed by the workspace over these very bytes.
+    report = verify_file(released.ws, pulled, now=utcnow())
+    assert report.credentials.sidecar and report.credentials.status is CredentialStatus.TRUSTED
     refused = CliRunner().invoke(cli, ["pull", "--url", base_url, "--token", "vxg_bad", "--out", str(tmp_path)])
     assert refused.exit_code == 1 and "refused the token" in refused.stderr

@@ -59,6 +59,9 @@ def pull(
         for clip in clips:
             if format in clip["formats"]:
                 dest = out / f"voxgate-clip-{clip['id']}.{EXTENSIONS[format]}"
+                if format == "ogg":  # its content credentials first, so the file never appears without them
+                    with _get(f"{url.rstrip('/')}/api/clips/{clip['id']}/ogg.c2pa", token) as response:
+                        atomic_write_stream(response, dest.with_name(dest.name + ".c2pa"))
                 with _get(f"{url.rstrip('/')}/api/clips/{clip['id']}/{format}", token) as response:
                     atomic_write_stream(response, dest)
                 written.append((clip["id"], clip["released_at"], dest.name))

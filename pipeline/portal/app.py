@@ -29,6 +29,7 @@ from pipeline.portal.security import (
     csrf_ok,
     new_csrf_token,
 )
+from pipeline.provenance.credentials import SIDECAR_SUFFIX
 from pipeline.services import clips as clip_service
 from pipeline.services.render import Tools
 from pipeline.services.tokens import authenticate
@@ -41,6 +42,8 @@ MAX_UPLOAD_BYTES: Final = 50 * 1024 * 1024
 SIGN_IN_LIMIT: Final = (10, 60.0)  # failed sign-ins per client per minute
 VERIFY_LIMIT: Final = (20, 60.0)
 DOWNLOAD_FORMATS: Final = tuple(clip_service.EXTENSIONS)  # videos and captions are made on first request
+#: The Ogg's content credentials: Ogg cannot embed a C2PA manifest, so it travels as a sidecar file.
+OGG_CREDENTIALS: Final = "ogg" + SIDECAR_SUFFIX
 
 # Leading bytes of the containers we accept; the name and the declared type count for nothing.
 _MAGIC: Final = ((0, b"RIFF", 8, b"WAVE"), (0, b"OggS", None, None), (0, b"ID3", None, None),
@@ -131,14 +134,19 @@ def create_app(home: Path) -> FastAPI:
         return serve_file(request, user, clip_id, fmt)
 
     def serve_file(request: Request, user: UserRow, clip_id: int, fmt: str) -> Response:
-        if fmt not in DOWNLOAD_FORMATS:  # never a path: a fixed list of names
+        if fmt not in (*DOWNLOAD_FORMATS, OGG_CREDENTIALS):  # never a path: a fixed list of names
             return error_page(request, 404, f"No format {fmt!r}.")
+        credentials = fmt == OGG_CREDENTIALS
         try:
-            handover = clip_service.open_download(ws, clip_id, fmt, actor=user.name, now=utcnow(), tools=tools)
+            handover = clip_service.open_download(ws, clip_id, "ogg" if credentials else fmt, actor=user.name,
+                                                  now=utcnow(), tools=tools)
         except ConsentError as exc:
             return error_page(request, 410, str(exc))
         except (NotFoundError, InputError) as exc:
             return error_page(request, 404, str(exc))
+        if credentials:  # the same audited hand-over of the person's Ogg copy; its manifest, not its audio
+            return FileResponse(handover.sidecar, filename=handover.name + SIDECAR_SUFFIX,
+                                media_type="application/c2pa")
         return FileResponse(handover.path, filename=handover.name, media_type=_MIME[fmt])
 
     @app.get("/api/clips")
@@ -226,7 +234,7 @@ def released_clips(ws: Workspace) -> list[dict[str, Any]]:
                 "purpose": st.purpose, "channel": st.channel, "text": rev.text,
                 "released_at": c.released_at.isoformat(timespec="seconds"),
                 "duration": c.figures.get("duration_s"), "notice": c.labels.get("comment", ""),
-                "formats": list(DOWNLOAD_FORMATS),
+                "formats": [*DOWNLOAD_FORMATS, OGG_CREDENTIALS],
             })
         return out
 
