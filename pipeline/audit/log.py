@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.domain.model import canonical_json
 from pipeline.identity.keys import sign, verify
+from pipeline.store.files import atomic_output
 from pipeline.store.models import AuditRow
 
 GENESIS: Final = "0" * 64
@@ -99,12 +98,8 @@ def verify_chain(rows: Iterable[AuditRow], org_public_key: bytes, head: dict[str
 def write_head(path: Path, key: Ed25519PrivateKey, seq: int, hash_: str) -> None:
     """Atomically replace the signed head file with the newest (seq, hash)."""
     sig = sign(key, canonical_json({"seq": seq, "hash": hash_})).hex()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".audit-head.", suffix=".part")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"seq": seq, "hash": hash_, "signature": sig}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps({"seq": seq, "hash": hash_, "signature": sig}))
 
 
 def read_head(path: Path) -> dict[str, Any] | None:

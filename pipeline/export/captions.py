@@ -25,9 +25,7 @@ only to set the display direction.)
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from pipeline.errors import InputError, StoreError, map_exceptions
+from pipeline.store.files import atomic_output
 
 #: Netflix / BBC guidance for Latin script: about 42 characters a line, two lines.
 DEFAULT_MAX_CHARS: Final = 42
@@ -50,7 +49,6 @@ MIN_CAPTION_S: Final = 0.7
 #: How far the recogniser may place a sentence's words outside the synthesis timeline and still be believed.
 ONSET_SLACK_S: Final = 1.0
 
-CAPTION_FILE_MODE: Final = 0o644  # mkstemp makes 0600; caption files are served with the video
 
 RTL_LANGUAGES: Final = frozenset({"ar", "fa", "ur", "ps", "sd", "ug", "ckb", "he", "yi", "dv"})
 RLM: Final = "\u200f"
@@ -201,18 +199,9 @@ def write_captions(captions: Sequence[Caption], dest: Path) -> Path:
     if writer is None:
         raise InputError(f"{dest.name} must end in .srt or .vtt to say which caption format to write.")
     text = writer(captions)
-    with map_exceptions({OSError: StoreError}, f"Could not write {dest} (check the folder exists and is writable)"):
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp_name, CAPTION_FILE_MODE)
-            os.replace(tmp_name, dest)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+    with map_exceptions({OSError: StoreError}, f"Could not write {dest} (check the folder exists and is writable)"), \
+            atomic_output(dest) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="\n")
     return dest
 
 

@@ -32,7 +32,6 @@ import logging
 import os
 import struct
 import subprocess
-import tempfile
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -44,7 +43,7 @@ from pipeline.audio.mix import checked_mono
 from pipeline.errors import AudioError, InputError, ProvenanceError, map_exceptions
 from pipeline.export.probe import ID3_TEXT_FRAMES, probe, require_tool
 from pipeline.provenance.labels import ClipLabels
-from pipeline.store.files import fsync_dir, fsync_file
+from pipeline.store.files import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,6 @@ MP3_BITRATE: Final = "128k"
 OPUS_BITRATE: Final = "32k"
 OPUS_APPLICATION: Final = "voip"
 OPUS_SAMPLE_RATE: Final = 48_000  # Opus runs at 48 kHz inside; resample once, before the encoder.
-EXPORT_FILE_MODE: Final = 0o644  # mkstemp makes 0600; exports are meant to be served.
 
 _ID3_UTF8: Final = b"\x03"
 _ID3_MAX_SIZE: Final = 1 << 28  # sizes are four 7-bit "syncsafe" bytes
@@ -112,26 +110,14 @@ def export_clip(
     samples = _checked_samples(samples, sample_rate)
     tags = labels.as_tags()
 
-    with map_exceptions({OSError: AudioError}, f"Cannot write to {dest.parent} (check it exists and is writable)"):
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-        os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with map_exceptions({OSError: AudioError}, f"Could not write {dest}"):
-            _encode(samples, sample_rate, fmt, tmp, tags)
-            if fmt in (ExportFormat.WAV, ExportFormat.MP3):
-                _write_id3(tmp, fmt, tags)
-            if seal is not None:
-                seal(tmp, fmt)
-            _check_written(tmp, fmt, tags)
-            os.chmod(tmp, EXPORT_FILE_MODE)
-            fsync_file(tmp)
-            os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    with map_exceptions({OSError: AudioError}, f"Wrote {dest} but could not sync its directory"):
-        fsync_dir(dest.parent)
+    with map_exceptions({OSError: AudioError}, f"Cannot write {dest} (check its folder exists and is writable)"), \
+            atomic_output(dest) as tmp:
+        _encode(samples, sample_rate, fmt, tmp, tags)
+        if fmt in (ExportFormat.WAV, ExportFormat.MP3):
+            _write_id3(tmp, fmt, tags)
+        if seal is not None:
+            seal(tmp, fmt)
+        _check_written(tmp, fmt, tags)
     log.info("Exported %s (%s, %d bytes)", dest, fmt.value, dest.stat().st_size)
     return dest
 

@@ -38,7 +38,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
@@ -52,7 +51,7 @@ from pipeline.export import cards
 from pipeline.export.captions import Caption
 from pipeline.export.probe import probe, require_tool
 from pipeline.provenance.labels import ClipLabels
-from pipeline.store.files import fsync_dir, fsync_file
+from pipeline.store.files import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,6 @@ AUDIO_RATE: Final = 48_000
 #: Video and audio may differ by an AAC frame plus a video frame; more means a broken encode.
 DURATION_TOLERANCE_S: Final = 0.15
 WAVE_COLOUR: Final = "0xE8EEF8"
-EXPORT_FILE_MODE: Final = 0o644
 
 VIDEO_MIME: Final = "video/mp4"
 
@@ -209,27 +207,13 @@ def replace_audio(video: Path, audio_path: Path, dest: Path, *, shape: VideoShap
 def _write_checked(dest: Path, make: Callable[[Path, Path], None], *, shape: VideoShape, duration: float,
                    labels: ClipLabels, seal: Seal | None) -> Path:
     """Run `make(work_dir, part_file)`, seal, check and rename into `dest`: never a half-made video under its name."""
-    with map_exceptions({OSError: AudioError}, f"Cannot write to {dest.parent} (check it exists and is writable)"):
-        work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".work", dir=dest.parent))
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-        os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with map_exceptions({OSError: AudioError}, f"Could not write {dest}"):
-            make(work, tmp)
-            if seal is not None:
-                seal(tmp)
-            info = check_video(tmp, shape=shape, duration=duration, tags=labels.as_tags())
-            os.chmod(tmp, EXPORT_FILE_MODE)
-            fsync_file(tmp)
-            os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    with map_exceptions({OSError: AudioError}, f"Wrote {dest} but could not sync its directory"):
-        fsync_dir(dest.parent)
+    with map_exceptions({OSError: AudioError}, f"Cannot write {dest} (check its folder exists and is writable)"), \
+            atomic_output(dest) as tmp, \
+            tempfile.TemporaryDirectory(prefix=f".{dest.name}.", suffix=".work", dir=dest.parent) as work:
+        make(Path(work), tmp)
+        if seal is not None:
+            seal(tmp)
+        info = check_video(tmp, shape=shape, duration=duration, tags=labels.as_tags())
     log.info("Wrote %s (%s, %.1f s, %d bytes)", dest, shape.value, info.duration, dest.stat().st_size)
     return dest
 

@@ -56,6 +56,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pipeline.errors import InputError, ProvenanceError, StoreError, map_exceptions
+from pipeline.store.files import atomic_output
 
 TRAINED_ALGORITHMIC_MEDIA: Final = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 ASSERTION_LABEL: Final = "org.voxgate.provenance"
@@ -329,16 +330,9 @@ def sidecar_path(path: Path) -> Path:
 
 def embed_credentials(path: Path, mime: str, manifest: Mapping[str, Any], identity: SigningIdentity) -> None:
     """Sign the file at `path` in place, then read it back: it must validate as ours, naming the same clip."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".signing", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with map_exceptions(_SIGNING_ERRORS, f"Could not sign the {mime} export"):
-            with path.open("rb") as src, tmp.open("w+b") as dst:
-                _sign(identity, manifest, mime, src, dst)
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with map_exceptions(_SIGNING_ERRORS, f"Could not sign the {mime} export"), atomic_output(path) as tmp:
+        with path.open("rb") as src, tmp.open("w+b") as dst:
+            _sign(identity, manifest, mime, src, dst)
     _check_signed(read_credentials(path, identity.trust), manifest, mime)
 
 
@@ -477,14 +471,5 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
 
 def _replace(path: Path, data: bytes, mode: int) -> None:
     """Write `path` atomically with `mode` (the temporary file has it from the start)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, mode=mode) as tmp:
+        tmp.write_bytes(data)

@@ -77,7 +77,7 @@ from pipeline.services.voices import (
 )
 from pipeline.services.workspace import Workspace, utcnow
 from pipeline.settings import CONFIG_FILE
-from pipeline.store.files import atomic_copy
+from pipeline.store.files import atomic_copy, atomic_output
 from pipeline.store.models import (
     ConsentRow,
     ConsentScriptRow,
@@ -776,8 +776,6 @@ def consent_details(ws: Workspace, voice_id: str, *, now: datetime) -> dict[str,
 
 def write_certificate(ws: Workspace, voice_id: str, out: Path, *, now: datetime) -> Path:
     """Write the one-page HTML consent certificate to `out` (atomically)."""
-    import tempfile
-
     from pipeline.consent.certificate import render_certificate
 
     if out.is_dir():
@@ -786,9 +784,8 @@ def write_certificate(ws: Workspace, voice_id: str, out: Path, *, now: datetime)
         raise InputError(f"{out.parent} is not a folder; create it first.")
     html = render_certificate(consent_details(ws, voice_id, now=now))
     try:
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=out.parent, suffix=".part", delete=False) as f:
-            f.write(html)
-        Path(f.name).replace(out)
+        with atomic_output(out) as tmp:
+            tmp.write_text(html, encoding="utf-8")
     except OSError as exc:
         raise StoreError(f"Could not write {out}: {exc.strerror}; check the folder's permissions.") from exc
     return out

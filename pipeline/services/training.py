@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +28,7 @@ from pipeline.errors import ConsentError, InputError
 from pipeline.hashing import sha256_file
 from pipeline.services.voices import consent_of, current_consent, get_voice, model_ref
 from pipeline.services.workspace import Workspace, utcnow
+from pipeline.store.files import atomic_output
 from pipeline.train.checkpoint import SLIM_CONFIG, BaseModel, latest_checkpoint, resolve_base
 from pipeline.train.dataset import DatasetReport, Recording, prepare
 
@@ -168,9 +168,8 @@ def fine_tune(
         "model": {"file": model_path.name, "sha256": sha, "bytes": model_path.stat().st_size},
     }
     record_path = out_dir / RECORD_FILE
-    part = record_path.with_name(RECORD_FILE + ".part")
-    part.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    os.replace(part, record_path)
+    with atomic_output(record_path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
     return TrainingRun(out_dir, model_path, model_path.with_name(SLIM_CONFIG), sha, model_path.stat().st_size,
                        result.steps, result.resumed_from, result.device, result.mean_step_s, dataset, record_path)
 

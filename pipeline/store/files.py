@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,20 +35,37 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+@contextmanager
+def atomic_output(dest: Path, *, mode: int = 0o644) -> Iterator[Path]:
+    """A hidden ``.<name>.*.part`` file beside `dest` to write into, with `mode` from the start.
+
+    On a clean exit it is fsynced and renamed to `dest`, and the rename made
+    durable; on any exception it is deleted. So `dest` is either absent (or
+    as before) or complete. OSError propagates for the caller to word.
+    The default mode suits clips, exports and blobs, which are meant to be
+    read; a private key passes 0o600 and is never readable by others.
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        fsync_file(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(dest.parent)
+
+
 def atomic_write_stream(stream: BinaryIO, dest: Path) -> None:
     """Write everything read from `stream` to `dest` so that `dest` is either absent or complete."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(stream, out, _CHUNK)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; clips and blobs are meant to be read
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(dest) as tmp, tmp.open("wb") as out:
+        shutil.copyfileobj(stream, out, _CHUNK)
 
 
 def atomic_copy(src: Path, dest: Path) -> None:

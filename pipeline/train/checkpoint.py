@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from pipeline.errors import EngineError, InputError
 from pipeline.hashing import sha256_file
+from pipeline.store.files import atomic_output
 
 logger = logging.getLogger(__name__)
 
@@ -125,18 +126,13 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
     """torch.save to a temporary file, fsync, rename into place: readers see the old file or the new one."""
     import torch
 
-    part = path.with_name(path.name + ".part")
-    with part.open("wb") as handle:
+    with atomic_output(path) as tmp, tmp.open("wb") as handle:
         torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(part, path)
 
 
 def write_config(config: dict[str, Any], path: Path) -> None:
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(config, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(part, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(config, indent=2, sort_keys=True, default=str), encoding="utf-8")
 
 
 def slim_vits(model_state: dict[str, Any], config: dict[str, Any], out_dir: Path, *, step: int, epoch: int,
