@@ -29,7 +29,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from pipeline.audio.loudness import normalise  # noqa: E402
-from pipeline.audio.mix import DEFAULT_PAUSE_S, join_with_pauses, resample, trim_silence  # noqa: E402
+from pipeline.audio.mix import join_with_timeline, resample  # noqa: E402
 from pipeline.export.captions import build_captions  # noqa: E402
 from pipeline.export.video import VideoShape, render_video, replace_audio  # noqa: E402
 from pipeline.provenance.labels import ClipLabels  # noqa: E402
@@ -51,14 +51,10 @@ def main() -> None:
     engine = PiperEngine(*packaged_voice())
     engine.load()
     sentences = split_sentences(TEXT, "en")
-    chunks = engine.synthesize([normalise_for_speech(s, "en") for s in sentences])
     rate = engine.sample_rate
-    timeline, at = [], 0.0
-    for sentence, chunk in zip(sentences, chunks):
-        spoken = len(trim_silence(chunk, rate)) / rate
-        timeline.append({"start": at, "end": at + spoken, "text": sentence})
-        at += spoken + DEFAULT_PAUSE_S
-    audio = normalise(resample(join_with_pauses(chunks, rate), rate, MASTER_RATE), MASTER_RATE)
+    joined, spans = join_with_timeline(engine.synthesize([normalise_for_speech(s, "en") for s in sentences]), rate)
+    timeline = [{"start": a, "end": b, "text": t} for t, span in zip(sentences, spans) if span for a, b in [span]]
+    audio = normalise(resample(joined, rate, MASTER_RATE), MASTER_RATE)
     duration = len(audio) / MASTER_RATE
     captions = build_captions(timeline, lang="en")
     labels = ClipLabels(

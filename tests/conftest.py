@@ -186,3 +186,17 @@ def check_tools():
     from pipeline.consent.checks import CheckTools
 
     return CheckTools()
+
+
+def synthesise(sentences: list[str], piper_voice: tuple[Path, Path]) -> tuple[np.ndarray, int, list[dict]]:
+    """Speech at 48 kHz, joined and normalised as the render does it, with its sentence timeline in clip seconds."""
+    from pipeline.audio.loudness import normalise
+    from pipeline.audio.mix import join_with_timeline, resample
+    from pipeline.synth import PiperEngine
+
+    engine = PiperEngine(*piper_voice)
+    engine.load()
+    rate = engine.sample_rate
+    joined, spans = join_with_timeline(engine.synthesize(sentences), rate)
+    timeline = [{"start": a, "end": b, "text": t} for t, span in zip(sentences, spans) if span for a, b in [span]]
+    return normalise(resample(joined, rate, 48_000), 48_000), 48_000, timeline

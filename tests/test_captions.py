@@ -10,11 +10,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import synthesise
 from pipeline.errors import InputError
 from pipeline.export.captions import (
     DEFAULT_LEAD_S,
@@ -220,26 +220,7 @@ def test_write_captions_picks_the_format_from_the_suffix(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.srt", "clip.vtt"]  # no temp files left
 
 
-# --- helpers (also used by test_video_export) ----------------------------------------
-
-
-def synthesise(sentences: list[str], piper_voice: tuple[Path, Path]) -> tuple[np.ndarray, int, list[dict]]:
-    """Speech at 48 kHz as the render makes it, and its sentence timeline in clip seconds."""
-    from pipeline.audio.loudness import normalise
-    from pipeline.audio.mix import DEFAULT_PAUSE_S, join_with_pauses, resample, trim_silence
-    from pipeline.synth import PiperEngine
-
-    engine = PiperEngine(*piper_voice)
-    engine.load()
-    chunks = engine.synthesize(sentences)
-    rate = engine.sample_rate
-    timeline, at = [], 0.0
-    for sentence, chunk in zip(sentences, chunks):
-        spoken = len(trim_silence(chunk, rate)) / rate  # join_with_pauses trims each chunk the same way
-        timeline.append({"start": at, "end": at + spoken, "text": sentence})
-        at += spoken + DEFAULT_PAUSE_S
-    audio = normalise(resample(join_with_pauses(chunks, rate), rate, 48_000), 48_000)
-    return audio, 48_000, timeline
+# --- helpers ------------------------------------------------------------------------
 
 
 _SRT_TIME = r"(\d\d):(\d\d):(\d\d)[,.](\d\d\d)"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,11 +17,12 @@ from pipeline.quality.wer import word_error_rate
 from pipeline.services import clips, review, statements
 from pipeline.domain.serials import delivery_serial
 from pipeline.services.auditing import audit_log, audit_verify
+from pipeline.services.copies import payload_mark
 from pipeline.services.deliveries import deliveries_of
 from pipeline.services.render import Tools, _claim, claimable, render_statement
 from pipeline.services.voices import revoke_consent
 from pipeline.services.workspace import utcnow
-from pipeline.store.models import ClipRow, StatementRow
+from pipeline.store.models import ClipRow
 
 pytestmark = pytest.mark.slow
 TEXT = "We ask the court to hear the case in public. Thank you for standing with us."
@@ -40,13 +40,6 @@ def approved(ws, text: str = TEXT, voice: str = "demo") -> int:
     review.decide(ws, sid, Decision.APPROVE, actor="rita", now=utcnow())
     review.decide(ws, sid, Decision.APPROVE, actor="joe-delegate", now=utcnow())
     return sid
-
-
-def payload_mark(ws):
-    from pipeline.provenance.payload import PayloadMark, derive_key
-    from pipeline.services.workspace import watermark_secret
-
-    return PayloadMark(derive_key(watermark_secret(ws)))
 
 
 def state_of(ws, sid: int) -> str:

@@ -29,12 +29,13 @@ from pipeline.provenance.labels import ClipLabels
 from pipeline.services import clips, review, statements
 from pipeline.domain.serials import delivery_serial
 from pipeline.services.auditing import audit_log
+from pipeline.services.copies import payload_mark
 from pipeline.services.deliveries import deliveries_of
 from pipeline.services.render import Tools, render_statement
 from pipeline.services.users import add_user
 from pipeline.services.verify import PUBLIC_ACTOR, VerifyReport, verify_file
 from pipeline.services.voices import add_voice, revoke_consent
-from pipeline.services.workspace import Workspace, init_workspace, utcnow, watermark_secret
+from pipeline.services.workspace import Workspace, init_workspace, utcnow
 from pipeline.store.models import ClipRow
 from pipeline.verify import (
     EXIT_CODES,
@@ -372,9 +373,7 @@ def test_forged_tags_and_presence_mark_are_not_proof(registry, tools, tmp_path, 
 @pytest.mark.slow
 def test_the_payload_mark_alone_names_the_clip(registry, tools, tmp_path, speech_clip) -> None:
     """Audio too altered to match the master, with no tags or credentials: the keyed mark still names the clip."""
-    from pipeline.provenance.payload import PayloadMark, derive_key
-
-    mark = PayloadMark(derive_key(watermark_secret(registry.ws)))
+    mark = payload_mark(registry.ws)
     path = tmp_path / "marked.wav"
     marked, _ = mark.embed_and_verify(*speech_clip, registry.released)  # the mark module's own read-back first
     sf.write(path, marked, speech_clip[1])

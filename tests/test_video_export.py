@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import synthesise
 from pipeline.errors import InputError, ProvenanceError
 from pipeline.export import cards
 from pipeline.export.captions import Caption, build_captions
@@ -350,24 +351,6 @@ def stream_md5(path: Path, kind: str) -> str:
     out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", f"0:{kind}:0", "-c", "copy", "-f", "md5",
                           "-"], capture_output=True, text=True, check=True).stdout
     return out.strip()
-
-
-def synthesise(sentences: list[str], piper_voice: tuple[Path, Path]) -> tuple[np.ndarray, int, list[dict]]:
-    """Speech at 48 kHz, joined and normalised as the render does it, with its sentence timeline."""
-    from pipeline.audio.loudness import normalise
-    from pipeline.audio.mix import DEFAULT_PAUSE_S, join_with_pauses, resample, trim_silence
-    from pipeline.synth import PiperEngine
-
-    engine = PiperEngine(*piper_voice)
-    engine.load()
-    chunks = engine.synthesize(sentences)
-    rate = engine.sample_rate
-    timeline, at = [], 0.0
-    for sentence, chunk in zip(sentences, chunks):
-        spoken = len(trim_silence(chunk, rate)) / rate
-        timeline.append({"start": at, "end": at + spoken, "text": sentence})
-        at += spoken + DEFAULT_PAUSE_S
-    return normalise(resample(join_with_pauses(chunks, rate), rate, 48_000), 48_000), 48_000, timeline
 
 
 def ffprobe(path: Path) -> dict:

@@ -22,6 +22,7 @@ import numpy as np
 from pipeline.errors import ProvenanceError
 from pipeline.provenance.credentials import can_embed, embed_credentials, write_sidecar
 from pipeline.provenance.labels import ClipLabels
+from pipeline.services.workspace import Workspace, watermark_secret
 
 MASTER_RATE: Final = 48_000
 AUDIO_FORMATS: Final = ("wav", "mp3", "ogg", "m4a")
@@ -46,10 +47,11 @@ def read_premaster(path: Path) -> np.ndarray:
     return audio
 
 
-def payload_mark(secret: bytes) -> Any:
+def payload_mark(ws: Workspace) -> Any:
+    """The workspace's keyed payload mark (its key derived from the workspace secret)."""
     from pipeline.provenance.payload import PayloadMark, derive_key
 
-    return PayloadMark(derive_key(secret))
+    return PayloadMark(derive_key(watermark_secret(ws)))
 
 
 def mark_serial(premaster: np.ndarray, serial: int, presence: Any, mark: Any, *, target_lufs: float,

@@ -39,7 +39,7 @@ from pipeline.errors import ProvenanceError
 from pipeline.provenance.credentials import SIDECAR_SUFFIX
 from pipeline.services.copies import check_marks_in, export_signed, mark_serial, payload_mark, read_premaster
 from pipeline.services.video import CAPTION_FORMATS, VIDEO_FORMATS, ensure_derived, release_context
-from pipeline.services.workspace import Workspace, watermark_secret
+from pipeline.services.workspace import Workspace
 from pipeline.store.models import ClipFileRow, ClipRow, DeliveryFileRow, DeliveryRow
 
 #: One copy is made at a time in a process: concurrent first downloads of the same copy wait for it
@@ -60,25 +60,22 @@ def personal_copy(ws: Workspace, clip_id: int, fmt: str, recipient: str, *, now:
                   progress: Callable[[float], None] | None = None) -> Copy:
     """`recipient`'s copy of a released clip in `fmt`, made and registered on first request.
 
-    The caller has checked that the clip may be handed out (released, consent in force).
-    `tools` (services.render.Tools) is reused when given, so a server loads its models once.
+    The caller has checked that the clip may be handed out (released, consent in force), and serves
+    a copy made already with `registered_copy`, which takes no lock. `tools` (services.render.Tools)
+    is reused when given, so a server loads its models once.
     """
     if tools is None:
         from pipeline.services.render import Tools
 
         tools = Tools()  # loads nothing until a model is needed
     if fmt in CAPTION_FORMATS:
-        if _clip_file(ws, clip_id, fmt) is None:
-            with _MAKING:
-                ensure_derived(ws, clip_id, fmt, tools, now=now, progress=progress)
+        with _MAKING:
+            ensure_derived(ws, clip_id, fmt, tools, now=now, progress=progress)  # returns at once if made
         return Copy(_required(_clip_file(ws, clip_id, fmt), clip_id, fmt), None, None)
     premaster = _premaster(ws, clip_id)  # before anything is registered for a clip that cannot be marked
     delivery = _delivery(ws, clip_id, recipient, now)
-    found = _registered(ws, delivery, fmt)
-    if found is not None:
-        return found
     with _MAKING:
-        if (found := _registered(ws, delivery, fmt)) is not None:  # made while we waited
+        if (found := _registered(ws, delivery, fmt)) is not None:  # made while we waited for the lock
             return found
         if fmt in VIDEO_FORMATS:
             ensure_derived(ws, clip_id, fmt, tools, now=now, progress=progress)  # the clip's picture, made once
@@ -111,13 +108,9 @@ def deliveries_of(ws: Workspace, clip_id: int) -> list[DeliveryRow]:
 
 def _delivery(ws: Workspace, clip_id: int, recipient: str, now: datetime) -> int:
     """The id of (clip, recipient)'s delivery, registered on first use."""
-    query = select(DeliveryRow.id).where(DeliveryRow.clip_id == clip_id, DeliveryRow.recipient == recipient)
-    with ws.sessions() as s:
-        found = s.scalars(query).first()
-    if found is not None:
-        return found
     with ws.transaction() as s:
-        found = s.scalars(query).first()  # another process may have registered it meanwhile
+        found = s.scalars(select(DeliveryRow.id).where(DeliveryRow.clip_id == clip_id,
+                                                       DeliveryRow.recipient == recipient)).first()
         if found is None:
             row = DeliveryRow(clip_id=clip_id, recipient=recipient, created_at=now)
             s.add(row)
@@ -159,10 +152,10 @@ def _premaster(ws: Workspace, clip_id: int) -> str:
 def _make_audio(ws: Workspace, clip_id: int, premaster_sha: str, delivery: int, tools: Any, now: datetime) -> None:
     """Mark the premaster with the delivery's serial and register every audio format of it."""
     context = release_context(ws, clip_id, now)
-    serial, presence, mark = delivery_serial(delivery), tools.presence_mark(), payload_mark(watermark_secret(ws))
+    serial, presence, mark = delivery_serial(delivery), tools.presence_mark(), payload_mark(ws)
     audio, _ = mark_serial(read_premaster(ws.files.open_checked(premaster_sha)), serial, presence, mark,
-                           target_lufs=context.settings["target_lufs"],
-                           true_peak_dbtp=context.settings["true_peak_dbtp"])
+                           target_lufs=context.provenance.settings["target_lufs"],
+                           true_peak_dbtp=context.provenance.settings["true_peak_dbtp"])
     from pipeline.provenance.credentials import load_identity
 
     manifest = replace(context.provenance, payload_serial=serial).manifest()
@@ -186,7 +179,7 @@ def _make_video(ws: Workspace, clip_id: int, delivery: int, fmt: str, tools: Any
         dest = Path(tmp) / f"clip-{clip_id}-{delivery}.mp4"
         replace_audio(picture, sound, dest, shape=fmt, labels=context.labels,
                       seal=lambda path: embed_credentials(path, VIDEO_MIME, manifest, identity))
-        check_marks_in(dest, delivery_serial(delivery), tools.presence_mark(), payload_mark(watermark_secret(ws)),
+        check_marks_in(dest, delivery_serial(delivery), tools.presence_mark(), payload_mark(ws),
                        f"{fmt} audio")
         _register(ws, clip_id, delivery, {fmt: dest}, now)
 

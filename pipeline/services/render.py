@@ -44,7 +44,7 @@ from pipeline.services.copies import (
 from pipeline.services.review import approvals_of, require_text_approved, verifier
 from pipeline.services.statements import get_statement, transition
 from pipeline.services.voices import current_consent, get_voice, model_ref
-from pipeline.services.workspace import Workspace, watermark_secret
+from pipeline.services.workspace import Workspace
 from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, StatementRow
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
 
     progress("watermark")
     presence = tools.presence_mark()
-    mark = payload_mark(watermark_secret(ws))
+    mark = payload_mark(ws)
     premaster, _ = presence.embed_and_verify(audio, MASTER_RATE)  # every recipient's copy is marked from this
     audio, marks = mark_serial(premaster, clip_serial(clip_id), presence, mark, target_lufs=cfg.target_lufs,
                                true_peak_dbtp=cfg.true_peak_dbtp)

@@ -28,9 +28,10 @@ from pipeline.export.probe import decode, probe
 from pipeline.hashing import sha256_file
 from pipeline.provenance.credentials import CredentialReport, CredentialStatus, load_trust, read_credentials
 from pipeline.provenance.labels import AI_GENERATED_TAG, CLIP_ID_TAG
+from pipeline.services.copies import payload_mark
 from pipeline.services.review import approvals_of, verifier
 from pipeline.services.voices import current_consent
-from pipeline.services.workspace import Workspace, watermark_secret
+from pipeline.services.workspace import Workspace
 from pipeline.domain.serials import parse_serial
 from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, DeliveryFileRow, DeliveryRow, StatementRow, VoiceRow
 from pipeline.verify import match
@@ -160,10 +161,8 @@ def _presence(samples: np.ndarray, rate: int, mark: PresenceMark | None, notes: 
 
 
 def _payload(ws: Workspace, samples: np.ndarray, rate: int, notes: dict[str, str]) -> PayloadReading | None:
-    from pipeline.provenance.payload import PayloadMark, derive_key
-
     try:
-        found = PayloadMark(derive_key(watermark_secret(ws))).detect(samples, rate)
+        found = payload_mark(ws).detect(samples, rate)
     except ProvenanceError as exc:  # too short to carry a full period of the mark
         notes["payload"] = str(exc)
         return None

@@ -26,13 +26,11 @@ DERIVED_FORMATS: Final = VIDEO_FORMATS + CAPTION_FORMATS
 
 @dataclass(frozen=True)
 class ReleaseContext:
-    """What every file made from a released clip carries: its labels and content credentials."""
+    """What every file made from a released clip carries: its labels and content credentials.
 
-    clip_id: int
-    voice_id: str
-    language: str
-    timeline: list[dict[str, Any]] | None
-    settings: dict[str, Any]
+    The provenance holds the rest: voice, language and the render settings (with the sentence timeline).
+    """
+
     labels: Any  # ClipLabels
     provenance: Any  # ClipProvenance: what the content credentials assert
 
@@ -52,7 +50,7 @@ def release_context(ws: Workspace, clip_id: int, now: datetime) -> ReleaseContex
         labels = _labels(ws, clip, statement, voice)
         settings = dict(clip.settings)
     provenance = _provenance(ws, clip_id, statement.id, job, settings, now)
-    return ReleaseContext(clip_id, voice.id, statement.language, settings.get("timeline"), settings, labels, provenance)
+    return ReleaseContext(labels, provenance)
 
 
 def ensure_derived(ws: Workspace, clip_id: int, fmt: str, tools: Any, *, now: datetime,
@@ -71,9 +69,10 @@ def ensure_derived(ws: Workspace, clip_id: int, fmt: str, tools: Any, *, now: da
             return  # the export's own checks refuse unreleased and revoked clips with the reason
         master = ws.files.open_checked(clip.audio_sha256)
     context = release_context(ws, clip_id, now)
-    if not context.timeline:
+    timeline = context.provenance.settings.get("timeline")
+    if not timeline:
         raise ProvenanceError(f"Clip {clip_id} was rendered without a sentence timeline; render it again for video.")
-    captions = _captions(master, context.timeline, context.language, tools)
+    captions = _captions(master, timeline, context.provenance.language, tools)
     with tempfile.TemporaryDirectory(prefix="voxgate-video-", dir=ws.home) as tmp:
         dest = Path(tmp) / f"clip-{clip_id}.{'mp4' if fmt in VIDEO_FORMATS else fmt}"
         if fmt in CAPTION_FORMATS:
@@ -101,7 +100,7 @@ def _video(ws: Workspace, context: ReleaseContext, master: Path, dest: Path, fmt
 
     identity = load_identity(ws.c2pa_dir)
     render_video(master, dest, shape=VideoShape.from_format(fmt), labels=context.labels, captions=captions,
-                 portrait=find_portrait(ws.voice_dir(context.voice_id)), progress=progress,
+                 portrait=find_portrait(ws.voice_dir(context.provenance.voice_id)), progress=progress,
                  seal=lambda path: embed_credentials(path, VIDEO_MIME, context.provenance.manifest(), identity))
     score = tools.presence_mark().detect(*decode(dest))
     if score < DEFAULT_PRESENCE_THRESHOLD:
