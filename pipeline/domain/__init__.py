@@ -1,7 +1,9 @@
 """The domain core: entities, the statement state machine and the policies. Pure: no I/O."""
 
 from pipeline.domain.model import (
+    APPROVAL_V2,
     Approval,
+    ApprovalPayload,
     ApprovalPolicyKind,
     Consent,
     ConsentKind,
@@ -34,9 +36,11 @@ from pipeline.domain.policy import (
 from pipeline.domain.states import TERMINAL, TRANSITIONS, Event, State, can, next_state
 
 __all__ = [
+    "APPROVAL_V2",
     "TERMINAL",
     "TRANSITIONS",
     "Approval",
+    "ApprovalPayload",
     "ApprovalPolicyKind",
     "Consent",
     "ConsentKind",

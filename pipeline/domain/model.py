@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from pipeline.domain.states import State
 
@@ -163,3 +163,53 @@ def approval_payload(statement_id: int, stage: Stage, subject_hash: str, reviewe
             "decision": decision.value,
         }
     )
+
+
+APPROVAL_V2: Final = "voxgate.approval/2"
+
+
+@dataclass(frozen=True)
+class ApprovalPayload:
+    """What a v2 approval signs, for the CLI's Ed25519 keys and passkeys alike (one format).
+
+    - `workspace`: the workspace id, so a decision cannot be replayed into another workspace;
+    - `revision` (number) and `subject_sha256`: reverting a text A→B→A makes a new revision number,
+      so an approval of the first A never counts for the third;
+    - `listened`: the audio reviewer says they heard the whole draft (required where no recogniser
+      covers the language); `False` at the text and owner stages.
+
+    A passkey signs WebAuthn's `authenticatorData || sha256(clientDataJSON)`, whose challenge is
+    `challenge(payload, nonce)`: the payload's sha256 followed by the server's expiring nonce.
+    """
+
+    workspace: str
+    statement_id: int
+    revision: int
+    stage: Stage
+    subject_hash: str
+    reviewer: str
+    decision: Decision
+    listened: bool = False
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(
+            {
+                "kind": APPROVAL_V2,
+                "workspace": self.workspace,
+                "statement": self.statement_id,
+                "revision": self.revision,
+                "stage": self.stage.value,
+                "subject_sha256": self.subject_hash,
+                "reviewer": self.reviewer,
+                "decision": self.decision.value,
+                "listened": self.listened,
+            }
+        )
+
+    @property
+    def sha256(self) -> bytes:
+        return hashlib.sha256(self.to_bytes()).digest()
+
+    def challenge(self, nonce: bytes) -> bytes:
+        """The WebAuthn challenge for this payload: sha256(payload) || nonce."""
+        return self.sha256 + nonce
