@@ -6,6 +6,7 @@ Our exception hierarchy:
   + InputError            -- a command got invalid input (text, file, option value).
   + NotFoundError         -- a named voice, user, statement or clip does not exist.
   + PermissionError_      -- the acting user lacks the role or right for this action.
+  + IdentityError         -- the acting person's key is missing, locked, or not the one registered.
   + TransitionError       -- a statement cannot move from its current state by this event.
   + ConsentError          -- consent is missing, revoked, expired or does not cover the request.
   + ApprovalError         -- approvals are missing, invalid, stale or self-given.
@@ -39,6 +40,10 @@ class NotFoundError(VoxgateError):
 
 class PermissionError_(VoxgateError):
     """Raised when the acting user lacks the role or right for an action."""
+
+
+class IdentityError(VoxgateError):
+    """Raised when the acting person's key is missing, cannot be unlocked, or is not their registered key."""
 
 
 class TransitionError(VoxgateError):

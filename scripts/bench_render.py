@@ -67,7 +67,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="voxgate-bench-") as tmp:
         ws, _ = init_workspace(Path(tmp) / "ws", "Free Voice Media (demo)", now=utcnow())
         for name, role in (("ops", "admin"), ("sam", "submitter"), ("rita", "reviewer"), ("joe-delegate", "delegate")):
-            users.add_user(ws, name, role, actor="ops", now=utcnow())
+            users.add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
         voices.add_voice(ws, REPO / "voices" / "demo", actor="ops", now=utcnow())
         tools = Tools()
         runs = []

@@ -47,6 +47,30 @@ def speech_clip(piper_voice: tuple[Path, Path]) -> tuple[np.ndarray, int]:
     return samples, chunks[0].sample_rate
 
 
+# --- people's keys ----------------------------------------------------------
+
+TEST_PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def personal_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One key folder for the test session (never the user's own): each person's key, under one passphrase.
+
+    Like a team whose members work on several workspaces, the same person has
+    the same key in every test workspace. Tests about who holds which key
+    (tests/test_insider_keys.py) set up their own folders and passphrases.
+    """
+    folder = tmp_path_factory.mktemp("personal-keys")
+    saved = {k: v for k, v in os.environ.items() if k.startswith("VOXGATE_PASSPHRASE") or k == "VOXGATE_KEYS"}
+    for k in saved:
+        del os.environ[k]
+    os.environ["VOXGATE_KEYS"], os.environ["VOXGATE_PASSPHRASE"] = str(folder), TEST_PASSPHRASE
+    yield folder
+    for k in ("VOXGATE_KEYS", "VOXGATE_PASSPHRASE"):
+        os.environ.pop(k, None)
+    os.environ.update(saved)
+
+
 # --- workspaces -------------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,13 +83,13 @@ PEOPLE = {"ops": "admin", "sam": "submitter", "sue": "submitter", "rita": "revie
 @pytest.fixture
 def workspace(tmp_path: Path):
     """A fresh workspace (SQLite file in WAL mode) with one user per role and the demo voice."""
-    from pipeline.services.users import add_user
+    from pipeline.services.users import add_user_from_keys
     from pipeline.services.voices import add_voice
     from pipeline.services.workspace import init_workspace, utcnow
 
     ws, _ = init_workspace(tmp_path / "ws", ORG, now=utcnow())
     for name, role in PEOPLE.items():
-        add_user(ws, name, role, actor="ops", now=utcnow())
+        add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
     return ws
 

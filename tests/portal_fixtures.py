@@ -31,7 +31,7 @@ class Released:
 def build_released(root: Path) -> Released:
     ws, _ = init_workspace(root / "ws", ORG, now=utcnow())
     for name, role in PEOPLE.items():
-        users.add_user(ws, name, role, actor="ops", now=utcnow())
+        users.add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     voices.add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
     voices.add_voice(ws, voice_profile(root, id='"second"'), actor="ops", now=utcnow())
     tools = Tools()

@@ -120,7 +120,7 @@ def test_no_acting_user(workspace, tmp_path, monkeypatch) -> None:
         (["review", "approve", "1"], "sam"),  # a submitter cannot review
         (["review", "approve", "1"], "dana"),  # nor can a distributor
         (["consent", "revoke", "demo", "--reason", "x"], "rita"),  # a reviewer cannot revoke consent
-        (["user", "add", "eve", "--role", "admin"], "rita"),  # only admins add users
+        (["user", "add", "eve", "--role", "admin", "--from-keys"], "rita"),  # only admins add users
     ],
 )
 def test_wrong_role(workspace, args, user) -> None:

@@ -36,7 +36,7 @@ from pipeline.services.enrollment import (
     read_recordings,
     renew_consent,
 )
-from pipeline.services.users import add_user
+from pipeline.services.users import add_user_from_keys
 from pipeline.services.voices import revoke_consent, show_voice
 from pipeline.services.workspace import init_workspace, open_workspace, utcnow
 
@@ -53,7 +53,7 @@ def new_script(ws, voice: str = "joe", seed: int = 1, **changes):
 def make_workspace(home: Path):
     ws, _ = init_workspace(home, ORG, now=utcnow())
     for name, role in {**PEOPLE, "joe": "owner"}.items():
-        add_user(ws, name, role, actor="ops", now=utcnow())
+        add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     return ws
 
 

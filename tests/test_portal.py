@@ -140,9 +140,9 @@ def test_wrong_and_expired_tokens_are_refused(base_url, released) -> None:
 
 def test_revoked_tokens_stop_working_at_once(base_url, released) -> None:
     from pipeline.services.tokens import revoke_tokens
-    from pipeline.services.users import add_user
+    from pipeline.services.users import add_user_from_keys
 
-    add_user(released.ws, "dora", "distributor", actor="ops", now=utcnow())
+    add_user_from_keys(released.ws, "dora", "distributor", actor="ops", now=utcnow())
     issue_token(released.ws, "dora", actor="ops", now=utcnow())
     token = issue_token(released.ws, "dora", actor="ops", now=utcnow())
     auth = {"Authorization": f"Bearer {token}"}

@@ -32,7 +32,7 @@ from pipeline.services.auditing import audit_log
 from pipeline.services.copies import payload_mark
 from pipeline.services.deliveries import deliveries_of
 from pipeline.services.render import Tools, render_statement
-from pipeline.services.users import add_user
+from pipeline.services.users import add_user_from_keys
 from pipeline.services.verify import PUBLIC_ACTOR, VerifyReport, verify_file
 from pipeline.services.voices import add_voice, revoke_consent
 from pipeline.services.workspace import Workspace, init_workspace, utcnow
@@ -254,7 +254,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, tools: Tools) -> Registry
     root = tmp_path_factory.mktemp("verify")
     ws, _ = init_workspace(root / "ws", ORG, now=utcnow())
     for name, role in PEOPLE.items():
-        add_user(ws, name, role, actor="ops", now=utcnow())
+        add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
     add_voice(ws, voice_profile(root, id='"other"'), actor="ops", now=utcnow())
     out = root / "out"

@@ -46,7 +46,7 @@ def template(tmp_path_factory) -> tuple[Path, tuple]:
     root = tmp_path_factory.mktemp("template")
     ws, _ = init_workspace(root / "ws", ORG, now=utcnow())
     for name, role in PEOPLE.items():
-        users.add_user(ws, name, role, actor="ops", now=utcnow())
+        users.add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     voices.add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
     ws.engine.dispose()
     captured: dict = {}

@@ -36,24 +36,31 @@ def test_voxgate_home_environment_variable_is_the_default(tmp_path, monkeypatch)
     assert (tmp_path / "from-env" / "voxgate.toml").exists()
 
 
-def test_user_keys_are_private_and_public_keys_listed(workspace) -> None:
-    key = workspace.user_key_path("rita")
+def test_people_keys_stay_in_their_key_folder_and_only_public_keys_are_listed(workspace) -> None:
+    key = workspace.keyring.folder / "rita.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(workspace.keyring.folder.stat().st_mode) == 0o700
+    assert key.read_text().startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    private = [p for p in workspace.home.rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()
+               and p.parent.name not in ("keys", "c2pa")]  # only the organisation's own keys may be there
+    assert private == []
     result = runner.invoke(app, ["user", "list", "--json", "--home", str(workspace.home)])
     users = {u["name"]: u for u in json.loads(result.stdout)}
     assert users["rita"]["role"] == "reviewer" and len(users["rita"]["public_key"]) == 64
+    assert users["rita"]["fingerprint"].startswith("SHA256:")
 
 
 def test_first_user_must_be_admin(tmp_path) -> None:
     home = tmp_path / "ws"
     runner.invoke(app, ["init", "--home", str(home)])
-    result = runner.invoke(app, ["user", "add", "sam", "--role", "submitter", "--home", str(home)])
+    result = runner.invoke(app, ["user", "add", "sam", "--role", "submitter", "--from-keys", "--home", str(home)])
     assert result.exit_code == 1 and "first user of a workspace must be an admin" in result.stderr
 
 
 @pytest.mark.parametrize("name", ["Sam", "../etc", "a b", ""])
 def test_user_names_are_checked(workspace, name) -> None:
-    result = runner.invoke(app, ["user", "add", name, "--role", "reviewer", "--home", str(workspace.home), "--as", "ops"])
+    result = runner.invoke(app, ["user", "add", name, "--role", "reviewer", "--from-keys", "--home", str(workspace.home),
+                                 "--as", "ops"])
     assert result.exit_code == 1 and "not a valid user name" in result.stderr
 
 

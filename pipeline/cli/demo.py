@@ -67,7 +67,7 @@ def run_demo(home: str | None) -> None:
     if not created:
         raise VoxgateError(f"{root} already holds a workspace; the demo needs a fresh one (omit --home).")
     for name, role in PEOPLE:
-        users.add_user(ws, name, role, actor="ops", now=utcnow())
+        users.add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     _step("people: " + ", ".join(f"{n} ({r})" for n, r in PEOPLE))
     voice = voices.add_voice(ws, _demo_profile(), actor="ops", now=utcnow())
     _step(f"voice {voice.id!r} added with its consent (per-statement approval by joe-delegate)")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from pipeline.cli import audit, clips, portal, review, statements, training, users, verify, voices
+from pipeline.cli import audit, clips, keys, portal, review, statements, training, users, verify, voices
 from pipeline.cli.output import HOME_DEFAULT, AsUser, Home, fail, handles_errors, print_table, success
 from pipeline.errors import InputError, VoxgateError
+from pipeline.identity.personal import KEYS_ENV
 
 app = typer.Typer(
     name="voxgate",
@@ -21,6 +23,7 @@ app = typer.Typer(
 )
 voices.app.command("train")(training.train)
 voices.app.command("test")(training.test)
+app.add_typer(keys.app, name="key")
 app.add_typer(users.app, name="user")
 app.add_typer(voices.app, name="voice")
 app.add_typer(voices.consent_app, name="consent")
@@ -37,8 +40,14 @@ app.command("verify")(verify.verify)
 
 
 @app.callback()
-def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    keys_dir: Annotated[Optional[Path], typer.Option(
+        "--keys", help="Your key folder (or $VOXGATE_KEYS; default ~/.config/voxgate/keys).")] = None,
+) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if keys_dir is not None:  # the one place the key folder is chosen; every workspace opened reads it from here
+        os.environ[KEYS_ENV] = str(keys_dir.expanduser())
 
 
 @app.command("init")

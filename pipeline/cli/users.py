@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
@@ -10,10 +11,17 @@ from pipeline.cli.output import (
     HOME_DEFAULT, AsJson, AsUser, Home, console, handles_errors, print_json, print_table, success,
 )
 from pipeline.domain import Role
+from pipeline.errors import InputError
+from pipeline.identity.personal import fingerprint, read_public_key
+from pipeline.services import users as svc
 from pipeline.services.users import add_user, list_users
 from pipeline.services.workspace import open_workspace, utcnow
 
 app = typer.Typer(help="Manage users: roles and signing keys.", no_args_is_help=True)
+
+
+PublicKey = Annotated[Optional[Path], typer.Option(
+    "--public-key", help="The person's public key file (from `voxgate key init NAME`: NAME.pub).")]
 
 
 @app.command("add")
@@ -21,13 +29,73 @@ app = typer.Typer(help="Manage users: roles and signing keys.", no_args_is_help=
 def add(
     name: Annotated[str, typer.Argument(help="User name (lower case).")],
     role: Annotated[str, typer.Option(help=f"One of: {', '.join(r.value for r in Role)}.")],
+    public_key: PublicKey = None,
+    from_keys: Annotated[bool, typer.Option(
+        "--from-keys", help="Use the person's key in your key folder (created there if absent): a person at this "
+                            "machine.")] = False,
     home: Home = HOME_DEFAULT,
     as_user: AsUser = None,
 ) -> None:
-    """Add a user with an Ed25519 key pair (the first user must be an admin)."""
+    """Register a person and their public key (the first user must be an admin); their private key stays with them."""
+    if (public_key is None) == (not from_keys):
+        raise InputError("Give the person's --public-key FILE (made with `voxgate key init NAME`), or --from-keys.")
     ws = open_workspace(home)
-    user = add_user(ws, name, role, actor=as_user, now=utcnow())
-    success(f"Added {user.name} ({user.role}); private key at {ws.user_key_path(user.name)} (mode 0600).")
+    if from_keys:
+        user = svc.add_user_from_keys(ws, name, role, actor=as_user, now=utcnow())
+    else:
+        user = add_user(ws, name, role, public_key=read_public_key(public_key), actor=as_user,  # type: ignore[arg-type]
+                        now=utcnow())
+    success(f"Added {user.name} ({user.role}) with key {fingerprint(user.public_key)}.")
+
+
+@app.command("rotate-key")
+@handles_errors
+def rotate_key(
+    name: Annotated[str, typer.Argument(help="The person whose key is replaced.")],
+    public_key: Annotated[Path, typer.Option("--public-key", help="Their new public key file.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+    home: Home = HOME_DEFAULT,
+    as_user: AsUser = None,
+) -> None:
+    """Register a new key for a person (lost or replaced); what the old key signed still verifies against it."""
+    public = read_public_key(public_key)
+    user = svc.rotate_key(open_workspace(home), name, public, reason=reason, actor=as_user, now=utcnow())
+    success(f"{user.name} now signs with {fingerprint(public)}; earlier signatures keep verifying with their old key.")
+
+
+@app.command("disable")
+@handles_errors
+def disable(
+    name: Annotated[str, typer.Argument(help="The person who may no longer act.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+    home: Home = HOME_DEFAULT,
+    as_user: AsUser = None,
+) -> None:
+    """Disable a person: nothing they do or sign from now on counts; their earlier approvals stay as history."""
+    user = svc.disable_user(open_workspace(home), name, reason=reason, actor=as_user, now=utcnow())
+    success(f"Disabled {user.name}; their portal tokens are revoked and no approval of theirs from now on counts.")
+
+
+@app.command("role")
+@handles_errors
+def role(
+    name: Annotated[str, typer.Argument(help="The person.")],
+    new_role: Annotated[str, typer.Argument(metavar="ROLE", help=f"One of: {', '.join(r.value for r in Role)}.")],
+    home: Home = HOME_DEFAULT,
+    as_user: AsUser = None,
+) -> None:
+    """Change a person's role (audited)."""
+    user = svc.set_role(open_workspace(home), name, new_role, actor=as_user, now=utcnow())
+    success(f"{user.name} is now a {user.role}.")
+
+
+@app.command("keys")
+@handles_errors
+def keys(name: Annotated[str, typer.Argument(help="The person.")], home: Home = HOME_DEFAULT) -> None:
+    """A person's key history: each key and the audit events it was valid between."""
+    rows = svc.key_history(open_workspace(home), name)
+    print_table(f"Keys of {name}", ["fingerprint", "from event", "until event"],
+                [(k.fingerprint, k.from_seq or "before 0005", k.until_seq or "now") for k in rows])
 
 
 @app.command("list")
@@ -36,10 +104,12 @@ def list_(home: Home = HOME_DEFAULT, as_json: AsJson = False) -> None:
     """List users, their roles and public keys."""
     users = list_users(open_workspace(home))
     if as_json:
-        print_json([{"name": u.name, "role": u.role, "public_key": u.public_key, "created_at": u.created_at} for u in users])
+        print_json([{"name": u.name, "role": u.role, "public_key": u.public_key, "fingerprint": fingerprint(u.public_key),
+                     "created_at": u.created_at, "disabled_at": u.disabled_at} for u in users])
         return
-    print_table("Users", ["name", "role", "public key", "added"],
-                [(u.name, u.role, u.public_key.hex()[:16] + "…", f"{u.created_at:%Y-%m-%d %H:%M}") for u in users])
+    print_table("Users", ["name", "role", "key", "added", "disabled"],
+                [(u.name, u.role, fingerprint(u.public_key), f"{u.created_at:%Y-%m-%d %H:%M}",
+                  f"{u.disabled_at:%Y-%m-%d} ({u.disabled_reason})" if u.disabled_at else "") for u in users])
 
 
 @app.command("token")

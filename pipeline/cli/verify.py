@@ -19,6 +19,7 @@ from pipeline.cli.output import (
     print_fields,
     print_json,
 )
+from pipeline.services.voices import WITNESS_ONLY_NOTE
 from pipeline.verify.verdict import Outcome
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ def _print(report: VerifyReport) -> None:
             ("state", clip.state), ("statement", f"{clip.statement_id}, revision {clip.revision}"),
             ("text", clip.text if clip.text is not None else "(not released: not shown)"),
             ("voice", f"{clip.voice_name} ({clip.voice_id}), consent of {clip.owner}"),
+            *([("consent", "WITNESSED ONLY: " + WITNESS_ONLY_NOTE)] if clip.consent_witness_only else []),
             ("approvals", approvals or "none"), ("released", clip.released_at), ("revoked", clip.revoked_at),
         ])
     v = report.verdict

@@ -168,7 +168,10 @@ def show_consent(voice_id: str, home: Home = HOME_DEFAULT, as_json: AsJson = Fal
         (k, flat(c[k])) for k in ("id", "kind", "owner", "owner_account", "organisation", "statement", "purposes",
                                   "channels", "languages", "valid_from", "valid_until", "policy", "approvers",
                                   "record_sha256", "revoked_at", "revoked_by", "revoked_reason", "problem")
-        if c[k] not in (None, [])])
+        if c[k] not in (None, [])]
+        + [("approver keys", ", ".join(f"{n} {fp}" for n, fp in sorted(c["approver_keys"].items())) or
+            "none bound (a record from before keys were bound)")]
+        + ([("WITNESSED ONLY", c["witness_only_note"])] if c["witness_only"] else []))
     if e:
         print_table(f"Checks (enrollment {e['id']} by {e['operator']}, {e['speech_recognition']})",
                     ["check", "result", "figure", "needs"],

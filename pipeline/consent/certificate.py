@@ -116,6 +116,8 @@ def render_certificate(d: dict[str, Any]) -> str:
         _table(["signer", "capacity", "Ed25519 public key", "verifies"],
                [(s["signer"], s["capacity"], _code(s["public_key"]), _mark(s["valid"])) for s in d["signatures"]])
         if d["signatures"] else "<p>No signatures (a record from before signed consent records).</p>",
+        (f'<p class="fail"><strong>Witnessed only:</strong> {_v(c["witness_only_note"])}.</p>'
+         if c.get("witness_only") else ""),
         f'<p class="small">Record sha256 {_code(c["record_sha256"])}'
         + (f' — <span class="fail">{_v(c["problem"])}</span>' if c["problem"] else "") + "</p>",
     ]

@@ -30,7 +30,10 @@ from pipeline.domain.policy import (
     check_may_review,
     check_voice_renders,
     compare_scope,
+    is_consent_approver,
+    may_revoke,
     requirement,
+    review_stage,
     tally,
 )
 from pipeline.domain.states import TERMINAL, TRANSITIONS, Event, State, can, next_state
@@ -67,8 +70,11 @@ __all__ = [
     "check_may_review",
     "check_voice_renders",
     "compare_scope",
+    "is_consent_approver",
+    "may_revoke",
     "next_state",
     "requirement",
+    "review_stage",
     "tally",
     "text_hash",
 ]

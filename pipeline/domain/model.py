@@ -70,6 +70,12 @@ class Consent:
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
     owner_account: str | None = None  # the owner's own user (role owner), who signs with their key
+    # Each approver's key fingerprint as the signed record binds it (empty: a record from before keys were bound).
+    approver_keys: tuple[tuple[str, str], ...] = ()
+
+    def bound_key(self, name: str) -> str | None:
+        """The fingerprint the consent record binds `name` to, if it binds one."""
+        return dict(self.approver_keys).get(name)
 
 
 class VoiceState(str, enum.Enum):
@@ -120,6 +126,11 @@ class Approval:
     decision: Decision
     signature: bytes
     comment: str = ""
+    version: int = 1  # 1: `approval_payload` (before workspace ids); 2: `ApprovalPayload`
+    revision: int | None = None  # the revision number signed (v2); a v1 approval names only the hash
+    listened: bool = False
+    key_fingerprint: str | None = None  # the key that signed (v2)
+    seq: int | None = None  # the audit event that recorded it: its place in the chain (v2)
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,7 @@ class ReviewPolicy:
 class Requirement:
     reviewers: int
     owner_approvers: frozenset[str] = field(default_factory=frozenset)  # empty: none needed
+    owner_keys: tuple[tuple[str, str], ...] = ()  # (approver, key fingerprint) the consent record binds
 
 
 def canonical_json(data: Any) -> bytes:

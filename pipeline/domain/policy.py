@@ -19,11 +19,12 @@ from pipeline.domain.model import (
     Decision,
     Requirement,
     ReviewPolicy,
+    Role,
     Stage,
     Statement,
     VoiceState,
 )
-from pipeline.errors import ApprovalError, ConsentError, EngineError, InputError
+from pipeline.errors import ApprovalError, ConsentError, EngineError, InputError, PermissionError_
 
 Verifier = Callable[[Approval], bool]
 
@@ -122,7 +123,41 @@ def requirement(stage: Stage, policy: ReviewPolicy, consent: Consent) -> Require
     if stage is Stage.AUDIO:
         return Requirement(reviewers=policy.audio_reviewers)
     owners = consent.approvers if consent.policy is ApprovalPolicyKind.PER_STATEMENT else frozenset()
-    return Requirement(reviewers=policy.text_reviewers, owner_approvers=owners)
+    keys = tuple((n, fp) for n, fp in consent.approver_keys if n in owners)
+    return Requirement(reviewers=policy.text_reviewers, owner_approvers=owners, owner_keys=keys)
+
+
+# --- who signs which stage -----------------------------------------------------------------------------------
+
+
+def is_consent_approver(consent: Consent, name: str) -> bool:
+    """The owner's account or a delegate the consent record names."""
+    return name in consent.approvers
+
+
+def review_stage(role: Role, *, audio: bool, name: str, consent: Consent) -> Stage:
+    """The stage a person's decision counts for, or `PermissionError_`: the one place the roles of review live.
+
+    Text phase: a reviewer (or admin) signs the text stage; the owner or a
+    delegate signs the owner stage, and only if the consent names them.
+    Audio phase: only a reviewer (or admin) signs the audio.
+    """
+    if audio:
+        if role in (Role.REVIEWER, Role.ADMIN):
+            return Stage.AUDIO
+        raise PermissionError_(f"{name} is a {role.value}; audio sign-off needs a reviewer.")
+    if role in (Role.OWNER, Role.DELEGATE):
+        if not is_consent_approver(consent, name):
+            raise PermissionError_(f"{name} is not the owner or a named delegate of voice {consent.voice_id!r}.")
+        return Stage.OWNER
+    if role in (Role.REVIEWER, Role.ADMIN):
+        return Stage.TEXT
+    raise PermissionError_(f"{name} is a {role.value}; reviewing needs a reviewer, the owner or a named delegate.")
+
+
+def may_revoke(role: Role, name: str, consent: Consent) -> bool:
+    """The owner or a named delegate may revoke a consent; so may an admin (revoking only ever takes away)."""
+    return role is Role.ADMIN or is_consent_approver(consent, name)
 
 
 @dataclass(frozen=True)
@@ -155,8 +190,16 @@ def tally(
     req: Requirement,
     verify: Verifier,
 ) -> Tally:
-    """Count the approvals that hold: signed, verified, current, and not by an author."""
+    """Count the approvals that hold: signed, verified, of this revision, and not by an author.
+
+    A v2 approval names the revision number it saw, so a text reverted to an
+    earlier wording (A→B→A) is a new revision that needs new approvals. At the
+    owner stage, where the consent record binds an approver's key, only an
+    approval signed with that very key counts (a key swapped under the name does not).
+    `verify` checks the signature against the key the signer held at that point of the audit chain.
+    """
     reviewer_stage = Stage.AUDIO if stage is Stage.AUDIO else Stage.TEXT
+    bound = dict(req.owner_keys)
     reviewers: set[str] = set()
     owners: set[str] = set()
     for a in approvals:
@@ -164,26 +207,30 @@ def tally(
             a.statement_id != statement.id
             or a.decision is not Decision.APPROVE
             or a.subject_hash != subject_hash
+            or (a.revision is not None and a.revision != statement.revision)
             or a.reviewer in statement.authors
             or not verify(a)
         ):
             continue
         if a.stage is reviewer_stage:
             reviewers.add(a.reviewer)
-        elif a.stage is Stage.OWNER and stage is not Stage.AUDIO and a.reviewer in req.owner_approvers:
+        elif (a.stage is Stage.OWNER and stage is not Stage.AUDIO and a.reviewer in req.owner_approvers
+              and (a.reviewer not in bound or a.key_fingerprint == bound[a.reviewer])):
             owners.add(a.reviewer)
     return Tally(frozenset(reviewers), frozenset(owners), req.reviewers, bool(req.owner_approvers))
 
 
-def check_may_review(statement: Statement, reviewer: str, stage: Stage, existing: Iterable[Approval], subject_hash: str) -> None:
-    """Raise `ApprovalError` if `reviewer` may not decide on this subject at this stage."""
+def check_may_review(statement: Statement, reviewer: str, stage: Stage, existing: Iterable[Approval], subject_hash: str,
+                     revision: int | None = None) -> None:
+    """Raise `ApprovalError` if `reviewer` may not decide on this subject (this revision) at this stage."""
     if reviewer in statement.authors:
         raise ApprovalError(
             f"{reviewer} submitted or revised statement {statement.id} and cannot review it; "
             "ask another reviewer."
         )
     for a in existing:
-        if a.reviewer == reviewer and a.stage is stage and a.subject_hash == subject_hash:
+        if (a.reviewer == reviewer and a.stage is stage and a.subject_hash == subject_hash
+                and (revision is None or a.revision in (None, revision))):
             raise ApprovalError(
                 f"{reviewer} already recorded '{a.decision.value}' on this {stage.value} stage of "
                 f"statement {statement.id}; a second decision by the same person does not count."

@@ -74,6 +74,8 @@ from pipeline.services.voices import (
     get_voice,
     record_problem,
     signatures_of,
+    WITNESS_ONLY_NOTE,
+    witness_only,
 )
 from pipeline.services.workspace import Workspace, utcnow
 from pipeline.settings import CONFIG_FILE
@@ -563,9 +565,9 @@ def _record(ws: Workspace, voice_id: str, script: ConsentScriptRow, terms: Conse
                 "checks": [c.as_dict() for c in checks],
                 "witness": who.name,
             }
-            signers = [(who.name, SignerCapacity.WITNESS)]
-            if terms.owner_account and terms.owner_account != who.name:
-                signers.append((terms.owner_account, SignerCapacity.OWNER))
+            signers = [(who, SignerCapacity.WITNESS)]
+            if terms.owner_account and terms.owner_account != who.name:  # the owner signs with their own key
+                signers.append((ws.actor(s, terms.owner_account, Role.OWNER), SignerCapacity.OWNER))
             consent = add_consent_row(ws, s, terms, ConsentKind.ENROLLMENT, evidence, signers=signers, now=now,
                                       enrollment_id=enrollment.id)
             row.used_at = now
@@ -575,7 +577,7 @@ def _record(ws: Workspace, voice_id: str, script: ConsentScriptRow, terms: Conse
             ws.record(s, "voxgate.consent.enrolled", actor=who.name, subject=voice_id, now=now, data={
                 "consent_sha256": consent.record_sha256, "enrollment": enrollment.id, "script": script.id,
                 "consent_audio_sha256": consent_sha, "recordings": len(loaded),
-                "signers": [f"{n} ({c.value})" for n, c in signers], "speech_recognition": asr_mode,
+                "signers": [f"{n.name} ({c.value})" for n, c in signers], "speech_recognition": asr_mode,
                 **{c.name: c.figure for c in checks if c.name in ("word error rate", "speaker similarity")},
             })
             if final.exists():  # left by a crash between the rename and the commit: not referenced by any row
@@ -583,7 +585,7 @@ def _record(ws: Workspace, voice_id: str, script: ConsentScriptRow, terms: Conse
             staging.rename(final)
             result = EnrollmentResult(voice_id, voice.state, created, consent.id, enrollment.id, consent.record_sha256,
                                       tuple(checks), len(loaded), round(sum(x.size / sr for _, x, sr, _ in loaded), 1),
-                                      tuple(n for n, _ in signers), elapsed)
+                                      tuple(n.name for n, _ in signers), elapsed)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if final.exists() and not _referenced(ws, str(folder_rel)):
@@ -678,7 +680,8 @@ def renew_consent(ws: Workspace, voice_id: str, *, purposes: Sequence[str] | Non
         if until <= now:
             raise InputError(f"--valid-until {until:%Y-%m-%d} is not in the future.")
         new = Consent(voice_id=voice_id, owner=old.owner, organisation=old.organisation, scope=scope, valid_from=now,
-                      valid_until=until, policy=kind, approvers=approvers, owner_account=old.owner_account)
+                      valid_until=until, policy=kind, approvers=approvers, owner_account=old.owner_account,
+                      approver_keys=old.approver_keys)  # keys stay bound as the owner bound them
         change = compare_scope(old, new)
         if not change.widened and not change.narrowed:
             raise InputError("The renewal changes nothing; give the new --purposes, --channels, --languages, "
@@ -695,7 +698,7 @@ def renew_consent(ws: Workspace, voice_id: str, *, purposes: Sequence[str] | Non
         capacity = SignerCapacity.OWNER if who.name == old.owner_account else SignerCapacity.RENEWED_BY
         evidence = {"renews": old_row.record_sha256, "enrollment": old_row.enrollment_id,
                     "widened": list(change.widened), "narrowed": list(change.narrowed), "signed_by": who.name}
-        row = add_consent_row(ws, s, new, ConsentKind.RENEWAL, evidence, signers=[(who.name, capacity)], now=now,
+        row = add_consent_row(ws, s, new, ConsentKind.RENEWAL, evidence, signers=[(who, capacity)], now=now,
                               enrollment_id=old_row.enrollment_id, supersedes_id=old_row.id)
         ws.record(s, "voxgate.consent.renewed", actor=who.name, subject=voice_id, now=now, data={
             "consent_sha256": row.record_sha256, "renews": old_row.record_sha256, "widened": list(change.widened),
@@ -725,10 +728,11 @@ def consent_details(ws: Workspace, voice_id: str, *, now: datetime) -> dict[str,
             raise NotFoundError(f"Voice {voice_id!r} has no consent on file.")
         problem = record_problem(s, row)
         keys = {u.name: u for u in s.scalars(select(UserRow))}
+        signed = signatures_of(s, row)
         signatures = [
             {"signer": name, "capacity": capacity, "role": keys[name].role if name in keys else None,
              "public_key": keys[name].public_key.hex() if name in keys else None, "valid": valid}
-            for name, capacity, valid in signatures_of(s, row)
+            for name, capacity, valid in signed
         ]
         enrollment = s.get(EnrollmentRow, row.enrollment_id) if row.enrollment_id else None
         enrolled = None
@@ -763,6 +767,8 @@ def consent_details(ws: Workspace, voice_id: str, *, now: datetime) -> dict[str,
                 "statement": row.statement, "purposes": row.purposes, "channels": row.channels,
                 "languages": row.languages, "valid_from": row.valid_from, "valid_until": row.valid_until,
                 "policy": row.policy, "approvers": row.approvers, "record_sha256": row.record_sha256,
+                "approver_keys": row.approver_keys or {},
+                "witness_only": witness_only(signed), "witness_only_note": WITNESS_ONLY_NOTE if witness_only(signed) else "",
                 "verified": problem is None, "problem": problem, "created_at": row.created_at,
                 "revoked_at": row.revoked_at, "revoked_by": row.revoked_by, "revoked_reason": row.revoked_reason,
                 "evidence": json.loads(row.record_json).get("evidence") if row.record_json else None,

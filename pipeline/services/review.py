@@ -1,9 +1,12 @@
 """Review: signed decisions on the text, the owner's approval, and audio sign-off leading to release.
 
-Every decision is an Ed25519 signature by the reviewer over the statement id,
-the exact revision (or audio) hash, the stage and the decision. Only
-decisions whose signature verifies against the reviewer's stored public key
-count; a revision changes the hash, so earlier approvals stop counting.
+Every decision is an Ed25519 signature by the reviewer's own key over the v2
+approval payload (`ApprovalPayload`: workspace id, statement, revision number
+and hash, stage, decision, listened). Only decisions whose signature verifies
+against the key the reviewer held at that point of the audit chain count, and
+none made after the reviewer was disabled; a revision has a new number, so
+earlier approvals stop counting (even when the words return to an earlier text).
+Approvals stored before v2 keep verifying as v1 against the reviewer's first key.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.domain import (
     Approval,
+    ApprovalPayload,
     Decision,
     Event,
     ReviewPolicy,
@@ -28,14 +32,16 @@ from pipeline.domain import (
     check_consent,
     check_may_review,
     requirement,
+    review_stage,
     tally,
 )
 from pipeline.errors import ApprovalError, ConsentError, PermissionError_, StoreError, TransitionError
-from pipeline.identity.keys import load_key, sign, verify
+from pipeline.identity.history import People, people
+from pipeline.identity.keys import verify
 from pipeline.services.statements import get_statement, to_domain, transition
 from pipeline.services.voices import consent_of, current_consent
 from pipeline.services.workspace import Workspace
-from pipeline.store.models import ApprovalRow, ClipRow, StatementRow, UserRow
+from pipeline.store.models import ApprovalRow, AuditRow, ClipRow, StatementRow
 
 _TEXT_STATES = (State.SUBMITTED, State.IN_REVIEW)
 
@@ -46,18 +52,45 @@ def policy_of(ws: Workspace) -> ReviewPolicy:
 
 def approvals_of(s: Session, statement_id: int) -> list[Approval]:
     rows = s.scalars(select(ApprovalRow).where(ApprovalRow.statement_id == statement_id).order_by(ApprovalRow.id))
-    return [Approval(r.statement_id, Stage(r.stage), r.subject_sha256, r.reviewer, Decision(r.decision), r.signature, r.comment)
+    return [Approval(r.statement_id, Stage(r.stage), r.subject_sha256, r.reviewer, Decision(r.decision), r.signature,
+                     r.comment, version=r.payload_version or 1, revision=r.revision, listened=bool(r.listened),
+                     key_fingerprint=r.key_fingerprint, seq=r.seq)
             for r in rows]
 
 
-def verifier(s: Session):  # noqa: ANN201 - a Verifier
-    """A function that checks an approval's signature against the reviewer's stored public key."""
-    keys = {u.name: u.public_key for u in s.scalars(select(UserRow))}
+def payload_of(workspace_id: str, a: Approval) -> bytes:
+    """The exact bytes the approval's signer signed, in the version it was given."""
+    if a.version == 1:
+        return approval_payload(a.statement_id, a.stage, a.subject_hash, a.reviewer, a.decision)
+    return ApprovalPayload(workspace_id, a.statement_id, a.revision or 0, a.stage, a.subject_hash, a.reviewer,
+                           a.decision, a.listened).to_bytes()
+
+
+def verifier(s: Session, ws: Workspace):  # noqa: ANN201 - a Verifier
+    """A function that checks an approval against the key its signer held, by the audit chain's order.
+
+    v2: the audit event at the approval's `seq` must be its own (the signature's
+    hash recorded there), the signer must have held the signing key at that
+    event and must not have been disabled before it. v1 (stored before v2): the
+    signer's first key, which was the only key anyone had then.
+    """
+    who: People = people(s)
+    recorded = {row.seq: row for row in s.scalars(select(AuditRow).where(AuditRow.action.like("voxgate.review.%")))}
+    workspace_id = ws.id_in(s)
 
     def _verify(a: Approval) -> bool:
-        key = keys.get(a.reviewer)
-        payload = approval_payload(a.statement_id, a.stage, a.subject_hash, a.reviewer, a.decision)
-        return key is not None and verify(key, a.signature, payload)
+        if a.version == 1:
+            held = who.first_key(a.reviewer)
+            return held is not None and verify(held.public_key, a.signature, payload_of(workspace_id, a))
+        if a.seq is None or a.key_fingerprint is None or a.revision is None:
+            return False
+        event = recorded.get(a.seq)
+        if (event is None or event.subject != str(a.statement_id) or event.actor != a.reviewer
+                or event.data.get("signature_sha256") != _digest(a.signature)):
+            return False
+        held = who.key_at(a.reviewer, a.key_fingerprint, a.seq)
+        return (held is not None and who.active_at(a.reviewer, a.seq)
+                and verify(held.public_key, a.signature, payload_of(workspace_id, a)))
 
     return _verify
 
@@ -83,7 +116,8 @@ def stage_status(s: Session, ws: Workspace, row: StatementRow, clip: ClipRow | N
         raise ConsentError(f"Voice {row.voice_id!r} has no consent on file.")
     stage, subject = (Stage.TEXT, st.revision_hash) if clip is None else (Stage.AUDIO, clip.audio_sha256)
     req = requirement(stage, policy_of(ws), consent)
-    t = tally(approvals_of(s, row.id), statement=st, stage=stage, subject_hash=subject, req=req, verify=verifier(s))
+    t = tally(approvals_of(s, row.id), statement=st, stage=stage, subject_hash=subject, req=req,
+              verify=verifier(s, ws))
     return StageStatus(stage, subject, t)
 
 
@@ -96,7 +130,7 @@ def require_text_approved(s: Session, ws: Workspace, row: StatementRow, now: dat
 
 
 def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str = "", revision: int | None = None,
-           actor: str | None, now: datetime) -> StatementRow:
+           listened: bool = False, actor: str | None, now: datetime) -> StatementRow:
     """Record one signed decision at the stage the statement is in, then move it if the policy is met."""
     with ws.transaction() as s:
         who = ws.actor(s, actor, Role.REVIEWER, Role.OWNER, Role.DELEGATE)
@@ -108,36 +142,38 @@ def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str
                 f"You reviewed revision {revision}, but statement {row.id} is now at revision {row.revision}; "
                 f"read it again (`voxgate review show {row.id}`) before deciding."
             )
-        if state in _TEXT_STATES:
-            if who.role in (Role.OWNER.value, Role.DELEGATE.value):
-                consent = consent_of(current_consent(s, row.voice_id))
-                if consent is None or who.name not in consent.approvers:
-                    raise PermissionError_(f"{who.name} is not the owner or a named delegate of voice {row.voice_id!r}.")
-                stage = Stage.OWNER
-            else:
-                stage = Stage.TEXT
-            subject = st.revision_hash
-        elif state is State.DRAFT_READY:
-            if who.role not in (Role.REVIEWER.value, Role.ADMIN.value):
-                raise PermissionError_(f"{who.name} is a {who.role}; audio sign-off needs a reviewer.")
-            clip = draft_clip(s, row.id)
-            if clip is None:
-                raise StoreError(f"Statement {row.id} is draft_ready but has no draft clip; render it again.")
-            _check_audio_intact(ws, clip)
-            stage, subject = Stage.AUDIO, clip.audio_sha256
+        if state in _TEXT_STATES or state is State.DRAFT_READY:
+            consent = consent_of(current_consent(s, row.voice_id))
+            if consent is None:
+                raise ConsentError(f"Voice {row.voice_id!r} has no consent on file.")
+            stage = review_stage(Role(who.role), audio=state is State.DRAFT_READY, name=who.name, consent=consent)
         elif state is State.TEXT_APPROVED and decision is Decision.APPROVE:
             raise ApprovalError(f"Statement {row.id}'s text is already approved; render it with `voxgate render {row.id}`.")
         else:
             raise TransitionError(f"Statement {row.id} is {state.value}; there is nothing to review at this point.")
-        check_may_review(st, who.name, stage, approvals_of(s, row.id), subject)
-        key = load_key(ws.user_key_path(who.name))
-        signature = sign(key, approval_payload(row.id, stage, subject, who.name, decision))
-        s.add(ApprovalRow(statement_id=row.id, stage=stage.value, subject_sha256=subject, reviewer=who.name,
-                          decision=decision.value, comment=comment, signature=signature, created_at=now))
+        if stage is Stage.AUDIO:
+            clip = draft_clip(s, row.id)
+            if clip is None:
+                raise StoreError(f"Statement {row.id} is draft_ready but has no draft clip; render it again.")
+            _check_audio_intact(ws, clip)
+            subject = clip.audio_sha256
+        else:
+            subject = st.revision_hash
+        check_may_review(st, who.name, stage, approvals_of(s, row.id), subject, row.revision)
+        payload = ApprovalPayload(ws.id_in(s), row.id, row.revision, stage, subject, who.name, decision,
+                                  listened=listened and stage is Stage.AUDIO)
+        signature = who.sign(payload.to_bytes())
+        approval = ApprovalRow(statement_id=row.id, stage=stage.value, subject_sha256=subject, reviewer=who.name,
+                               decision=decision.value, comment=comment, signature=signature, created_at=now,
+                               payload_version=2, revision=row.revision, listened=payload.listened,
+                               key_fingerprint=who.fingerprint)
+        s.add(approval)
         s.flush()
-        ws.record(s, f"voxgate.review.{decision.value}", actor=who.name, subject=row.id,
-                  data={"stage": stage.value, "subject_sha256": subject, "signature_sha256": _digest(signature),
-                        "comment": comment}, now=now)
+        event = ws.record(s, f"voxgate.review.{decision.value}", actor=who.name, subject=row.id,
+                          data={"stage": stage.value, "revision": row.revision, "subject_sha256": subject,
+                                "payload_sha256": payload.sha256.hex(), "signature_sha256": _digest(signature),
+                                "key": who.fingerprint, "comment": comment}, now=now)
+        approval.seq = event.seq
         if decision is Decision.REJECT:
             transition(ws, s, row, Event.REJECTED, actor=who.name, now=now)
             _drop_draft(s, row.id)
@@ -203,7 +239,7 @@ def _digest(signature: bytes) -> str:
 def pending(ws: Workspace, *, actor: str | None) -> list[StatementRow]:
     """Statements waiting for a decision that `actor` is allowed to give."""
     with ws.sessions() as s:
-        who = ws.actor(s, actor, Role.REVIEWER, Role.OWNER, Role.DELEGATE)
+        who = ws.person(s, actor, Role.REVIEWER, Role.OWNER, Role.DELEGATE)
         states = [x.value for x in (*_TEXT_STATES, State.DRAFT_READY)]
         rows = s.scalars(select(StatementRow).where(StatementRow.state.in_(states)).order_by(StatementRow.id)).all()
         return [r for r in rows if who.name not in {rev.author for rev in r.revisions}]
@@ -213,7 +249,7 @@ def review_details(ws: Workspace, statement_id: int) -> dict:
     """What a reviewer needs: the text or draft under review, what is still missing, and every signed decision."""
     with ws.sessions() as s:
         row = get_statement(s, statement_id)
-        verify_fn = verifier(s)
+        verify_fn = verifier(s, ws)
         state = State(row.state)
         clip = draft_clip(s, row.id, ("draft", "released", "revoked"))
         status = None

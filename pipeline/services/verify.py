@@ -30,7 +30,7 @@ from pipeline.provenance.credentials import CredentialReport, CredentialStatus, 
 from pipeline.provenance.labels import AI_GENERATED_TAG, CLIP_ID_TAG
 from pipeline.services.copies import payload_mark
 from pipeline.services.review import approvals_of, verifier
-from pipeline.services.voices import current_consent
+from pipeline.services.voices import current_consent, signatures_of, witness_only
 from pipeline.services.workspace import Workspace
 from pipeline.domain.serials import parse_serial
 from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, DeliveryFileRow, DeliveryRow, StatementRow, VoiceRow
@@ -60,6 +60,7 @@ class ClipRecord:
     created_at: datetime
     released_at: datetime | None
     revoked_at: datetime | None  # the clip's, or else its consent's
+    consent_witness_only: bool = False  # the consent was signed by the admin who added it, not by the owner
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,8 @@ def verify_file(ws: Workspace, path: Path, *, now: datetime, actor: str | None =
     )
     verdict = decide(evidence)
     with ws.transaction() as s:
-        who = ws.actor(s, actor).name if actor else PUBLIC_ACTOR
-        record = _record(s, verdict.clip_id) if verdict.clip_id in rows else None
+        who = ws.person(s, actor).name if actor else PUBLIC_ACTOR
+        record = _record(s, ws, verdict.clip_id) if verdict.clip_id in rows else None
         ws.record(s, "voxgate.verify.checked", actor=who,
                   subject=verdict.clip_id if verdict.clip_id is not None else digest,
                   data={"verdict": verdict.outcome.value, "sha256": digest, "clip": verdict.clip_id,
@@ -211,17 +212,19 @@ def _consent(s: Session, clip: ClipRow) -> ConsentRow:
     return made_under or current_consent(s, clip.voice_id)
 
 
-def _record(s: Session, clip_id: int) -> ClipRecord:
+def _record(s: Session, ws: Workspace, clip_id: int) -> ClipRecord:
     clip = s.get(ClipRow, clip_id)
     statement = s.get(StatementRow, clip.statement_id)
     voice = s.get(VoiceRow, clip.voice_id)
     consent = _consent(s, clip)
-    valid = verifier(s)
+    valid = verifier(s, ws)
     approvals = tuple(
         {"reviewer": a.reviewer, "stage": a.stage.value, "decision": a.decision.value, "signature_valid": valid(a),
          "signature_sha256": hashlib.sha256(a.signature).hexdigest()}
         for a in approvals_of(s, clip.statement_id) if a.subject_hash in (clip.revision_sha256, clip.audio_sha256)
+        and a.revision in (None, clip.revision)
     )
     text = next(r.text for r in statement.revisions if r.number == clip.revision) if clip.released_at else None
     return ClipRecord(clip.id, clip.state, clip.statement_id, clip.revision, text, voice.id, voice.name, consent.owner,
-                      approvals, clip.created_at, clip.released_at, clip.revoked_at or consent.revoked_at)
+                      approvals, clip.created_at, clip.released_at, clip.revoked_at or consent.revoked_at,
+                      witness_only(signatures_of(s, consent)))

@@ -11,6 +11,11 @@ the owner's spoken consent, checked.)
 Every consent record written since migration 0003 carries its canonical JSON
 (`record_json`, whose sha256 is `record_sha256`) and Ed25519 signatures over
 it. `current_consent` checks both before the consent gate may rely on a record.
+Since migration 0005 the record binds each approver it names to their key
+fingerprint (`approver_keys`): an owner-stage approval counts only when signed
+by that key, so swapping a key under a name does not make an approver. A
+record signed by its witness alone (a profile added by an admin) says so:
+`witness_only`.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import json
 import re
 import shutil
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timezone
 from importlib import resources
 from pathlib import Path
@@ -41,11 +46,13 @@ from pipeline.domain import (
     State,
     VoiceState,
     consent_payload,
+    may_revoke,
     next_state,
 )
 from pipeline.errors import ConsentError, EngineError, InputError, NotFoundError, PermissionError_
-from pipeline.identity.keys import load_key, sign, verify
-from pipeline.services.workspace import Workspace
+from pipeline.identity.history import people
+from pipeline.identity.keys import verify
+from pipeline.services.workspace import Actor, Workspace
 from pipeline.store.models import ClipRow, ConsentRow, ConsentSignatureRow, StatementRow, UserRow, VoiceRow
 from pipeline.synth.base import ModelRef
 
@@ -161,7 +168,19 @@ def consent_to_dict(c: Consent) -> dict[str, Any]:
         "languages": sorted(c.scope.languages), "valid_from": c.valid_from.isoformat(),
         "valid_until": c.valid_until.isoformat(), "policy": c.policy.value, "approvers": sorted(c.approvers),
         "statement": c.statement, "owner_account": c.owner_account,
+        # Only records that bind keys carry the field, so records from before 0005 read back unchanged.
+        **({"approver_keys": dict(c.approver_keys)} if c.approver_keys else {}),
     }
+
+
+def bind_approver_keys(s: Session, c: Consent) -> Consent:
+    """`c` with each approver bound to a key fingerprint: kept where already bound, else their current key."""
+    bound = dict(c.approver_keys)
+    held = people(s)
+    for name in sorted(c.approvers):
+        if name not in bound and (key := held.current_key(name)) is not None:
+            bound[name] = key.fingerprint
+    return replace(c, approver_keys=tuple(sorted((n, fp) for n, fp in bound.items() if n in c.approvers)))
 
 
 def consent_record(c: Consent, kind: ConsentKind, evidence: dict[str, Any]) -> bytes:
@@ -170,22 +189,23 @@ def consent_record(c: Consent, kind: ConsentKind, evidence: dict[str, Any]) -> b
 
 
 def add_consent_row(ws: Workspace, s: Session, c: Consent, kind: ConsentKind, evidence: dict[str, Any], *,
-                    signers: list[tuple[str, SignerCapacity]], now: datetime, enrollment_id: int | None = None,
+                    signers: list[tuple[Actor, SignerCapacity]], now: datetime, enrollment_id: int | None = None,
                     supersedes_id: int | None = None) -> ConsentRow:
-    """Store a consent record with its canonical JSON and a signature by each of `signers` (their workspace keys)."""
+    """Store a consent record (approvers bound to their keys) signed by each of `signers` with their own key."""
+    c = bind_approver_keys(s, c)
     payload = consent_record(c, kind, evidence)
     row = ConsentRow(voice_id=c.voice_id, owner=c.owner, organisation=c.organisation, statement=c.statement,
                      purposes=sorted(c.scope.purposes), channels=sorted(c.scope.channels),
                      languages=sorted(c.scope.languages), valid_from=c.valid_from, valid_until=c.valid_until,
                      policy=c.policy.value, approvers=sorted(c.approvers), record_sha256=hashlib.sha256(payload).hexdigest(),
                      created_at=now, kind=kind.value, owner_account=c.owner_account, enrollment_id=enrollment_id,
-                     supersedes_id=supersedes_id, record_json=payload.decode("utf-8"))
+                     supersedes_id=supersedes_id, record_json=payload.decode("utf-8"),
+                     approver_keys=dict(c.approver_keys) or None)
     s.add(row)
     s.flush()
-    for name, capacity in signers:
-        signature = sign(load_key(ws.user_key_path(name)), payload)
-        s.add(ConsentSignatureRow(consent_id=row.id, signer=name, capacity=capacity.value, signature=signature,
-                                  created_at=now))
+    for who, capacity in signers:
+        s.add(ConsentSignatureRow(consent_id=row.id, signer=who.name, capacity=capacity.value,
+                                  signature=who.sign(payload), created_at=now))
     s.flush()
     return row
 
@@ -215,16 +235,26 @@ def record_problem(s: Session, row: ConsentRow) -> str | None:
 
 
 def signatures_of(s: Session, row: ConsentRow) -> list[tuple[str, str, bool]]:
-    """(signer, capacity, verifies) for each signature on the record."""
+    """(signer, capacity, verifies) for each signature on the record, checked against the keys the signer has held."""
     out = []
+    held = people(s)
     rows = s.scalars(select(ConsentSignatureRow).where(ConsentSignatureRow.consent_id == row.id)
                      .order_by(ConsentSignatureRow.id))
     for sig in rows:
-        user = s.get(UserRow, sig.signer)
-        ok = user is not None and row.record_json is not None and verify(user.public_key, sig.signature,
-                                                                          row.record_json.encode("utf-8"))
+        keys = held.keys.get(sig.signer, ())
+        ok = row.record_json is not None and any(
+            verify(k.public_key, sig.signature, row.record_json.encode("utf-8")) for k in keys)
         out.append((sig.signer, sig.capacity, ok))
     return out
+
+
+def witness_only(signatures: list[tuple[str, str, bool]]) -> bool:
+    """True when nobody but a witness (the admin who added or enrolled it) signed the record: not the owner."""
+    return all(capacity == SignerCapacity.WITNESS.value for _, capacity, _ in signatures)
+
+
+WITNESS_ONLY_NOTE = ("signed only by the admin who added it as witness, not by the owner: the owner's consent rests "
+                     "on the admin's word (enroll the voice with the owner's spoken consent to change that)")
 
 
 def add_voice(ws: Workspace, folder: Path, *, actor: str | None, now: datetime) -> VoiceRow:
@@ -260,7 +290,7 @@ def add_voice(ws: Workspace, folder: Path, *, actor: str | None, now: datetime) 
         s.add(voice)
         s.flush()
         evidence = {"profile_sha256": profile.raw_sha256, "model_sha256": profile.model_sha256}
-        row = add_consent_row(ws, s, c, ConsentKind.PROFILE, evidence, signers=[(who.name, SignerCapacity.WITNESS)],
+        row = add_consent_row(ws, s, c, ConsentKind.PROFILE, evidence, signers=[(who, SignerCapacity.WITNESS)],
                               now=now)
         ws.record(s, "voxgate.voice.added", actor=who.name, subject=profile.id,
                   data={"model_sha256": profile.model_sha256, "profile_sha256": profile.raw_sha256}, now=now)
@@ -308,6 +338,7 @@ def consent_of(row: ConsentRow | None) -> Consent | None:
         valid_from=row.valid_from, valid_until=row.valid_until, policy=ApprovalPolicyKind(row.policy),
         approvers=frozenset(row.approvers), revoked_at=row.revoked_at, revoked_reason=row.revoked_reason,
         statement=row.statement, owner_account=row.owner_account,
+        approver_keys=tuple(sorted((str(n), str(fp)) for n, fp in (row.approver_keys or {}).items())),
     )
 
 
@@ -334,7 +365,7 @@ def revoke_consent(ws: Workspace, voice_id: str, reason: str, *, actor: str | No
             raise NotFoundError(f"Voice {voice_id!r} has no consent on file.")
         if row.revoked_at is not None:
             raise InputError(f"Consent for voice {voice_id!r} was already revoked on {row.revoked_at:%Y-%m-%d}.")
-        if who.role != Role.ADMIN.value and who.name not in row.approvers:
+        if not may_revoke(Role(who.role), who.name, consent_of(row)):  # type: ignore[arg-type]
             raise PermissionError_(f"{who.name} is not the owner or a named delegate of voice {voice_id!r}.")
         row.revoked_at, row.revoked_by, row.revoked_reason = now, who.name, reason.strip()
         s.get(VoiceRow, voice_id).state = VoiceState.REVOKED.value

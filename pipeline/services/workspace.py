@@ -4,19 +4,25 @@
     <home>/voxgate.db       SQLite store (WAL), unless [database] url says otherwise
     <home>/blobs/           content-addressed file store
     <home>/keys/org.key     the organisation's Ed25519 key (signs the audit log)
-    <home>/keys/users/      one Ed25519 key per user (signs approvals)
     <home>/keys/c2pa/       the C2PA signing identity (see pipeline.provenance.credentials)
     <home>/keys/watermark.key  32 random bytes (mode 0600) the payload watermark key derives from
     <home>/voices/<id>/     voice profiles as added
     <home>/audit-head.json  the signed head of the audit log
+
+People's private keys are never here: each person signs with their own key
+folder (`pipeline.identity.personal`); the workspace keeps public keys only.
+Workspaces made before that had `keys/users/*.key`; `voxgate key handover`
+hands those to their owners and removes them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import threading
 import secrets
+import uuid
 import tempfile
 import tomllib
 from collections.abc import Callable, Iterator
@@ -33,7 +39,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline import audit
 from pipeline.domain.model import Role
 from pipeline.errors import InputError, NotFoundError, PermissionError_, StoreError, map_exceptions
-from pipeline.identity.keys import generate_key, load_key, public_key_of
+from pipeline.domain.model import canonical_json
+from pipeline.errors import IdentityError
+from pipeline.identity.history import people
+from pipeline.identity.keys import generate_key, load_key, public_key_of, sign
+from pipeline.identity.personal import Keyring, fingerprint
 from pipeline.provenance import credentials
 from pipeline.settings import CONFIG_FILE, WorkspaceConfig, default_config_text
 from pipeline.store.db import check_schema, migrate, open_engine, session_factory, sqlite_url
@@ -51,8 +61,39 @@ C2paImport = tuple[Path, Path]
 """An operator's own C2PA identity: (certificate chain PEM, private key PEM)."""
 
 
+WORKSPACE_CREATED: Final = "voxgate.workspace.created"
+WORKSPACE_ID_ASSIGNED: Final = "voxgate.workspace.id_assigned"
+ACTION_KIND: Final = "voxgate.action/1"
+_ACTORS: Final = "voxgate.actors"  # Session.info key: the people who proved their key in this transaction
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A person acting now: their registered key unlocked from their own key folder, so they can sign."""
+
+    name: str
+    role: str
+    public_key: bytes
+    key: Ed25519PrivateKey = field(repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.public_key)
+
+    def sign(self, payload: bytes) -> bytes:
+        return sign(self.key, payload)
+
+
+def action_payload(workspace_id: str, action: str, subject: str, data: dict[str, Any], actor: str,
+                   at: datetime) -> bytes:
+    """What an actor signs for an audit event: the action, its subject, its data's hash, the workspace and time."""
+    return canonical_json({"kind": ACTION_KIND, "workspace": workspace_id, "action": action, "subject": subject,
+                           "data_sha256": hashlib.sha256(canonical_json(data)).hexdigest(), "actor": actor,
+                           "at": at.isoformat()})
 
 
 @dataclass
@@ -63,6 +104,7 @@ class Workspace:
     sessions: sessionmaker[Session]
     files: FileStore
     org_key: Ed25519PrivateKey
+    keyring: Keyring = field(default_factory=Keyring.from_env)
     # Writers in one process queue here, in order, instead of spinning on SQLite's busy handler
     # (which is not fair: under 50 concurrent downloads some waited past the busy timeout).
     _write_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -75,8 +117,27 @@ class Workspace:
     def head_path(self) -> Path:
         return self.home / "audit-head.json"
 
-    def user_key_path(self, name: str) -> Path:
-        return self.home / "keys" / "users" / f"{name}.key"
+    @property
+    def legacy_keys_dir(self) -> Path:
+        """Where workspaces made before personal keys kept people's private keys (`voxgate key handover`)."""
+        return self.home / "keys" / "users"
+
+    @property
+    def id(self) -> str:
+        """The workspace's stable random id, as its first audit events fixed it (approvals sign it)."""
+        if not hasattr(self, "_id"):
+            with self.sessions() as s:
+                return self.id_in(s)
+        return self._id
+
+    def id_in(self, session: Session) -> str:
+        """`id`, read through `session` (inside a write transaction, where a second connection would wait)."""
+        if not hasattr(self, "_id"):
+            found = workspace_id(session)
+            if found is None:
+                raise StoreError(f"The workspace at {self.home} has no id yet; run `voxgate init --home {self.home}`.")
+            self._id = found
+        return self._id
 
     def voice_dir(self, voice_id: str) -> Path:
         return self.home / "voices" / voice_id
@@ -97,22 +158,64 @@ class Workspace:
                 audit.write_head(self.head_path, self.org_key, *head)
 
     def record(self, session: Session, action: str, *, actor: str, subject: str | int,
-               data: dict[str, Any] | None = None, now: datetime) -> None:
-        audit.record(session, self.org_key, action, actor=actor, subject=str(subject), data=data, now=now)
+               data: dict[str, Any] | None = None, now: datetime) -> AuditRow:
+        """Append an audit event; when `actor` proved their key in this transaction, it carries their signature."""
+        data = dict(data or {})
+        if (who := session.info.get(_ACTORS, {}).get(actor)) is not None:
+            payload = action_payload(self.id_in(session), action, str(subject), data, actor, now)
+            data["signed"] = {"key": who.fingerprint, "signature": who.sign(payload).hex()}
+        return audit.record(session, self.org_key, action, actor=actor, subject=str(subject), data=data, now=now)
 
-    def actor(self, session: Session, name: str | None, *allowed: Role) -> UserRow:
-        """The acting user, checked to hold one of `allowed` roles (admin always may)."""
+    def person(self, session: Session, name: str | None, *allowed: Role) -> UserRow:
+        """A user by name, checked to be active and to hold one of `allowed` roles (admin always may).
+
+        For reading only: whoever changes anything is an `actor`, proven by their key.
+        """
         if not name:
             raise PermissionError_("No acting user; pass --as NAME or set VOXGATE_USER.")
         user = session.get(UserRow, name)
         if user is None:
             raise NotFoundError(f"No user named {name!r}; list users with `voxgate user list`.")
+        if user.disabled_at is not None or name in people(session).disabled_seq:
+            raise PermissionError_(f"{name} was disabled ({user.disabled_reason or 'no reason given'}) and cannot act.")
         roles = {r.value for r in allowed} | {Role.ADMIN.value}
         if allowed and user.role not in roles:
             raise PermissionError_(
                 f"{name} is a {user.role}; this needs the role {' or '.join(sorted(roles))}."
             )
         return user
+
+    def actor(self, session: Session, name: str | None, *allowed: Role) -> Actor:
+        """The person acting, proven by their own key: `--as` only says whose key to unlock.
+
+        Refused in one line when the key is missing from the key folder, its
+        passphrase is wrong, or it is not the person's current registered key.
+        Audit events this transaction records for them carry their signature.
+        """
+        user = self.person(session, name, *allowed)
+        key = self.keyring.key(user.name)
+        public = public_key_of(key)
+        current = people(session).current_key(user.name)
+        if current is None or public != current.public_key or public != user.public_key:
+            registered = fingerprint(current.public_key) if current else "none"
+            raise IdentityError(
+                f"The key for {user.name} in {self.keyring.folder} ({fingerprint(public)}) is not {user.name}'s "
+                f"registered key ({registered}); use {user.name}'s own key folder, or ask an admin to register "
+                f"a new key (`voxgate user rotate-key {user.name} --public-key FILE`)."
+            )
+        who = Actor(user.name, user.role, public, key)
+        session.info.setdefault(_ACTORS, {})[user.name] = who
+        return who
+
+
+def workspace_id(s: Session) -> str | None:
+    """The id the audit log fixed for this workspace (at creation, or when an older one was upgraded)."""
+    rows = s.scalars(select(AuditRow).where(AuditRow.action.in_((WORKSPACE_CREATED, WORKSPACE_ID_ASSIGNED)))
+                     .order_by(AuditRow.seq))
+    for row in rows:
+        if isinstance(row.data, dict) and isinstance(row.data.get("workspace_id"), str):
+            return row.data["workspace_id"]
+    return None
 
 
 def _check_home_writable(home: Path) -> None:
@@ -153,7 +256,7 @@ def init_workspace(home: Path, organisation: str, *, now: datetime, c2pa: C2paIm
     _check_home_writable(home)
     try:
         home.mkdir(exist_ok=True)
-        for sub in ("blobs", "keys/users", "voices"):
+        for sub in ("blobs", "keys", "voices"):
             (home / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(home / "keys", 0o700)
         org_pub = generate_key(home / "keys" / "org.key") if not (home / "keys" / "org.key").exists() else None
@@ -170,8 +273,9 @@ def init_workspace(home: Path, organisation: str, *, now: datetime, c2pa: C2paIm
     os.replace(home / (CONFIG_FILE + ".part"), home / CONFIG_FILE)
     ws = open_workspace(home)
     with ws.transaction() as s:
-        ws.record(s, "voxgate.workspace.created", actor="system", subject=organisation,
-                  data={"org_public_key": (org_pub or ws.org_public_key).hex(), **done}, now=now)
+        ws.record(s, WORKSPACE_CREATED, actor="system", subject=organisation,
+                  data={"org_public_key": (org_pub or ws.org_public_key).hex(), "workspace_id": str(uuid.uuid4()),
+                        **done}, now=now)
     return ws, True
 
 
@@ -230,7 +334,7 @@ def watermark_secret(ws: Workspace) -> bytes:
     return secret
 
 
-def open_workspace(home: Path) -> Workspace:
+def open_workspace(home: Path, keyring: Keyring | None = None) -> Workspace:
     home = home.expanduser()
     if not home.is_dir():
         raise StoreError(f"No workspace at {home}; create one with `voxgate init --home {home}`.")
@@ -245,5 +349,18 @@ def open_workspace(home: Path) -> Workspace:
     with map_exceptions(_DB_ERRORS, "Could not open the workspace database"):
         check_schema(engine)
         migrate(engine)  # no-op when current; upgrades a workspace made by an older voxgate
-    return Workspace(home, cfg, engine, session_factory(engine), FileStore(home / "blobs"),
-                     load_key(home / "keys" / "org.key"))
+    ws = Workspace(home, cfg, engine, session_factory(engine), FileStore(home / "blobs"),
+                   load_key(home / "keys" / "org.key"), keyring or Keyring.from_env())
+    _assign_id(ws)
+    return ws
+
+
+def _assign_id(ws: Workspace) -> None:
+    """Give a workspace made before workspace ids its own, once, in the audit log (where it cannot silently change)."""
+    with ws.sessions() as s:
+        if workspace_id(s) is not None or s.scalars(select(AuditRow).limit(1)).first() is None:
+            return  # has one, or is being created (the creation event carries it)
+    with ws.transaction() as s:
+        if workspace_id(s) is None:
+            ws.record(s, WORKSPACE_ID_ASSIGNED, actor="system", subject=ws.config.organisation,
+                      data={"workspace_id": str(uuid.uuid4())}, now=utcnow())

@@ -36,7 +36,23 @@ class UserRow(Base):
     __tablename__ = "users"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     role: Mapped[str] = mapped_column(String(16))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))  # the current key; history in user_keys
+    created_at: Mapped[datetime]
+    # Migration 0005. The audit event `voxgate.user.disabled` is what gates read; these are for listing.
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class UserKeyRow(Base):
+    """One public key a person has had (migration 0005), valid from one audit event until the next key's."""
+
+    __tablename__ = "user_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user: Mapped[str] = mapped_column(ForeignKey("users.name"), index=True)
     public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    from_seq: Mapped[int] = mapped_column(Integer)  # the audit event that registered it (0: before 0005)
+    until_seq: Mapped[int | None] = mapped_column(Integer)  # the audit event that replaced it
     created_at: Mapped[datetime]
 
 
@@ -79,6 +95,8 @@ class ConsentRow(Base):
     enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"))  # the proof it rests on
     supersedes_id: Mapped[int | None] = mapped_column(Integer)  # the record a renewal replaces
     record_json: Mapped[str | None] = mapped_column(Text)  # the signed record; its sha256 is record_sha256
+    # Migration 0005: {approver name: key fingerprint}, as the signed record binds them (None before 0005).
+    approver_keys: Mapped[dict[str, Any] | None]
 
 
 class StatementRow(Base):
@@ -119,6 +137,12 @@ class ApprovalRow(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     signature: Mapped[bytes] = mapped_column(LargeBinary(64))
     created_at: Mapped[datetime]
+    # Migration 0005: v2 approvals (pipeline.domain.ApprovalPayload). NULL version: a v1 approval from before.
+    payload_version: Mapped[int | None] = mapped_column(Integer)
+    revision: Mapped[int | None] = mapped_column(Integer)
+    listened: Mapped[bool | None]
+    key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    seq: Mapped[int | None] = mapped_column(Integer)  # the audit event that recorded it (its place in the chain)
 
 
 class ClipRow(Base):
