@@ -61,12 +61,14 @@ from pipeline.domain import (
     VoiceState,
     check_consent_in_force,
     compare_scope,
+    consent_status,
 )
 from pipeline.errors import AudioError, ConsentError, InputError, NotFoundError, PermissionError_, StoreError
 from pipeline.hashing import sha256_file
 from pipeline.services.voices import (
     _ID,
     add_consent_row,
+    binding_revocation,
     consent_history,
     consent_of,
     consent_to_dict,
@@ -74,6 +76,7 @@ from pipeline.services.voices import (
     get_voice,
     record_problem,
     signatures_of,
+    signed_consent,
 )
 from pipeline.services.workspace import Workspace, utcnow
 from pipeline.settings import CONFIG_FILE
@@ -617,8 +620,8 @@ def enrolled_recordings(ws: Workspace, voice_id: str) -> list[Recording]:
     now = utcnow()
     with ws.sessions() as s:
         get_voice(s, voice_id)
+        check_consent_in_force(signed_consent(s, ws, voice_id), voice_id, now)  # no recording may be used without it
         row = current_consent(s, voice_id)
-        check_consent_in_force(consent_of(row), voice_id, now)  # no recording may be used without it
         if row.enrollment_id is None:
             return []
         enrollment = s.get(EnrollmentRow, row.enrollment_id)
@@ -648,8 +651,9 @@ def renew_consent(ws: Workspace, voice_id: str, *, purposes: Sequence[str] | Non
         old_row = current_consent(s, voice_id)
         if old_row is None:
             raise NotFoundError(f"Voice {voice_id!r} has no consent to renew; enroll it (`voxgate consent script`).")
-        if old_row.revoked_at is not None:
-            raise ConsentError(f"Consent for voice {voice_id!r} was revoked on {old_row.revoked_at:%Y-%m-%d}; a revoked "
+        in_force = signed_consent(s, ws, voice_id)
+        if in_force is not None and in_force.revoked_at is not None:
+            raise ConsentError(f"Consent for voice {voice_id!r} was revoked on {in_force.revoked_at:%Y-%m-%d}; a revoked "
                                f"consent cannot be renewed. Enroll again: `voxgate consent script {voice_id} …`.")
         old = consent_of(old_row)
         assert old is not None
@@ -706,14 +710,13 @@ def renew_consent(ws: Workspace, voice_id: str, *, purposes: Sequence[str] | Non
 # --- showing it -------------------------------------------------------------------------
 
 
-def _status(row: ConsentRow, now: datetime) -> str:
-    if row.revoked_at is not None:
-        return "revoked"
-    if now >= row.valid_until:
-        return "expired"
-    if now < row.valid_from:
-        return "not yet valid"
-    return "active"
+def _status(s: Session, voice: VoiceRow, row: ConsentRow, now: datetime) -> str:
+    """The one consent status (`domain.consent_status`), with revocations read from their signed records."""
+    consent = consent_of(row)
+    assert consent is not None
+    if (rev := binding_revocation(s, voice.id, voice.model_sha256, row)) is not None:
+        consent = replace(consent, revoked_at=rev.at, revoked_reason=rev.reason)
+    return consent_status(consent, now).value
 
 
 def consent_details(ws: Workspace, voice_id: str, *, now: datetime) -> dict[str, Any]:
@@ -758,7 +761,7 @@ def consent_details(ws: Workspace, voice_id: str, *, now: datetime) -> dict[str,
                       "engine": voice.engine, "model_sha256": voice.model_sha256 or None},
             "organisation": ws.config.organisation,
             "consent": {
-                "id": row.id, "kind": row.kind or ConsentKind.PROFILE.value, "status": _status(row, now),
+                "id": row.id, "kind": row.kind or ConsentKind.PROFILE.value, "status": _status(s, voice, row, now),
                 "owner": row.owner, "owner_account": row.owner_account, "organisation": row.organisation,
                 "statement": row.statement, "purposes": row.purposes, "channels": row.channels,
                 "languages": row.languages, "valid_from": row.valid_from, "valid_until": row.valid_until,

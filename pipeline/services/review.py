@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.domain import (
     Approval,
+    ClipEvent,
     Decision,
     Event,
     ReviewPolicy,
@@ -32,8 +33,8 @@ from pipeline.domain import (
 )
 from pipeline.errors import ApprovalError, ConsentError, PermissionError_, StoreError, TransitionError
 from pipeline.identity.keys import load_key, sign, verify
-from pipeline.services.statements import get_statement, to_domain, transition
-from pipeline.services.voices import consent_of, current_consent
+from pipeline.services.statements import clip_transition, get_statement, supersede_drafts, to_domain, transition
+from pipeline.services.voices import signed_consent
 from pipeline.services.workspace import Workspace
 from pipeline.store.models import ApprovalRow, ClipRow, StatementRow, UserRow
 
@@ -78,7 +79,7 @@ class StageStatus:
 def stage_status(s: Session, ws: Workspace, row: StatementRow, clip: ClipRow | None = None) -> StageStatus:
     """Where the statement's approvals stand: the text stage, or with `clip`, the audio stage."""
     st = to_domain(row)
-    consent = consent_of(current_consent(s, row.voice_id))
+    consent = signed_consent(s, ws, row.voice_id)
     if consent is None:
         raise ConsentError(f"Voice {row.voice_id!r} has no consent on file.")
     stage, subject = (Stage.TEXT, st.revision_hash) if clip is None else (Stage.AUDIO, clip.audio_sha256)
@@ -89,7 +90,7 @@ def stage_status(s: Session, ws: Workspace, row: StatementRow, clip: ClipRow | N
 
 def require_text_approved(s: Session, ws: Workspace, row: StatementRow, now: datetime) -> None:
     """The gate before any audio exists: consent valid now and every text approval in place (rule 1)."""
-    check_consent(consent_of(current_consent(s, row.voice_id)), to_domain(row), now)
+    check_consent(signed_consent(s, ws, row.voice_id), to_domain(row), now)
     status = stage_status(s, ws, row)
     if not status.tally.complete:
         raise ApprovalError(f"Statement {row.id} still needs {status.tally.missing()} of revision {row.revision}.")
@@ -110,7 +111,7 @@ def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str
             )
         if state in _TEXT_STATES:
             if who.role in (Role.OWNER.value, Role.DELEGATE.value):
-                consent = consent_of(current_consent(s, row.voice_id))
+                consent = signed_consent(s, ws, row.voice_id)
                 if consent is None or who.name not in consent.approvers:
                     raise PermissionError_(f"{who.name} is not the owner or a named delegate of voice {row.voice_id!r}.")
                 stage = Stage.OWNER
@@ -140,10 +141,10 @@ def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str
                         "comment": comment}, now=now)
         if decision is Decision.REJECT:
             transition(ws, s, row, Event.REJECTED, actor=who.name, now=now)
-            _drop_draft(s, row.id)
+            supersede_drafts(ws, s, row.id, actor=who.name, now=now)
         elif decision is Decision.REQUEST_CHANGES:
             transition(ws, s, row, Event.CHANGES_REQUESTED, actor=who.name, now=now)
-            _drop_draft(s, row.id)
+            supersede_drafts(ws, s, row.id, actor=who.name, now=now)
         elif stage is Stage.AUDIO:
             status = stage_status(s, ws, row, clip)
             if status.tally.complete:
@@ -177,9 +178,8 @@ def release(ws: Workspace, statement_id: int, *, actor: str | None, now: datetim
         if not status.tally.complete:
             raise ApprovalError(f"Statement {row.id} still needs {status.tally.missing()} of its audio.")
         transition(ws, s, row, Event.RELEASED, actor=who.name, now=now, data={"clip": clip.id})
-        clip.state, clip.released_at = "released", now
-        ws.record(s, "voxgate.clip.released", actor=who.name, subject=clip.id,
-                  data={"statement": row.id, "audio_sha256": clip.audio_sha256}, now=now)
+        clip_transition(ws, s, clip, ClipEvent.RELEASED, actor=who.name, now=now,
+                        data={"audio_sha256": clip.audio_sha256})
     return row
 
 
@@ -189,11 +189,6 @@ def _check_audio_intact(ws: Workspace, clip: ClipRow) -> None:
     if not masters or masters[0].sha256 != clip.audio_sha256:
         raise StoreError(f"Clip {clip.id} has no intact WAV master; render the statement again.")
     ws.files.open_checked(clip.audio_sha256)
-
-
-def _drop_draft(s: Session, statement_id: int) -> None:
-    if (clip := draft_clip(s, statement_id)) is not None:
-        clip.state = "superseded"
 
 
 def _digest(signature: bytes) -> str:
