@@ -78,6 +78,7 @@ from pipeline.services.voices import (
     signatures_of,
     signed_consent,
 )
+from pipeline.services.liveness import machine_checks
 from pipeline.services.workspace import Workspace, utcnow
 from pipeline.settings import CONFIG_FILE
 from pipeline.store.files import atomic_copy, atomic_output
@@ -364,6 +365,9 @@ def _load_any(path: Path) -> tuple[np.ndarray, int]:
 
 
 _HINTS: Final = {
+    "AI presence watermark": "synthesised speech cannot give consent; the owner must read the script aloud themselves",
+    "payload mark": "one of this workspace's own clips cannot give consent; the owner must read the script aloud",
+    "registered clip": "one of this workspace's own clips cannot give consent; the owner must read the script aloud",
     "consent audio": "record the owner reading the script again",
     "earlier enrollment": "the consent audio does not sound like the person this voice was enrolled with; "
                           "a voice's owner never changes",
@@ -454,6 +458,10 @@ def enroll(ws: Workspace, voice_id: str, recordings_dir: Path, consent_audio: Pa
     consent_x, consent_sr = _load_any(consent_audio)
     checks: list[Check] = audio_checks("consent audio", audio_figures(consent_x, consent_sr), consent=True, cfg=cfg)
     _require(checks)
+    # Who made it: a person, not a voice generator (nor one of our own clips played back).
+    machine = machine_checks(ws, consent_x, consent_sr, tools.presence())
+    checks.extend(machine)
+    _require(machine)
     loaded: list[tuple[_Source, np.ndarray, int, str]] = []
     total_s = 0.0
     for src in sources:

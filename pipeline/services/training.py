@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline.domain import Role, canonical_json, check_consent_in_force
 from pipeline.errors import ConsentError, InputError
-from pipeline.hashing import sha256_file
+from pipeline.synth.base import model_digest
 from pipeline.services.voices import get_voice, model_ref, signed_consent
 from pipeline.services.workspace import Workspace, utcnow
 from pipeline.store.files import atomic_output
@@ -154,7 +154,7 @@ def fine_tune(
     voxgate = {"base_sha256": base.sha256, "data_sha256": sources, "language": language}
     model_path, result = trainer.fine_tune(base, dataset, out_dir, steps=steps, batch_size=batch_size,
                                            language=language, on_step=on_step, voxgate=voxgate)
-    sha = sha256_file(model_path)
+    sha = model_digest(model_path, model_path.with_name(SLIM_CONFIG))  # every file the engine reads
     record = {
         "base": {"path": str(base.checkpoint), "sha256": base.sha256, "kind": base.kind},
         "data": dataset.to_dict(),
