@@ -6,6 +6,8 @@ loudness, watermark and recognition checks must run on real speech).
 
 from __future__ import annotations
 
+import re
+
 import os
 from importlib import resources
 from pathlib import Path
@@ -104,6 +106,30 @@ def voice_profile(tmp_path: Path, **consent_changes: str) -> Path:
     for key, value in consent_changes.items():
         text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
         assert n == 1, key
+    (folder / "voice.toml").write_text(text)
+    return folder
+
+
+def own_model_profile(tmp_path: Path, voice_id: str, **consent_changes: str) -> Path:
+    """A demo profile with id `voice_id` and a model of its own: the packaged voice with its own copy of the config.
+
+    A revocation binds the model hash, so a voice revoked in a test must not share the demo's model; the
+    config (with one extra key the engine ignores) is part of the model hash.
+    """
+    import json
+
+    from pipeline.synth import packaged_voice
+    from pipeline.synth.base import model_digest
+
+    folder = voice_profile(tmp_path, id=f'"{voice_id}"', **consent_changes)
+    onnx, config = packaged_voice()
+    own = json.loads(config.read_text())
+    own["voxgate_test_voice"] = voice_id
+    (folder / "model.onnx.json").write_text(json.dumps(own))
+    text = (folder / "voice.toml").read_text()
+    text = re.sub(r'(?m)^path = .*$', f'path = "{onnx}"', text)
+    text = re.sub(r'(?m)^config = .*$', 'config = "model.onnx.json"', text)
+    text = re.sub(r'(?m)^sha256 = .*$', f'sha256 = "{model_digest(onnx, folder / "model.onnx.json")}"', text)
     (folder / "voice.toml").write_text(text)
     return folder
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import DEMO_VOICE, ORG, PEOPLE, voice_profile
+from conftest import DEMO_VOICE, ORG, PEOPLE, own_model_profile
 from pipeline.domain import Decision
 from pipeline.services import review, statements, users, voices
 from pipeline.services.render import Tools, render_statement
@@ -33,7 +33,7 @@ def build_released(root: Path) -> Released:
     for name, role in PEOPLE.items():
         users.add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     voices.add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
-    voices.add_voice(ws, voice_profile(root, id='"second"'), actor="ops", now=utcnow())
+    voices.add_voice(ws, own_model_profile(root, "second"), actor="ops", now=utcnow())
     tools = Tools()
     ids = []
     for voice in ("demo", "second"):

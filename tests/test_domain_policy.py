@@ -158,5 +158,8 @@ def test_complete_only_with_enough_valid_current_non_author_approvals(approvals,
              and a.reviewer != "sam" and verifier(a)]
     reviewers = {a.reviewer for a in valid if a.stage is Stage.TEXT}
     owners = {a.reviewer for a in valid if a.stage is Stage.OWNER and a.reviewer in c.approvers}
-    expected = len(reviewers) >= needed and (kind is ApprovalPolicyKind.BLANKET or bool(owners))
+    # A signed rejection or request for changes of this very text vetoes it (deleting one must not revive it).
+    vetoed = any(a.decision is not Decision.APPROVE and a.subject_hash == H1 and a.stage is not Stage.AUDIO
+                 and a.reviewer != "sam" and verifier(a) for a in approvals)
+    expected = not vetoed and len(reviewers) >= needed and (kind is ApprovalPolicyKind.BLANKET or bool(owners))
     assert t.complete is expected

@@ -80,5 +80,33 @@ def test_release_only_after_text_render_audio_since_last_revision(events: list[E
 
 def test_table_only_names_known_states() -> None:
     for (state, event), target in TRANSITIONS.items():
-        assert isinstance(state, State) and isinstance(event, Event) and isinstance(target, State)
+        # None is the one "before" state: a new statement, which can only be submitted.
+        assert (state is None) == (event is Event.SUBMITTED)
+        assert (state is None or isinstance(state, State)) and isinstance(event, Event) and isinstance(target, State)
         assert state not in TERMINAL
+
+
+def test_a_new_statement_can_only_be_submitted() -> None:
+    assert next_state(None, Event.SUBMITTED) is State.SUBMITTED
+    for event in Event:
+        if event is not Event.SUBMITTED:
+            with pytest.raises(TransitionError, match="can only be submitted"):
+                next_state(None, event)
+    for state in State:
+        with pytest.raises(TransitionError):
+            next_state(state, Event.SUBMITTED)
+
+
+def test_clip_states_move_only_along_their_table() -> None:
+    from pipeline.domain import CLIP_TRANSITIONS, ClipEvent, ClipState, next_clip_state
+
+    for state in ClipState:
+        for event in ClipEvent:
+            if (state, event) in CLIP_TRANSITIONS:
+                assert next_clip_state(state, event) is CLIP_TRANSITIONS[(state, event)]
+            else:
+                with pytest.raises(TransitionError):
+                    next_clip_state(state, event)
+    # Nothing leaves revoked, and nothing reaches released except a draft.
+    assert not any(s is ClipState.REVOKED for s, _ in CLIP_TRANSITIONS)
+    assert {s for (s, _), t in CLIP_TRANSITIONS.items() if t is ClipState.RELEASED} == {ClipState.DRAFT}

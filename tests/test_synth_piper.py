@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import EngineError, InputError
-from pipeline.hashing import sha256_file
+from pipeline.synth.base import model_digest
 from pipeline.synth import Engine, ModelRef, PiperEngine, create_engine, load_engine, packaged_voice, verify_model
 
 SENTENCES = ["The meeting starts at nine.", "Please bring the signed consent form with you to the front desk."]
@@ -27,7 +27,7 @@ def engine(piper_voice: tuple[Path, Path]) -> Iterator[PiperEngine]:
 @pytest.fixture(scope="module")
 def voice_ref(piper_voice: tuple[Path, Path]) -> ModelRef:
     onnx, config = piper_voice
-    return ModelRef(engine="piper", model_path=onnx, config_path=config, sha256=sha256_file(onnx))
+    return ModelRef(engine="piper", model_path=onnx, config_path=config, sha256=model_digest(onnx, config))
 
 
 @pytest.fixture
@@ -147,8 +147,20 @@ def test_verify_model_refuses_a_changed_copy(voice_ref: ModelRef, tampered_copy:
     ref = ModelRef("piper", tampered_copy, voice_ref.config_path, voice_ref.sha256)
     with pytest.raises(EngineError, match="does not match the sha256 recorded in the voice profile") as caught:
         verify_model(ref)
-    assert f"expected {voice_ref.sha256}, found {sha256_file(tampered_copy)}" in str(caught.value)
+    assert f"expected {voice_ref.sha256}, found {model_digest(tampered_copy, voice_ref.config_path)}" in str(caught.value)
     assert "re-enroll the voice" in str(caught.value)
+
+
+def test_the_model_hash_covers_the_piper_config(voice_ref: ModelRef, tmp_path: Path) -> None:
+    """Piper reads length_scale and noise_scale from the .onnx.json: changing them is changing the model (issue 10)."""
+    import json
+
+    config = json.loads(voice_ref.config_path.read_text())
+    config.setdefault("inference", {})["length_scale"] = 1.6
+    changed = tmp_path / "changed.onnx.json"
+    changed.write_text(json.dumps(config))
+    with pytest.raises(EngineError, match="or its config"):
+        verify_model(ModelRef("piper", voice_ref.model_path, changed, voice_ref.sha256))
 
 
 def test_verify_model_reports_a_missing_file(voice_ref: ModelRef, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import soundfile as sf
 import typer
 from typer.testing import CliRunner
 
-from conftest import DEMO_VOICE, ORG, PEOPLE, voice_profile
+from conftest import DEMO_VOICE, ORG, PEOPLE, own_model_profile
 from pipeline.cli.verify import verify
 from pipeline.domain import Decision
 from pipeline.export.formats import ExportFormat, export_clip
@@ -256,7 +256,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, tools: Tools) -> Registry
     for name, role in PEOPLE.items():
         add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
-    add_voice(ws, voice_profile(root, id='"other"'), actor="ops", now=utcnow())
+    add_voice(ws, own_model_profile(root, "other"), actor="ops", now=utcnow())
     out = root / "out"
     out.mkdir()
 

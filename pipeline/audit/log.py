@@ -2,8 +2,8 @@
 
 Each event's hash covers its sequence number, time, actor, action, subject,
 data and the previous event's hash; the organisation key signs that hash.
-A signed head (the last sequence number and hash) is kept outside the
-database as well, so removing events from the end is detected too.
+The signed head (`pipeline.audit.head`) records the last sequence number and
+hash, so removing events from the end is detected too.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from pipeline.domain.model import canonical_json
 from pipeline.identity.keys import sign, verify
-from pipeline.store.files import atomic_output
 from pipeline.store.models import AuditRow
 
 GENESIS: Final = "0" * 64
@@ -65,42 +63,40 @@ class ChainReport:
     events: int
     problem: str = ""
     first_bad_seq: int | None = None
+    last_hash: str = ""
 
 
-def verify_chain(rows: Iterable[AuditRow], org_public_key: bytes, head: dict[str, Any] | None) -> ChainReport:
-    """Walk the chain in order; report the first event altered, removed or reordered."""
+RawEvent = tuple[Any, Any, Any, Any, Any, Any, Any, Any, Any]
+"""(seq, at, actor, action, subject, data, prev_hash, hash, signature) as the database holds them: text, unparsed,
+so a tampered row is reported rather than crashing the reader."""
+
+
+def _parse(raw: RawEvent) -> tuple[int, datetime, str, str, str, dict[str, Any], str, str, bytes]:
+    seq, at, actor, action, subject, data, prev, h, sig = raw
+    at = at if isinstance(at, datetime) else datetime.fromisoformat(str(at))
+    data = data if isinstance(data, dict) else json.loads(data)
+    if not isinstance(data, dict):
+        raise ValueError("its data is not a JSON object")
+    return int(seq), at, str(actor), str(action), str(subject), data, str(prev), str(h), bytes(sig)
+
+
+def verify_chain(rows: Iterable[RawEvent], org_public_key: bytes) -> ChainReport:
+    """Walk the chain in order; report the first event altered, unreadable, removed or reordered."""
     prev, expected, count = GENESIS, 1, 0
-    hashes: dict[int, str] = {}
-    for row in rows:
+    for raw in rows:
         count += 1
-        if row.seq != expected:
-            return ChainReport(False, count, f"event {expected} is missing or out of order (found {row.seq})", expected)
-        if row.prev_hash != prev:
-            return ChainReport(False, count, f"event {row.seq} does not follow event {row.seq - 1} (chain broken)", row.seq)
-        h = event_hash(row.seq, row.at, row.actor, row.action, row.subject, row.data, row.prev_hash)
-        if h != row.hash:
-            return ChainReport(False, count, f"event {row.seq} ({row.action}) was altered after it was written", row.seq)
-        if not verify(org_public_key, row.signature, bytes.fromhex(row.hash)):
-            return ChainReport(False, count, f"event {row.seq} ({row.action}) carries an invalid signature", row.seq)
-        hashes[row.seq] = row.hash
-        prev, expected = row.hash, expected + 1
-    if head is not None:
-        hseq, hhash = int(head["seq"]), str(head["hash"])
-        if not verify(org_public_key, bytes.fromhex(head["signature"]), canonical_json({"seq": hseq, "hash": hhash})):
-            return ChainReport(False, count, "the signed audit head was altered", hseq)
-        if hseq > count:
-            return ChainReport(False, count, f"events {count + 1}–{hseq} were removed from the end of the log", count + 1)
-        if hseq and hashes.get(hseq) != hhash:
-            return ChainReport(False, count, f"event {hseq} differs from the signed audit head", hseq)
-    return ChainReport(True, count)
-
-
-def write_head(path: Path, key: Ed25519PrivateKey, seq: int, hash_: str) -> None:
-    """Atomically replace the signed head file with the newest (seq, hash)."""
-    sig = sign(key, canonical_json({"seq": seq, "hash": hash_})).hex()
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps({"seq": seq, "hash": hash_, "signature": sig}))
-
-
-def read_head(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.exists() else None
+        try:
+            seq, at, actor, action, subject, data, prev_hash, h, sig = _parse(raw)
+        except (TypeError, ValueError) as exc:
+            return ChainReport(False, count, f"event {raw[0]} is unreadable (altered after it was written: {exc})",
+                               expected)
+        if seq != expected:
+            return ChainReport(False, count, f"event {expected} is missing or out of order (found {seq})", expected)
+        if prev_hash != prev:
+            return ChainReport(False, count, f"event {seq} does not follow event {seq - 1} (chain broken)", seq)
+        if event_hash(seq, at, actor, action, subject, data, prev_hash) != h:
+            return ChainReport(False, count, f"event {seq} ({action}) was altered after it was written", seq)
+        if not verify(org_public_key, sig, bytes.fromhex(h)):
+            return ChainReport(False, count, f"event {seq} ({action}) carries an invalid signature", seq)
+        prev, expected = h, expected + 1
+    return ChainReport(True, count, last_hash=prev if count else "")

@@ -413,10 +413,18 @@ class SpeakerEncoder:
 
 @dataclass
 class CheckTools:
-    """The recogniser and the speaker encoder, loaded on first use and shared across enrollments."""
+    """The recogniser, the speaker encoder and the presence-mark detector, loaded on first use and shared."""
 
     transcriber: Any = None
     encoder: SpeakerEncoder | None = None
+    presence_mark: Any = None
+
+    def presence(self) -> Any:
+        if self.presence_mark is None:
+            from pipeline.provenance.presence import PresenceMark
+
+            self.presence_mark = PresenceMark().load()
+        return self.presence_mark
 
     def asr(self) -> Any:
         if self.transcriber is None:

@@ -1,5 +1,16 @@
 """The domain core: entities, the statement state machine and the policies. Pure: no I/O."""
 
+from pipeline.domain.clips import CLIP_TRANSITIONS, ClipEvent, ClipState, next_clip_state
+from pipeline.domain.gates import (
+    ClipEvidence,
+    ClipStanding,
+    ConsentStatus,
+    Revocation,
+    clip_standing,
+    consent_status,
+    revocation_for,
+    set_digest,
+)
 from pipeline.domain.model import (
     APPROVAL_V2,
     Approval,
@@ -39,6 +50,18 @@ from pipeline.domain.policy import (
 from pipeline.domain.states import TERMINAL, TRANSITIONS, Event, State, can, next_state
 
 __all__ = [
+    "CLIP_TRANSITIONS",
+    "ClipEvent",
+    "ClipEvidence",
+    "ClipStanding",
+    "ClipState",
+    "ConsentStatus",
+    "Revocation",
+    "clip_standing",
+    "consent_status",
+    "next_clip_state",
+    "revocation_for",
+    "set_digest",
     "APPROVAL_V2",
     "TERMINAL",
     "TRANSITIONS",

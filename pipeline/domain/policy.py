@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from pipeline.domain.gates import ConsentStatus, consent_status
 from pipeline.domain.model import (
     Approval,
     ApprovalPolicyKind,
@@ -38,14 +39,15 @@ def check_consent_in_force(consent: Consent | None, voice_id: str, now: datetime
     if consent is None:
         raise ConsentError(f"Voice {vid!r} has no consent on file; add the voice with its consent record "
                            "(`voxgate voice add`) or enroll it (`voxgate voice enroll`) first.")
-    if consent.revoked_at is not None and consent.revoked_at <= now:
+    status = consent_status(consent, now)
+    if status is ConsentStatus.REVOKED:
         raise ConsentError(
             f"Consent for voice {vid!r} was revoked ({consent.revoked_reason or 'no reason given'}); "
             "nothing can be rendered or released in this voice without a new enrollment."
         )
-    if now < consent.valid_from:
+    if status is ConsentStatus.NOT_YET_VALID:
         raise ConsentError(f"Consent for voice {vid!r} is not valid until {consent.valid_from:%Y-%m-%d}.")
-    if now >= consent.valid_until:
+    if status is ConsentStatus.EXPIRED:
         raise ConsentError(
             f"Consent for voice {vid!r} expired on {consent.valid_until:%Y-%m-%d}; the owner must renew it."
         )
@@ -166,14 +168,18 @@ class Tally:
     owner_approved_by: frozenset[str]
     needed_reviewers: int
     needs_owner: bool
+    vetoed_by: frozenset[str] = frozenset()  # signed rejections or requests for changes of this very subject
 
     @property
     def complete(self) -> bool:
-        return len(self.reviewers) >= self.needed_reviewers and (not self.needs_owner or bool(self.owner_approved_by))
+        return (not self.vetoed_by and len(self.reviewers) >= self.needed_reviewers
+                and (not self.needs_owner or bool(self.owner_approved_by)))
 
     def missing(self) -> str:
         """A human line of what is still needed; empty when complete."""
         parts = []
+        if self.vetoed_by:
+            parts.append(f"a new revision or render ({', '.join(sorted(self.vetoed_by))} rejected it or asked for changes)")
         if (short := self.needed_reviewers - len(self.reviewers)) > 0:
             parts.append(f"{short} more reviewer approval{'s' if short > 1 else ''}")
         if self.needs_owner and not self.owner_approved_by:
@@ -197,12 +203,21 @@ def tally(
     owner stage, where the consent record binds an approver's key, only an
     approval signed with that very key counts (a key swapped under the name does not).
     `verify` checks the signature against the key the signer held at that point of the audit chain.
+    A verified rejection or request for changes of this very subject vetoes the stage: deleting
+    one from the store would otherwise revive the approvals given before it.
     """
     reviewer_stage = Stage.AUDIO if stage is Stage.AUDIO else Stage.TEXT
+    stages = {reviewer_stage} if stage is Stage.AUDIO else {Stage.TEXT, Stage.OWNER}
     bound = dict(req.owner_keys)
     reviewers: set[str] = set()
     owners: set[str] = set()
+    vetoes: set[str] = set()
     for a in approvals:
+        if (a.statement_id == statement.id and a.decision is not Decision.APPROVE and a.subject_hash == subject_hash
+                and (a.revision is None or a.revision == statement.revision)
+                and a.stage in stages and a.reviewer not in statement.authors and verify(a)):
+            vetoes.add(a.reviewer)
+            continue
         if (
             a.statement_id != statement.id
             or a.decision is not Decision.APPROVE
@@ -217,7 +232,7 @@ def tally(
         elif (a.stage is Stage.OWNER and stage is not Stage.AUDIO and a.reviewer in req.owner_approvers
               and (a.reviewer not in bound or a.key_fingerprint == bound[a.reviewer])):
             owners.add(a.reviewer)
-    return Tally(frozenset(reviewers), frozenset(owners), req.reviewers, bool(req.owner_approvers))
+    return Tally(frozenset(reviewers), frozenset(owners), req.reviewers, bool(req.owner_approvers), frozenset(vetoes))
 
 
 def check_may_review(statement: Statement, reviewer: str, stage: Stage, existing: Iterable[Approval], subject_hash: str,

@@ -29,6 +29,7 @@ class State(str, enum.Enum):
 
 
 class Event(str, enum.Enum):
+    SUBMITTED = "submitted"  # a new statement: the only event with no state before it
     REVIEW_STARTED = "review_started"  # a text approval was recorded, more are needed
     TEXT_APPROVED = "text_approved"  # the text stage's policy is now satisfied
     CHANGES_REQUESTED = "changes_requested"
@@ -53,7 +54,9 @@ TERMINAL: Final = frozenset({S.REJECTED, S.WITHDRAWN, S.REVOKED})
 _REVISABLE = (S.SUBMITTED, S.IN_REVIEW, S.CHANGES_REQUESTED, S.TEXT_APPROVED, S.DRAFT_READY)
 _LIVE = tuple(s for s in S if s not in TERMINAL)
 
-TRANSITIONS: Final[Mapping[tuple[State, Event], State]] = {
+#: `(None, SUBMITTED)`: a statement's first state. Every other key starts from a state.
+TRANSITIONS: Final[Mapping[tuple[State | None, Event], State]] = {
+    (None, E.SUBMITTED): S.SUBMITTED,
     (S.SUBMITTED, E.REVIEW_STARTED): S.IN_REVIEW,
     (S.IN_REVIEW, E.REVIEW_STARTED): S.IN_REVIEW,
     (S.SUBMITTED, E.TEXT_APPROVED): S.TEXT_APPROVED,
@@ -92,6 +95,7 @@ _HINTS: Final[Mapping[State, str]] = {
 
 
 _VERBS: Final[Mapping[Event, str]] = {
+    E.SUBMITTED: "submitted",
     E.REVIEW_STARTED: "reviewed",
     E.TEXT_APPROVED: "approved",
     E.CHANGES_REQUESTED: "sent back for changes",
@@ -108,16 +112,18 @@ _VERBS: Final[Mapping[Event, str]] = {
 }
 
 
-def can(state: State, event: Event) -> bool:
+def can(state: State | None, event: Event) -> bool:
     """Whether `event` is allowed in `state`."""
     return (state, event) in TRANSITIONS
 
 
-def next_state(state: State, event: Event, *, statement_id: int | str = "?") -> State:
-    """The state after `event`, or `TransitionError` saying what to do instead."""
+def next_state(state: State | None, event: Event, *, statement_id: int | str = "?") -> State:
+    """The state after `event` (`state` None: a new statement), or `TransitionError` saying what to do instead."""
     try:
         return TRANSITIONS[(state, event)]
     except KeyError:
+        if state is None:
+            raise TransitionError(f"A new statement can only be submitted, not {_VERBS[event]}.") from None
         hint = _HINTS[state].format(id=statement_id)
         raise TransitionError(
             f"Statement {statement_id} cannot be {_VERBS[event]} now: {hint}."

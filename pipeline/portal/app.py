@@ -31,6 +31,7 @@ from pipeline.portal.security import (
 )
 from pipeline.provenance.credentials import SIDECAR_SUFFIX
 from pipeline.services import clips as clip_service
+from pipeline.services.gates import released_standing
 from pipeline.services.render import Tools
 from pipeline.services.tokens import authenticate
 from pipeline.services.workspace import Workspace, open_workspace, utcnow
@@ -227,6 +228,8 @@ def released_clips(ws: Workspace) -> list[dict[str, Any]]:
         rows = s.scalars(select(ClipRow).where(ClipRow.state == "released").order_by(ClipRow.id.desc()))
         out = []
         for c in rows:
+            if not released_standing(s, ws, c):  # the column is a claim; the signed records decide
+                continue
             st = s.get(StatementRow, c.statement_id)
             rev = next(r for r in st.revisions if r.number == c.revision)
             out.append({

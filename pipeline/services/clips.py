@@ -11,11 +11,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.domain import Role, check_consent
+from pipeline.domain import ClipState, Role, check_consent
 from pipeline.errors import ConsentError, InputError, NotFoundError, StoreError
 from pipeline.provenance.credentials import SIDECAR_SUFFIX
 from pipeline.services.statements import get_statement, to_domain
-from pipeline.services.voices import consent_of, current_consent
+from pipeline.services.gates import released_standing, require_released
+from pipeline.services.voices import signed_consent
 from pipeline.services.video import DERIVED_FORMATS
 from pipeline.services.workspace import Workspace
 from pipeline.store.files import atomic_copy
@@ -26,11 +27,12 @@ EXTENSIONS = {"wav": "wav", "mp3": "mp3", "ogg": "ogg", "m4a": "m4a", "mp4-squar
 
 
 def list_clips(ws: Workspace, *, include_all: bool = False) -> list[ClipRow]:
+    """Released clips (the state column narrows the search; the signed records decide), or every clip."""
     with ws.sessions() as s:
         q = select(ClipRow).order_by(ClipRow.id)
-        if not include_all:
-            q = q.where(ClipRow.state == "released")
-        return list(s.scalars(q))
+        if include_all:
+            return list(s.scalars(q))
+        return [c for c in s.scalars(q.where(ClipRow.state == ClipState.RELEASED.value)) if released_standing(s, ws, c)]
 
 
 def get_clip(ws: Workspace, clip_id: int) -> ClipRow:
@@ -41,27 +43,29 @@ def get_clip(ws: Workspace, clip_id: int) -> ClipRow:
         return clip
 
 
-def _released_file(s: Session, clip_id: int, fmt: str, now: datetime) -> ClipFileRow:
-    """The stored file of a clip that may be distributed now: released, not revoked, consent still valid."""
+def _released_file(ws: Workspace, s: Session, clip_id: int, fmt: str, now: datetime) -> ClipFileRow:
+    """The stored file of a clip that may be distributed now: released and not revoked by the signed records,
+    consent still valid."""
     if fmt not in EXTENSIONS:
         raise InputError(f"Unknown format {fmt!r}; choose one of {', '.join(EXTENSIONS)}.")
     clip = s.get(ClipRow, clip_id)
     if clip is None:
         raise NotFoundError(f"No clip {clip_id}; list released clips with `voxgate clips list`.")
-    if clip.state == "revoked":
+    if clip.state == ClipState.REVOKED.value:
         raise ConsentError(f"Clip {clip_id} was revoked with its voice's consent; it must not be distributed.")
-    if clip.state != "released":
+    if clip.state != ClipState.RELEASED.value:
         raise InputError(f"Clip {clip_id} is a {clip.state} clip, not released; only released clips can be exported.")
-    check_consent(consent_of(current_consent(s, clip.voice_id)), to_domain(get_statement(s, clip.statement_id)), now)
+    require_released(s, ws, clip)  # the column is a claim: the signed records decide
+    check_consent(signed_consent(s, ws, clip.voice_id), to_domain(get_statement(s, clip.statement_id)), now)
     files = {f.format: f for f in clip.files}
     if fmt not in files:
         raise NotFoundError(f"Clip {clip_id} has no {fmt} file; render it again.")
     return files[fmt]
 
 
-def _may_hand_over(s: Session, clip_id: int, fmt: str, now: datetime) -> None:
+def _may_hand_over(ws: Workspace, s: Session, clip_id: int, fmt: str, now: datetime) -> None:
     """Refuse what may not leave the store now; videos and captions stand or fall with the clip's master."""
-    _released_file(s, clip_id, "wav" if fmt in DERIVED_FORMATS else fmt, now)
+    _released_file(ws, s, clip_id, "wav" if fmt in DERIVED_FORMATS else fmt, now)
 
 
 @dataclass(frozen=True)
@@ -84,12 +88,12 @@ def _hand_over(ws: Workspace, clip_id: int, fmt: str, action: str, *, recipient:
     copy = registered_copy(ws, clip_id, fmt, recipient)
     if copy is None:
         with ws.sessions() as s:
-            _may_hand_over(s, clip_id, fmt, now)  # before anything is made or registered
+            _may_hand_over(ws, s, clip_id, fmt, now)  # before anything is made or registered
         copy = personal_copy(ws, clip_id, fmt, recipient, now=now, tools=tools, progress=progress)
     path = ws.files.open_checked(copy.sha256)
     sidecar = ws.files.open_checked(copy.sidecar_sha256) if copy.sidecar_sha256 else None
     with ws.transaction() as s:
-        _may_hand_over(s, clip_id, fmt, now)
+        _may_hand_over(ws, s, clip_id, fmt, now)
         ws.record(s, action, actor=recipient, subject=clip_id,
                   data={"format": fmt, "sha256": copy.sha256, "delivery": copy.delivery}, now=now)
     return Handover(path, f"voxgate-clip-{clip_id}.{EXTENSIONS[fmt]}", sidecar, copy.delivery)
@@ -105,7 +109,7 @@ def export_clip(ws: Workspace, clip_id: int, fmt: str, out_dir: Path, *, actor: 
         raise InputError(f"{out_dir} is not a folder; create it first.")
     with ws.sessions() as s:
         who = ws.actor(s, actor, Role.DISTRIBUTOR, Role.REVIEWER)
-        _may_hand_over(s, clip_id, fmt, now)
+        _may_hand_over(ws, s, clip_id, fmt, now)
     handover = _hand_over(ws, clip_id, fmt, "voxgate.clip.exported", recipient=who.name, now=now, progress=progress)
     dest = out_dir / handover.name
     try:

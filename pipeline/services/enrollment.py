@@ -61,12 +61,14 @@ from pipeline.domain import (
     VoiceState,
     check_consent_in_force,
     compare_scope,
+    consent_status,
 )
 from pipeline.errors import AudioError, ConsentError, InputError, NotFoundError, PermissionError_, StoreError
 from pipeline.hashing import sha256_file
 from pipeline.services.voices import (
     _ID,
     add_consent_row,
+    binding_revocation,
     consent_history,
     consent_of,
     consent_to_dict,
@@ -75,8 +77,10 @@ from pipeline.services.voices import (
     record_problem,
     signatures_of,
     WITNESS_ONLY_NOTE,
+    signed_consent,
     witness_only,
 )
+from pipeline.services.liveness import machine_checks
 from pipeline.services.workspace import Workspace, utcnow
 from pipeline.settings import CONFIG_FILE
 from pipeline.store.files import atomic_copy, atomic_output
@@ -363,6 +367,9 @@ def _load_any(path: Path) -> tuple[np.ndarray, int]:
 
 
 _HINTS: Final = {
+    "AI presence watermark": "synthesised speech cannot give consent; the owner must read the script aloud themselves",
+    "payload mark": "one of this workspace's own clips cannot give consent; the owner must read the script aloud",
+    "registered clip": "one of this workspace's own clips cannot give consent; the owner must read the script aloud",
     "consent audio": "record the owner reading the script again",
     "earlier enrollment": "the consent audio does not sound like the person this voice was enrolled with; "
                           "a voice's owner never changes",
@@ -453,6 +460,10 @@ def enroll(ws: Workspace, voice_id: str, recordings_dir: Path, consent_audio: Pa
     consent_x, consent_sr = _load_any(consent_audio)
     checks: list[Check] = audio_checks("consent audio", audio_figures(consent_x, consent_sr), consent=True, cfg=cfg)
     _require(checks)
+    # Who made it: a person, not a voice generator (nor one of our own clips played back).
+    machine = machine_checks(ws, consent_x, consent_sr, tools.presence())
+    checks.extend(machine)
+    _require(machine)
     loaded: list[tuple[_Source, np.ndarray, int, str]] = []
     total_s = 0.0
     for src in sources:
@@ -619,8 +630,8 @@ def enrolled_recordings(ws: Workspace, voice_id: str) -> list[Recording]:
     now = utcnow()
     with ws.sessions() as s:
         get_voice(s, voice_id)
+        check_consent_in_force(signed_consent(s, ws, voice_id), voice_id, now)  # no recording may be used without it
         row = current_consent(s, voice_id)
-        check_consent_in_force(consent_of(row), voice_id, now)  # no recording may be used without it
         if row.enrollment_id is None:
             return []
         enrollment = s.get(EnrollmentRow, row.enrollment_id)
@@ -650,8 +661,9 @@ def renew_consent(ws: Workspace, voice_id: str, *, purposes: Sequence[str] | Non
         old_row = current_consent(s, voice_id)
         if old_row is None:
             raise NotFoundError(f"Voice {voice_id!r} has no consent to renew; enroll it (`voxgate consent script`).")
-        if old_row.revoked_at is not None:
-            raise ConsentError(f"Consent for voice {voice_id!r} was revoked on {old_row.revoked_at:%Y-%m-%d}; a revoked "
+        in_force = signed_consent(s, ws, voice_id)
+        if in_force is not None and in_force.revoked_at is not None:
+            raise ConsentError(f"Consent for voice {voice_id!r} was revoked on {in_force.revoked_at:%Y-%m-%d}; a revoked "
                                f"consent cannot be renewed. Enroll again: `voxgate consent script {voice_id} …`.")
         old = consent_of(old_row)
         assert old is not None
@@ -709,14 +721,13 @@ def renew_consent(ws: Workspace, voice_id: str, *, purposes: Sequence[str] | Non
 # --- showing it -------------------------------------------------------------------------
 
 
-def _status(row: ConsentRow, now: datetime) -> str:
-    if row.revoked_at is not None:
-        return "revoked"
-    if now >= row.valid_until:
-        return "expired"
-    if now < row.valid_from:
-        return "not yet valid"
-    return "active"
+def _status(s: Session, voice: VoiceRow, row: ConsentRow, now: datetime) -> str:
+    """The one consent status (`domain.consent_status`), with revocations read from their signed records."""
+    consent = consent_of(row)
+    assert consent is not None
+    if (rev := binding_revocation(s, voice.id, voice.model_sha256, row)) is not None:
+        consent = replace(consent, revoked_at=rev.at, revoked_reason=rev.reason)
+    return consent_status(consent, now).value
 
 
 def consent_details(ws: Workspace, voice_id: str, *, now: datetime) -> dict[str, Any]:
@@ -762,7 +773,7 @@ def consent_details(ws: Workspace, voice_id: str, *, now: datetime) -> dict[str,
                       "engine": voice.engine, "model_sha256": voice.model_sha256 or None},
             "organisation": ws.config.organisation,
             "consent": {
-                "id": row.id, "kind": row.kind or ConsentKind.PROFILE.value, "status": _status(row, now),
+                "id": row.id, "kind": row.kind or ConsentKind.PROFILE.value, "status": _status(s, voice, row, now),
                 "owner": row.owner, "owner_account": row.owner_account, "organisation": row.organisation,
                 "statement": row.statement, "purposes": row.purposes, "channels": row.channels,
                 "languages": row.languages, "valid_from": row.valid_from, "valid_until": row.valid_until,

@@ -27,7 +27,7 @@ from typing import Any, Final
 import numpy as np
 from sqlalchemy import select
 
-from pipeline.domain import Decision, Event, Role, State
+from pipeline.domain import ClipEvent, ClipState, Decision, Event, Role, State
 from pipeline.domain.policy import check_voice_renders
 from pipeline.errors import ConsentError, ProvenanceError, VoxgateError
 from pipeline.domain.serials import clip_serial
@@ -42,7 +42,7 @@ from pipeline.services.copies import (
     write_premaster,
 )
 from pipeline.services.review import approvals_of, require_text_approved, verifier
-from pipeline.services.statements import get_statement, transition
+from pipeline.services.statements import clip_transition, get_statement, transition
 from pipeline.services.voices import current_consent, get_voice, model_ref
 from pipeline.services.workspace import Workspace
 from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, StatementRow
@@ -125,8 +125,9 @@ def _claim(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime
         who = ws.actor(s, actor, Role.REVIEWER, Role.SUBMITTER)
         row = get_statement(s, statement_id)
         if row.state == State.RENDERING.value and now - row.updated_at > STALE_CLAIM:
-            for old in s.scalars(select(ClipRow).where(ClipRow.statement_id == row.id, ClipRow.state == "rendering")):
-                old.state = "failed"
+            for old in s.scalars(select(ClipRow).where(ClipRow.statement_id == row.id,
+                                                       ClipRow.state == ClipState.RENDERING.value)):
+                clip_transition(ws, s, old, ClipEvent.FAILED, actor="system", now=now, data={"reason": "stale claim"})
             transition(ws, s, row, Event.RENDER_FAILED, actor="system", now=now, data={"reason": "stale claim"})
         require_text_approved(s, ws, row, now)  # consent and approvals, at this very moment
         transition(ws, s, row, Event.RENDER_CLAIMED, actor=who.name, now=now)
@@ -136,7 +137,7 @@ def _claim(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime
         rev = row.revisions[-1]
         clip = ClipRow(statement_id=row.id, revision=rev.number, revision_sha256=rev.sha256, voice_id=voice.id,
                        model_sha256=voice.model_sha256, audio_sha256="", settings={}, figures={}, labels={},
-                       state="rendering", created_at=now)
+                       state=ClipState.RENDERING.value, created_at=now)
         s.add(clip)
         s.flush()
         job = {
@@ -303,7 +304,7 @@ def _register(ws: Workspace, statement_id: int, clip_id: int, figures: dict, set
     with ws.transaction() as s:
         row = get_statement(s, statement_id)
         clip = s.get(ClipRow, clip_id)
-        if row.state != State.RENDERING.value or clip.state != "rendering":
+        if row.state != State.RENDERING.value or clip.state != ClipState.RENDERING.value:
             raise ConsentError(f"Statement {statement_id} left the render queue while rendering ({row.state}); "
                                "the clip was discarded.")
         # Consent may have been revoked while we rendered: check again before anything is registered.
@@ -312,7 +313,7 @@ def _register(ws: Workspace, statement_id: int, clip_id: int, figures: dict, set
         for fmt, digest in digests.items():
             s.add(ClipFileRow(clip_id=clip_id, format=fmt, sha256=digest, size=files[fmt].stat().st_size))
         clip.audio_sha256, clip.figures, clip.settings, clip.labels = digests["wav"], figures, settings, labels
-        clip.state = "draft"
+        clip_transition(ws, s, clip, ClipEvent.REGISTERED, actor=actor, now=now, data={"audio_sha256": digests["wav"]})
         transition(ws, s, row, Event.RENDERED, actor=actor, now=now,
                    data={"clip": clip_id, "audio_sha256": digests["wav"], **figures})
 
@@ -322,8 +323,8 @@ def _release_claim(ws: Workspace, statement_id: int, clip_id: int, exc: BaseExce
     reason = str(exc) if isinstance(exc, VoxgateError) else f"{type(exc).__name__}: {exc}"
     with ws.transaction() as s:
         clip = s.get(ClipRow, clip_id)
-        if clip is not None and clip.state == "rendering":
-            clip.state = "failed"
+        if clip is not None and clip.state == ClipState.RENDERING.value:
+            clip_transition(ws, s, clip, ClipEvent.FAILED, actor="system", now=now, data={"reason": reason[:500]})
         row = get_statement(s, statement_id)
         if row.state == State.RENDERING.value:
             transition(ws, s, row, Event.RENDER_FAILED, actor="system", now=now, data={"reason": reason[:500]})

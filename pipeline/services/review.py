@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from pipeline.domain import (
     Approval,
     ApprovalPayload,
+    ClipEvent,
     Decision,
     Event,
     ReviewPolicy,
@@ -35,11 +36,11 @@ from pipeline.domain import (
     review_stage,
     tally,
 )
-from pipeline.errors import ApprovalError, ConsentError, PermissionError_, StoreError, TransitionError
+from pipeline.errors import ApprovalError, ConsentError, StoreError, TransitionError
 from pipeline.identity.history import People, people
 from pipeline.identity.keys import verify
-from pipeline.services.statements import get_statement, to_domain, transition
-from pipeline.services.voices import consent_of, current_consent
+from pipeline.services.statements import clip_transition, get_statement, supersede_drafts, to_domain, transition
+from pipeline.services.voices import signed_consent
 from pipeline.services.workspace import Workspace
 from pipeline.store.models import ApprovalRow, AuditRow, ClipRow, StatementRow
 
@@ -111,7 +112,7 @@ class StageStatus:
 def stage_status(s: Session, ws: Workspace, row: StatementRow, clip: ClipRow | None = None) -> StageStatus:
     """Where the statement's approvals stand: the text stage, or with `clip`, the audio stage."""
     st = to_domain(row)
-    consent = consent_of(current_consent(s, row.voice_id))
+    consent = signed_consent(s, ws, row.voice_id)
     if consent is None:
         raise ConsentError(f"Voice {row.voice_id!r} has no consent on file.")
     stage, subject = (Stage.TEXT, st.revision_hash) if clip is None else (Stage.AUDIO, clip.audio_sha256)
@@ -123,7 +124,7 @@ def stage_status(s: Session, ws: Workspace, row: StatementRow, clip: ClipRow | N
 
 def require_text_approved(s: Session, ws: Workspace, row: StatementRow, now: datetime) -> None:
     """The gate before any audio exists: consent valid now and every text approval in place (rule 1)."""
-    check_consent(consent_of(current_consent(s, row.voice_id)), to_domain(row), now)
+    check_consent(signed_consent(s, ws, row.voice_id), to_domain(row), now)
     status = stage_status(s, ws, row)
     if not status.tally.complete:
         raise ApprovalError(f"Statement {row.id} still needs {status.tally.missing()} of revision {row.revision}.")
@@ -143,9 +144,9 @@ def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str
                 f"read it again (`voxgate review show {row.id}`) before deciding."
             )
         if state in _TEXT_STATES or state is State.DRAFT_READY:
-            consent = consent_of(current_consent(s, row.voice_id))
+            consent = signed_consent(s, ws, row.voice_id)
             if consent is None:
-                raise ConsentError(f"Voice {row.voice_id!r} has no consent on file.")
+                raise ConsentError(f"Voice {row.voice_id!r} has no valid signed consent on file.")
             stage = review_stage(Role(who.role), audio=state is State.DRAFT_READY, name=who.name, consent=consent)
         elif state is State.TEXT_APPROVED and decision is Decision.APPROVE:
             raise ApprovalError(f"Statement {row.id}'s text is already approved; render it with `voxgate render {row.id}`.")
@@ -176,10 +177,10 @@ def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str
         approval.seq = event.seq
         if decision is Decision.REJECT:
             transition(ws, s, row, Event.REJECTED, actor=who.name, now=now)
-            _drop_draft(s, row.id)
+            supersede_drafts(ws, s, row.id, actor=who.name, now=now)
         elif decision is Decision.REQUEST_CHANGES:
             transition(ws, s, row, Event.CHANGES_REQUESTED, actor=who.name, now=now)
-            _drop_draft(s, row.id)
+            supersede_drafts(ws, s, row.id, actor=who.name, now=now)
         elif stage is Stage.AUDIO:
             status = stage_status(s, ws, row, clip)
             if status.tally.complete:
@@ -213,9 +214,8 @@ def release(ws: Workspace, statement_id: int, *, actor: str | None, now: datetim
         if not status.tally.complete:
             raise ApprovalError(f"Statement {row.id} still needs {status.tally.missing()} of its audio.")
         transition(ws, s, row, Event.RELEASED, actor=who.name, now=now, data={"clip": clip.id})
-        clip.state, clip.released_at = "released", now
-        ws.record(s, "voxgate.clip.released", actor=who.name, subject=clip.id,
-                  data={"statement": row.id, "audio_sha256": clip.audio_sha256}, now=now)
+        clip_transition(ws, s, clip, ClipEvent.RELEASED, actor=who.name, now=now,
+                        data={"audio_sha256": clip.audio_sha256})
     return row
 
 
@@ -225,11 +225,6 @@ def _check_audio_intact(ws: Workspace, clip: ClipRow) -> None:
     if not masters or masters[0].sha256 != clip.audio_sha256:
         raise StoreError(f"Clip {clip.id} has no intact WAV master; render the statement again.")
     ws.files.open_checked(clip.audio_sha256)
-
-
-def _drop_draft(s: Session, statement_id: int) -> None:
-    if (clip := draft_clip(s, statement_id)) is not None:
-        clip.state = "superseded"
 
 
 def _digest(signature: bytes) -> str:

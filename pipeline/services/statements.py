@@ -7,9 +7,20 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.domain import Event, Role, State, Statement, check_consent, next_state, text_hash
+from pipeline.domain import (
+    ClipEvent,
+    ClipState,
+    Event,
+    Role,
+    State,
+    Statement,
+    check_consent,
+    next_clip_state,
+    next_state,
+    text_hash,
+)
 from pipeline.errors import InputError, NotFoundError, PermissionError_
-from pipeline.services.voices import consent_of, current_consent, get_voice
+from pipeline.services.voices import get_voice, signed_consent
 from pipeline.services.workspace import Workspace
 from pipeline.store.models import ClipRow, RevisionRow, StatementRow
 from pipeline.synth.text import clean_text, refuse_forbidden_chars
@@ -57,12 +68,38 @@ def get_statement(s: Session, statement_id: int) -> StatementRow:
 
 def transition(ws: Workspace, s: Session, row: StatementRow, event: Event, *, actor: str, now: datetime,
                data: dict | None = None) -> None:
-    """Move `row` by `event` (the state machine decides) and record it in the audit log."""
+    """Move `row` by `event` (the state machine decides) and record it in the audit log.
+
+    The one way a statement's state changes; a new row (state None) can only be `SUBMITTED`.
+    """
     before = row.state
-    row.state = next_state(State(row.state), event, statement_id=row.id).value
+    row.state = next_state(State(before) if before is not None else None, event, statement_id=row.id).value
     row.updated_at = now
     ws.record(s, f"voxgate.statement.{event.value}", actor=actor, subject=row.id,
               data={"from": before, "to": row.state, "revision": row.revision, **(data or {})}, now=now)
+
+
+def clip_transition(ws: Workspace, s: Session, clip: ClipRow, event: ClipEvent, *, actor: str, now: datetime,
+                    data: dict | None = None) -> None:
+    """Move a clip by `event` (its own state machine decides) and record it: the one way a clip's state changes.
+
+    The column is a cache for listing; gates read the signed records (`services.gates`).
+    """
+    before = clip.state
+    clip.state = next_clip_state(ClipState(before), event, clip_id=clip.id).value
+    if event is ClipEvent.RELEASED:
+        clip.released_at = now
+    elif event is ClipEvent.REVOKED:
+        clip.revoked_at = now
+    ws.record(s, f"voxgate.clip.{event.value}", actor=actor, subject=clip.id,
+              data={"from": before, "to": clip.state, "statement": clip.statement_id, **(data or {})}, now=now)
+
+
+def supersede_drafts(ws: Workspace, s: Session, statement_id: int, *, actor: str, now: datetime) -> None:
+    """A revision, rejection, request for changes or withdrawal replaces the statement's draft clip."""
+    for clip in s.scalars(select(ClipRow).where(ClipRow.statement_id == statement_id,
+                                                ClipRow.state == ClipState.DRAFT.value)):
+        clip_transition(ws, s, clip, ClipEvent.SUPERSEDED, actor=actor, now=now)
 
 
 def submit(ws: Workspace, *, voice_id: str, purpose: str, channel: str, language: str, text: str,
@@ -73,8 +110,9 @@ def submit(ws: Workspace, *, voice_id: str, purpose: str, channel: str, language
         voice = get_voice(s, voice_id)
         if language not in voice.languages:
             raise InputError(f"Voice {voice_id!r} speaks {', '.join(voice.languages)}, not {language!r}.")
+        state = next_state(None, Event.SUBMITTED)
         row = StatementRow(voice_id=voice_id, language=language, purpose=purpose.strip(), channel=channel.strip(),
-                           submitter=who.name, state=State.SUBMITTED.value, revision=1, created_at=now, updated_at=now)
+                           submitter=who.name, state=state.value, revision=1, created_at=now, updated_at=now)
         s.add(row)
         s.flush()
         rev = RevisionRow(statement_id=row.id, number=1, text=text, sha256=text_hash(text), author=who.name, created_at=now)
@@ -82,10 +120,11 @@ def submit(ws: Workspace, *, voice_id: str, purpose: str, channel: str, language
         s.flush()
         s.refresh(row)
         # The consent gate runs first at submission, so an out-of-scope request is refused before review.
-        check_consent(consent_of(current_consent(s, voice_id)), to_domain(row), now)
-        ws.record(s, "voxgate.statement.submitted", actor=who.name, subject=row.id,
-                  data={"voice": voice_id, "purpose": row.purpose, "channel": row.channel, "language": language,
-                        "revision": 1, "text_sha256": rev.sha256}, now=now)
+        check_consent(signed_consent(s, ws, voice_id), to_domain(row), now)
+        row.state = None  # type: ignore[assignment]  # born through the one audited transition
+        transition(ws, s, row, Event.SUBMITTED, actor=who.name, now=now,
+                   data={"voice": voice_id, "purpose": row.purpose, "channel": row.channel, "language": language,
+                         "text_sha256": rev.sha256})
     return row
 
 
@@ -101,8 +140,7 @@ def revise(ws: Workspace, statement_id: int, text: str, *, actor: str | None, no
         row.revision += 1
         s.add(RevisionRow(statement_id=row.id, number=row.revision, text=text, sha256=text_hash(text),
                           author=who.name, created_at=now))
-        for clip in s.scalars(select(ClipRow).where(ClipRow.statement_id == row.id, ClipRow.state == "draft")):
-            clip.state = "superseded"
+        supersede_drafts(ws, s, row.id, actor=who.name, now=now)
         s.flush()
         s.refresh(row)
     return row
@@ -115,8 +153,7 @@ def withdraw(ws: Workspace, statement_id: int, *, actor: str | None, now: dateti
         if who.role != Role.ADMIN.value and who.name not in {r.author for r in row.revisions}:
             raise PermissionError_(f"Only an author of statement {statement_id} or an admin can withdraw it.")
         transition(ws, s, row, Event.WITHDRAWN, actor=who.name, now=now)
-        for clip in s.scalars(select(ClipRow).where(ClipRow.statement_id == row.id, ClipRow.state == "draft")):
-            clip.state = "superseded"
+        supersede_drafts(ws, s, row.id, actor=who.name, now=now)
     return row
 
 

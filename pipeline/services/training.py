@@ -25,8 +25,8 @@ import numpy as np
 
 from pipeline.domain import Role, canonical_json, check_consent_in_force
 from pipeline.errors import ConsentError, InputError
-from pipeline.hashing import sha256_file
-from pipeline.services.voices import consent_of, current_consent, get_voice, model_ref
+from pipeline.synth.base import model_digest
+from pipeline.services.voices import get_voice, model_ref, signed_consent
 from pipeline.services.workspace import Workspace, utcnow
 from pipeline.store.files import atomic_output
 from pipeline.train.checkpoint import SLIM_CONFIG, BaseModel, latest_checkpoint, resolve_base
@@ -154,7 +154,7 @@ def fine_tune(
     voxgate = {"base_sha256": base.sha256, "data_sha256": sources, "language": language}
     model_path, result = trainer.fine_tune(base, dataset, out_dir, steps=steps, batch_size=batch_size,
                                            language=language, on_step=on_step, voxgate=voxgate)
-    sha = sha256_file(model_path)
+    sha = model_digest(model_path, model_path.with_name(SLIM_CONFIG))  # every file the engine reads
     record = {
         "base": {"path": str(base.checkpoint), "sha256": base.sha256, "kind": base.kind},
         "data": dataset.to_dict(),
@@ -227,7 +227,7 @@ def train_voice(
     with ws.sessions() as s:  # read-only checks; training runs outside any transaction
         who = ws.actor(s, actor, Role.ADMIN).name
         voice = get_voice(s, voice_id)
-        _require_consent(s, voice_id, clock())
+        _require_consent(s, ws, voice_id, clock())
         language = voice.languages[0]
     recordings = enrolled_recordings(ws, voice_id)
     if not recordings:
@@ -246,7 +246,7 @@ def train_voice(
                     progress=progress)
     with ws.transaction() as s:
         voice = get_voice(s, voice_id)
-        _require_consent(s, voice_id, clock())  # it may have been revoked while the model trained
+        _require_consent(s, ws, voice_id, clock())  # it may have been revoked while the model trained
         voice.engine = "coqui"
         voice.model_ref = str(run.model_path.relative_to(voice_dir))
         voice.config_ref = str(run.config_path.relative_to(voice_dir))
@@ -261,8 +261,8 @@ def train_voice(
     return run
 
 
-def _require_consent(s: Any, voice_id: str, now: datetime) -> None:
-    check_consent_in_force(consent_of(current_consent(s, voice_id)), voice_id, now)
+def _require_consent(s: Any, ws: Workspace, voice_id: str, now: datetime) -> None:
+    check_consent_in_force(signed_consent(s, ws, voice_id), voice_id, now)
 
 
 def evaluate_voice(
@@ -289,7 +289,7 @@ def evaluate_voice(
     with ws.sessions() as s:
         who = ws.actor(s, actor, Role.ADMIN, Role.REVIEWER).name
         voice = get_voice(s, voice_id)
-        _require_consent(s, voice_id, clock())
+        _require_consent(s, ws, voice_id, clock())
         ref, language = model_ref(voice, ws), voice.languages[0]
     engine = load_engine(ref)
     audio = engine.synthesize(list(sentences))

@@ -28,9 +28,11 @@ from pipeline.export.probe import decode, probe
 from pipeline.hashing import sha256_file
 from pipeline.provenance.credentials import CredentialReport, CredentialStatus, load_trust, read_credentials
 from pipeline.provenance.labels import AI_GENERATED_TAG, CLIP_ID_TAG
+from pipeline.domain import ClipState
 from pipeline.services.copies import payload_mark
+from pipeline.services.gates import made_under, standing
 from pipeline.services.review import approvals_of, verifier
-from pipeline.services.voices import current_consent, signatures_of, witness_only
+from pipeline.services.voices import signatures_of, witness_only
 from pipeline.services.workspace import Workspace
 from pipeline.domain.serials import parse_serial
 from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, DeliveryFileRow, DeliveryRow, StatementRow, VoiceRow
@@ -124,8 +126,7 @@ def verify_file(ws: Workspace, path: Path, *, now: datetime, actor: str | None =
         named = {registered[0] if registered else None, credentials.clip_id, tags_clip,
                  payload.serial if payload else None} - {None}
         rows = {clip: row for clip in sorted(named) if (row := s.get(ClipRow, clip)) is not None}
-        facts = {clip: ClipFacts(clip, row.state, _consent(s, row).revoked_at is not None, row.released_at)
-                 for clip, row in rows.items()}
+        facts = {clip: _facts(s, ws, row) for clip, row in rows.items()}
         masters = {clip: row.audio_sha256 for clip, row in rows.items() if row.audio_sha256}
     intact = {registered[0]} if registered else set()
     if credentials.status is CredentialStatus.TRUSTED and credentials.clip_id is not None:
@@ -204,12 +205,16 @@ def _clip_number(tag: str | None) -> int | None:
     return int(tag) if tag is not None and tag.isascii() and tag.isdigit() else None
 
 
+def _facts(s: Session, ws: Workspace, clip: ClipRow) -> ClipFacts:
+    """The clip as the signed records show it (`services.gates`): its state column is only a claim."""
+    found = standing(s, ws, clip)
+    revoked = found.state is ClipState.REVOKED
+    return ClipFacts(clip.id, found.state.value, revoked, clip.released_at if found.released else None)
+
+
 def _consent(s: Session, clip: ClipRow) -> ConsentRow:
     """The consent the clip was rendered under (the voice's current one for a clip that never finished)."""
-    made_under = s.scalars(select(ConsentRow).where(ConsentRow.voice_id == clip.voice_id,
-                                                    ConsentRow.record_sha256 == clip.settings.get("consent_sha256"))
-                           .order_by(ConsentRow.id.desc()).limit(1)).first()
-    return made_under or current_consent(s, clip.voice_id)
+    return made_under(s, clip)
 
 
 def _record(s: Session, ws: Workspace, clip_id: int) -> ClipRecord:
@@ -224,7 +229,9 @@ def _record(s: Session, ws: Workspace, clip_id: int) -> ClipRecord:
         for a in approvals_of(s, clip.statement_id) if a.subject_hash in (clip.revision_sha256, clip.audio_sha256)
         and a.revision in (None, clip.revision)
     )
-    text = next(r.text for r in statement.revisions if r.number == clip.revision) if clip.released_at else None
-    return ClipRecord(clip.id, clip.state, clip.statement_id, clip.revision, text, voice.id, voice.name, consent.owner,
-                      approvals, clip.created_at, clip.released_at, clip.revoked_at or consent.revoked_at,
-                      witness_only(signatures_of(s, consent)))
+    found = standing(s, ws, clip)
+    released = found.released or found.state is ClipState.REVOKED and clip.released_at is not None
+    text = next(r.text for r in statement.revisions if r.number == clip.revision) if released else None
+    return ClipRecord(clip.id, found.state.value, clip.statement_id, clip.revision, text, voice.id, voice.name, consent.owner,
+                      approvals, clip.created_at, clip.released_at if released else None,
+                      clip.revoked_at or consent.revoked_at, witness_only(signatures_of(s, consent)))

@@ -34,8 +34,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pipeline import audit
 from pipeline.domain import (
     TERMINAL,
+    ClipEvent,
+    ClipState,
+    Revocation,
     ApprovalPolicyKind,
     Consent,
     ConsentKind,
@@ -47,13 +51,21 @@ from pipeline.domain import (
     VoiceState,
     consent_payload,
     may_revoke,
-    next_state,
+    revocation_for,
 )
 from pipeline.errors import ConsentError, EngineError, InputError, NotFoundError, PermissionError_
 from pipeline.identity.history import people
-from pipeline.identity.keys import verify
+from pipeline.identity.keys import sign, verify
 from pipeline.services.workspace import Actor, Workspace
-from pipeline.store.models import ClipRow, ConsentRow, ConsentSignatureRow, StatementRow, UserRow, VoiceRow
+from pipeline.store.models import (
+    ClipRow,
+    ConsentRow,
+    ConsentSignatureRow,
+    RevocationRow,
+    StatementRow,
+    UserRow,
+    VoiceRow,
+)
 from pipeline.synth.base import ModelRef
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -213,10 +225,10 @@ def add_consent_row(ws: Workspace, s: Session, c: Consent, kind: ConsentKind, ev
 def record_problem(s: Session, row: ConsentRow) -> str | None:
     """Why a stored consent record cannot be relied on, or None when its record and signatures hold.
 
-    Records from before migration 0003 have no canonical JSON and are taken as they are.
+    A row without its signed record is invalid (fail closed): its columns are only a copy of the record.
     """
     if row.record_json is None:
-        return None
+        return "it has no signed record (the row's columns alone prove nothing)"
     payload = row.record_json.encode("utf-8")
     if hashlib.sha256(payload).hexdigest() != row.record_sha256:
         return "its record does not match its sha256"
@@ -276,6 +288,14 @@ def add_voice(ws: Workspace, folder: Path, *, actor: str | None, now: datetime) 
         who = ws.actor(s, actor, Role.ADMIN)
         if s.get(VoiceRow, profile.id) is not None:
             raise InputError(f"A voice with id {profile.id!r} already exists; give the new profile another id.")
+        rev = revocation_for(revocations(s), voice_id=profile.id, model_sha256=profile.model_sha256, consent=c,
+                             consent_kind=ConsentKind.PROFILE, consent_created_at=now)
+        if rev is not None:
+            raise ConsentError(
+                f"The owner revoked consent for this model on {rev.at:%Y-%m-%d} (voice {rev.voice_id!r}: {rev.reason}); "
+                "it cannot be added again under any id. Only the owner's new spoken consent brings it back "
+                "(`voxgate consent script …`, then `voxgate voice enroll`)."
+            )
         for name in sorted(c.approvers):
             user = s.get(UserRow, name)
             if user is None or user.role not in (Role.OWNER.value, Role.DELEGATE.value):
@@ -353,32 +373,92 @@ def show_voice(ws: Workspace, voice_id: str) -> tuple[VoiceRow, ConsentRow | Non
         return voice, current_consent(s, voice_id, verified=False)
 
 
+def revocations(s: Session) -> list[Revocation]:
+    """Every revocation record, oldest first. One that cannot be read still revokes its voice and model."""
+    out = []
+    for r in s.scalars(select(RevocationRow).order_by(RevocationRow.id)):
+        try:
+            raw = json.loads(r.record_json)
+            out.append(Revocation(raw["voice"], raw["owner"], raw["model_sha256"], raw["consent_sha256"],
+                                  raw["reason"], raw["revoker"], datetime.fromisoformat(raw["at"])))
+        except (TypeError, ValueError, KeyError):
+            out.append(Revocation(r.voice_id, r.owner, r.model_sha256, "", "(unreadable revocation record)",
+                                  r.revoker, r.created_at))
+    return out
+
+
+def binding_revocation(s: Session, voice_id: str, model_sha256: str, row: ConsentRow | None,
+                       known: list[Revocation] | None = None) -> Revocation | None:
+    """The revocation that binds the voice's model under consent record `row`, or None (`domain.revocation_for`)."""
+    return revocation_for(known if known is not None else revocations(s), voice_id=voice_id,
+                          model_sha256=model_sha256 or "", consent=consent_of(row),
+                          consent_kind=ConsentKind(row.kind) if row is not None and row.kind else None,
+                          consent_created_at=row.created_at if row is not None else None)
+
+
+def signed_consent(s: Session, ws: Workspace, voice_id: str) -> Consent | None:
+    """The voice's consent as the signed records say, for every gate.
+
+    The record must verify (a row without its signed record is invalid); the
+    revocation records decide whether it is revoked (the `revoked_at` column can
+    only add a revocation, never lift one); and the revocation and veto sets
+    must match what the signed audit head commits to.
+    """
+    audit.require_commitments(s, ws.org_public_key)
+    row = current_consent(s, voice_id)
+    if row is None:
+        return None
+    consent = consent_of(row)
+    assert consent is not None
+    voice = get_voice(s, voice_id)
+    if (rev := binding_revocation(s, voice.id, voice.model_sha256, row)) is not None:
+        return replace(consent, revoked_at=rev.at, revoked_reason=rev.reason)
+    return consent
+
+
 def revoke_consent(ws: Workspace, voice_id: str, reason: str, *, actor: str | None, now: datetime) -> dict[str, int]:
-    """Revoke at once and for good: live statements are revoked, released clips marked revoked."""
+    """Revoke at once and for good, as a signed record bound to the owner and the model hash.
+
+    Live statements are revoked and released clips marked revoked (caches for listing: the
+    revocation record is what every gate reads). Only a new enrollment lifts it.
+    """
+    from pipeline.services.statements import clip_transition, transition
+
     if not reason.strip():
         raise InputError("Give a reason for the revocation with --reason.")
     with ws.transaction() as s:
         who = ws.actor(s, actor, Role.OWNER, Role.DELEGATE)
-        get_voice(s, voice_id)
+        voice = get_voice(s, voice_id)
         row = current_consent(s, voice_id, verified=False)  # revoking must work even on a record that fails checks
         if row is None:
             raise NotFoundError(f"Voice {voice_id!r} has no consent on file.")
-        if row.revoked_at is not None:
-            raise InputError(f"Consent for voice {voice_id!r} was already revoked on {row.revoked_at:%Y-%m-%d}.")
+        if (earlier := binding_revocation(s, voice.id, voice.model_sha256, row)) is not None:
+            raise InputError(f"Consent for voice {voice_id!r} was already revoked on {earlier.at:%Y-%m-%d}.")
         if not may_revoke(Role(who.role), who.name, consent_of(row)):  # type: ignore[arg-type]
             raise PermissionError_(f"{who.name} is not the owner or a named delegate of voice {voice_id!r}.")
-        row.revoked_at, row.revoked_by, row.revoked_reason = now, who.name, reason.strip()
-        s.get(VoiceRow, voice_id).state = VoiceState.REVOKED.value
-        statements = s.scalars(select(StatementRow).where(StatementRow.voice_id == voice_id)).all()
+        record = Revocation(voice_id, row.owner, voice.model_sha256 or "", row.record_sha256, reason.strip(),
+                            who.name, now)
+        payload = record.to_bytes()
+        revocation = RevocationRow(voice_id=voice_id, owner=row.owner, model_sha256=record.model_sha256,
+                                   record_json=payload.decode("utf-8"), record_sha256=hashlib.sha256(payload).hexdigest(),
+                                   org_signature=sign(ws.org_key, payload), revoker=who.name,
+                                   revoker_signature=who.sign(payload),
+                                   created_at=now)
+        s.add(revocation)
+        row.revoked_at, row.revoked_by, row.revoked_reason = now, who.name, reason.strip()  # cache for listing
+        voice.state = VoiceState.REVOKED.value
         moved = 0
-        for st in statements:
+        for st in s.scalars(select(StatementRow).where(StatementRow.voice_id == voice_id)).all():
             if State(st.state) not in TERMINAL:
-                st.state = next_state(State(st.state), Event.CONSENT_REVOKED, statement_id=st.id).value
-                st.updated_at = now
+                transition(ws, s, st, Event.CONSENT_REVOKED, actor=who.name, now=now)
                 moved += 1
-        clips = s.scalars(select(ClipRow).where(ClipRow.voice_id == voice_id, ClipRow.state == "released")).all()
+        clips = s.scalars(select(ClipRow).where(ClipRow.voice_id == voice_id,
+                                                ClipRow.state.in_([ClipState.RELEASED.value, ClipState.DRAFT.value]))).all()
         for clip in clips:
-            clip.state, clip.revoked_at = "revoked", now
-        ws.record(s, "voxgate.consent.revoked", actor=who.name, subject=voice_id,
-                  data={"reason": reason.strip(), "statements_revoked": moved, "clips_revoked": len(clips)}, now=now)
+            clip_transition(ws, s, clip, ClipEvent.REVOKED, actor=who.name, now=now)
+        s.flush()
+        ws.record(s, audit.head.REVOKED_ACTION, actor=who.name, subject=voice_id,
+                  data={"reason": reason.strip(), "statements_revoked": moved, "clips_revoked": len(clips),
+                        "revocation_sha256": revocation.record_sha256, "owner": row.owner,
+                        "model_sha256": record.model_sha256, "consent_sha256": row.record_sha256}, now=now)
     return {"statements": moved, "clips": len(clips)}

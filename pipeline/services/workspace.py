@@ -7,7 +7,7 @@
     <home>/keys/c2pa/       the C2PA signing identity (see pipeline.provenance.credentials)
     <home>/keys/watermark.key  32 random bytes (mode 0600) the payload watermark key derives from
     <home>/voices/<id>/     voice profiles as added
-    <home>/audit-head.json  the signed head of the audit log
+    <home>/audit-head.json  a published copy of the signed audit head (the database keeps its own)
 
 People's private keys are never here: each person signs with their own key
 folder (`pipeline.identity.personal`); the workspace keeps public keys only.
@@ -37,6 +37,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline import audit
+from pipeline.audit.head import last_seq, write_head_file
 from pipeline.domain.model import Role
 from pipeline.errors import InputError, NotFoundError, PermissionError_, StoreError, map_exceptions
 from pipeline.domain.model import canonical_json
@@ -151,11 +152,11 @@ class Workspace:
         """One atomic unit of work; on commit, the signed audit head moves forward."""
         with self._write_lock, map_exceptions(_DB_ERRORS, "The workspace database refused the change"):
             with self.sessions.begin() as session:
+                before = last_seq(session)
                 yield session
-                last = session.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
-                head = (last.seq, last.hash) if last else None
-            if head:
-                audit.write_head(self.head_path, self.org_key, *head)
+                head = audit.advance(session, self.org_key, self.org_public_key, before)
+            if head is not None:  # the published copy; the database's own head is what gates read
+                write_head_file(self.head_path, head)
 
     def record(self, session: Session, action: str, *, actor: str, subject: str | int,
                data: dict[str, Any] | None = None, now: datetime) -> AuditRow:
@@ -351,6 +352,7 @@ def open_workspace(home: Path, keyring: Keyring | None = None) -> Workspace:
         migrate(engine)  # no-op when current; upgrades a workspace made by an older voxgate
     ws = Workspace(home, cfg, engine, session_factory(engine), FileStore(home / "blobs"),
                    load_key(home / "keys" / "org.key"), keyring or Keyring.from_env())
+    _adopt_file_head(ws)
     _assign_id(ws)
     return ws
 
@@ -364,3 +366,34 @@ def _assign_id(ws: Workspace) -> None:
         if workspace_id(s) is None:
             ws.record(s, WORKSPACE_ID_ASSIGNED, actor="system", subject=ws.config.organisation,
                       data={"workspace_id": str(uuid.uuid4())}, now=utcnow())
+
+
+def _adopt_file_head(ws: Workspace) -> None:
+    """Upgrade: a workspace from before migration 0006 kept its signed head only in audit-head.json.
+
+    Its head moves into the database once, and only when that file's signature and the chain agree;
+    otherwise the head stays missing and every gate refuses until the operator looks.
+    """
+    import json
+
+    from pipeline.audit.head import put_head, revocation_items, stored_head, veto_items
+    from pipeline.domain.gates import set_digest
+    from pipeline.domain.model import canonical_json
+    from pipeline.identity.keys import verify
+
+    with ws.sessions() as s:
+        if stored_head(s) is not None or not last_seq(s):
+            return
+    try:
+        old = json.loads(ws.head_path.read_text())
+        seq, hash_, sig = int(old["seq"]), str(old["hash"]), bytes.fromhex(old["signature"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if "revocations_sha256" in old or not verify(ws.org_public_key, sig, canonical_json({"seq": seq, "hash": hash_})):
+        return
+    with ws._write_lock, ws.sessions.begin() as s:
+        last = s.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
+        if last is None or last.seq != seq or last.hash != hash_ or stored_head(s) is not None:
+            return
+        head = put_head(s, ws.org_key, seq, hash_, set_digest(revocation_items(s)), set_digest(veto_items(s)))
+    write_head_file(ws.head_path, head)

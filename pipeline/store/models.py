@@ -298,3 +298,34 @@ class ConsentSignatureRow(Base):
     capacity: Mapped[str] = mapped_column(String(16))  # witness | owner | renewed_by
     signature: Mapped[bytes] = mapped_column(LargeBinary(64))
     created_at: Mapped[datetime]
+
+
+# --- signed gates (migration 0006) -------------------------------------------
+
+
+class RevocationRow(Base):
+    """A signed, append-only revocation of consent, bound to the owner and the model hash (never updated)."""
+
+    __tablename__ = "revocations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    voice_id: Mapped[str] = mapped_column(String(64), index=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    model_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    record_json: Mapped[str] = mapped_column(Text)  # `domain.Revocation.to_bytes()`
+    record_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    org_signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+    revoker: Mapped[str] = mapped_column(String(64))
+    revoker_signature: Mapped[bytes | None] = mapped_column(LargeBinary(64))  # where the revoker's key was at hand
+    created_at: Mapped[datetime]
+
+
+class AuditHeadRow(Base):
+    """The signed audit head, kept with the database (one row, id 1): the last event and the record sets."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    revocations_sha256: Mapped[str] = mapped_column(String(64))  # `domain.set_digest` of revocation record hashes
+    vetoes_sha256: Mapped[str] = mapped_column(String(64))  # … of rejections and requests for changes
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))

@@ -9,6 +9,8 @@ new engine cannot skip a safeguard.
 
 from __future__ import annotations
 
+import hashlib
+
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,24 +66,40 @@ class ModelRef:
     model_path: Path
     config_path: Path | None
     sha256: str
-    """Hex SHA-256 of `model_path`, recorded when the voice was enrolled."""
+    """`model_digest` of the model and its config, recorded when the voice was enrolled."""
+
+
+def model_digest(model_path: Path, config_path: Path | None) -> str:
+    """The model hash consent is bound to: every file the engine reads.
+
+    A model alone hashes as its own sha256; with a config (Piper's `.onnx.json`, whose
+    `length_scale` and `noise_scale` change the voice; Coqui's `config.json`) it is the
+    sha256 of both files' sha256s, labelled, so neither can change under the consent.
+    """
+    model = sha256_file(model_path)
+    if config_path is None:
+        return model
+    both = f"voxgate.model/2\nmodel {model}\nconfig {sha256_file(config_path)}\n"
+    return hashlib.sha256(both.encode()).hexdigest()
 
 
 def verify_model(ref: ModelRef) -> None:
-    """Raise EngineError unless `ref.model_path` still has the enrolled SHA-256.
+    """Raise EngineError unless the model and its config still have the enrolled hash (`model_digest`).
 
     Consent was given for one specific model; a swapped or corrupted file must
     not be able to speak under that consent.
     """
     path = ref.model_path
-    if not path.is_file():
-        raise EngineError(f"Model file {path} is missing; restore the original file or re-enroll the voice.")
+    for needed in (path, ref.config_path):
+        if needed is not None and not needed.is_file():
+            raise EngineError(f"Model file {needed} is missing; restore the original file or re-enroll the voice.")
     with map_exceptions({OSError: EngineError}, f"Could not read model file {path}"):
-        found = sha256_file(path)
+        found = model_digest(path, ref.config_path)
     expected = ref.sha256.strip().lower()
     if found != expected:
         raise EngineError(
-            f"Model file {path} does not match the sha256 recorded in the voice profile "
+            f"Model file {path}{' or its config ' + str(ref.config_path) if ref.config_path else ''} does not match "
+            "the sha256 recorded in the voice profile "
             f"(expected {expected}, found {found}); restore the original file or re-enroll the voice."
         )
     logger.debug("Model %s matches its recorded sha256 %s", path, found)
