@@ -49,7 +49,7 @@ def insider(tmp_path_factory: pytest.TempPathFactory) -> Insider:
     root = tmp_path_factory.mktemp("insider")
     ws, _ = init_workspace(root / "ws", ORG, now=utcnow())
     for name, role in PEOPLE.items():
-        users.add_user(ws, name, role, actor="ops", now=utcnow())
+        users.add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     voices.add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
     second = own_model_profile(root, "second")
     voices.add_voice(ws, second, actor="ops", now=utcnow())
@@ -256,7 +256,7 @@ def test_deleting_a_revocation_record_is_caught_at_the_next_gate(insider, tmp_pa
     assert insider.revoked not in {c["id"] for c in released_clips(ws)}
     assert verify_file(ws, insider.revoked_file, now=utcnow()).verdict.outcome is not Outcome.AUTHENTIC
     # An honest write afterwards does not absorb the deletion into the head.
-    users.add_user(ws, "newcomer", "reviewer", actor="ops", now=utcnow())
+    users.add_user_from_keys(ws, "newcomer", "reviewer", actor="ops", now=utcnow())
     with pytest.raises(ConsentError, match="revocation records differ"):
         statements.submit(ws, voice_id="second", purpose="public-statement", channel="social", language="en",
                           text="Back again.", actor="sam", now=utcnow())
