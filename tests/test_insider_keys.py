@@ -7,6 +7,7 @@ refused command leaves every table row and the audit head as they were.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -171,6 +172,13 @@ def test_a_key_swapped_under_the_delegates_name_does_not_count_for_the_owner_sta
     team.refused("joe-delegate", "review", "approve", "1", match="is not joe-delegate's registered key")
     consent = team.ok("ops", "consent", "show", "demo", user="")
     assert "WITNESSED ONLY" in consent.stdout
+    from pipeline.identity.personal import fingerprint, read_public_key
+
+    record = json.loads(team.ok("ops", "consent", "show", "demo", "--json", user="").stdout)["consent"]
+    joe = fingerprint(read_public_key(team.folders["joe-delegate"] / "joe-delegate.pub"))
+    assert record["approver_keys"] == {"joe-delegate": joe} and record["witness_only"]
+    team.ok("ops", "consent", "certificate", "demo", "--out", str(tmp_path / "consent.html"), user="")
+    assert "Witnessed only" in (tmp_path / "consent.html").read_text()
 
 
 def test_a_revision_back_to_earlier_words_does_not_revive_their_approval(workspace) -> None:
@@ -256,3 +264,45 @@ def test_key_handover_leaves_no_private_key_in_an_older_workspace(tmp_path: Path
     again = runner.invoke(app, ["key", "handover", "--to", str(out), "--home", str(ws.home), "--as", "ops"], env=env)
     assert again.exit_code == 1 and "holds no private keys" in again.stderr
     assert store_snapshot(ws.home) == before
+
+
+def test_after_a_key_rotation_old_signatures_verify_and_the_old_key_no_longer_acts(workspace, tmp_path) -> None:
+    from pipeline.domain import Decision
+    from pipeline.errors import IdentityError
+    from pipeline.identity.personal import create_key
+    from pipeline.services import review, statements, users
+    from pipeline.services.auditing import audit_verify
+    from pipeline.services.workspace import Keyring, utcnow
+
+    sid = statements.submit(workspace, voice_id="demo", purpose="public-statement", channel="social", language="en",
+                            text=TEXT, actor="sam", now=utcnow()).id
+    review.decide(workspace, sid, Decision.APPROVE, actor="rita", now=utcnow())
+    new_public = create_key(tmp_path / "rita-new", "rita", b"rita's new passphrase")
+    users.rotate_key(workspace, "rita", new_public, reason="new laptop", actor="ops", now=utcnow())
+    assert [a["signature_valid"] for a in review.review_details(workspace, sid)["approvals"]] == [True]
+    assert audit_verify(workspace).ok
+    with pytest.raises(IdentityError, match="is not rita's registered key"):
+        review.decide(workspace, sid, Decision.REJECT, actor="rita", now=utcnow())
+    assert [k.until_seq is None for k in users.key_history(workspace, "rita")] == [False, True]
+    with pytest.raises(Exception, match="for themselves"):
+        users.rotate_key(workspace, "ops", create_key(tmp_path / "ops-new", "ops", b"ops's new passphrase"),
+                         actor="ops", now=utcnow())
+    from dataclasses import replace
+
+    rita_now = replace(workspace, keyring=Keyring(tmp_path / "rita-new", lambda _name: b"rita's new passphrase"))
+    review.decide(rita_now, sid, Decision.REJECT, actor="rita", now=utcnow())
+
+
+def test_audit_verify_catches_an_action_signature_the_actor_never_made(workspace) -> None:
+    """Whoever holds the organisation key can append events, but cannot sign as a person."""
+    from pipeline.identity.personal import fingerprint
+    from pipeline.services.auditing import audit_verify
+    from pipeline.services.workspace import utcnow
+
+    assert audit_verify(workspace).ok
+    with workspace.transaction() as s:
+        rita = fingerprint(workspace.keyring.key("rita").public_key().public_bytes_raw())
+        workspace.record(s, "voxgate.review.approve", actor="rita", subject=1, now=utcnow(),
+                         data={"signed": {"key": rita, "signature": "00" * 64}})
+    report = audit_verify(workspace)
+    assert not report.ok and "signature by rita that does not verify" in report.problem

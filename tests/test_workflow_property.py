@@ -25,7 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from sqlalchemy import select
 
 from conftest import DEMO_VOICE, ORG, PEOPLE
-from pipeline.domain import Decision, Stage, approval_payload
+from pipeline.domain import ApprovalPayload, Decision, Stage
 from pipeline.errors import VoxgateError
 from pipeline.identity.keys import verify
 from pipeline.services import render as render_service
@@ -76,12 +76,16 @@ def template(tmp_path_factory) -> tuple[Path, tuple]:
     return root / "ws", captured["result"]
 
 
-def _valid(rows: list[ApprovalRow], keys: dict[str, bytes], stage: Stage, subject: str, authors: set[str]) -> set[str]:
+def _valid(rows: list[ApprovalRow], keys: dict[str, bytes], stage: Stage, subject: str, authors: set[str],
+           workspace: str, revision: int) -> set[str]:
+    """Who gave a valid v2 approval of this revision (checked here independently of the services)."""
     out = set()
     for a in rows:
-        payload = approval_payload(a.statement_id, Stage(a.stage), a.subject_sha256, a.reviewer, Decision(a.decision))
+        payload = ApprovalPayload(workspace, a.statement_id, revision, Stage(a.stage), a.subject_sha256, a.reviewer,
+                                  Decision(a.decision), bool(a.listened)).to_bytes()
         if (a.stage == stage.value and a.subject_sha256 == subject and a.decision == "approve"
-                and a.reviewer not in authors and verify(keys[a.reviewer], a.signature, payload)):
+                and a.revision == revision and a.reviewer not in authors
+                and verify(keys[a.reviewer], a.signature, payload)):
             out.add(a.reviewer)
     return out
 
@@ -215,9 +219,10 @@ def test_no_release_without_valid_approvals_and_consent(template, tmp_path_facto
                     clip = s.scalars(select(ClipRow).where(ClipRow.statement_id == row.id,
                                                            ClipRow.state == "released")).one()
                     assert clip.revision_sha256 == rev.sha256
-                    assert _valid(approvals, keys, Stage.TEXT, rev.sha256, authors)
-                    assert _valid(approvals, keys, Stage.OWNER, rev.sha256, authors) & set(consent.approvers)
-                    assert _valid(approvals, keys, Stage.AUDIO, clip.audio_sha256, authors)
+                    at = (self.ws.id, rev.number)
+                    assert _valid(approvals, keys, Stage.TEXT, rev.sha256, authors, *at)
+                    assert _valid(approvals, keys, Stage.OWNER, rev.sha256, authors, *at) & set(consent.approvers)
+                    assert _valid(approvals, keys, Stage.AUDIO, clip.audio_sha256, authors, *at)
                     released = s.scalars(select(AuditRow).where(AuditRow.action == "voxgate.statement.released",
                                                                 AuditRow.subject == str(row.id))).one()
                     assert consent.revoked_at is None or released.at < consent.revoked_at

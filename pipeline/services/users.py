@@ -104,6 +104,8 @@ def rotate_key(ws: Workspace, name: str, public_key: bytes, *, reason: str = "",
     with ws.transaction() as s:
         who = ws.actor(s, actor, Role.ADMIN)
         user = _user(s, name)
+        if name == who.name:
+            raise InputError("An admin cannot register a new key for themselves; ask another admin.")
         if user.disabled_at is not None:
             raise PermissionError_(f"{name} is disabled; a disabled person gets no new key.")
         if (holder := _key_in_use(s, public_key)) is not None:
