@@ -290,7 +290,10 @@ def test_after_a_key_rotation_old_signatures_verify_and_the_old_key_no_longer_ac
     from dataclasses import replace
 
     rita_now = replace(workspace, keyring=Keyring(tmp_path / "rita-new", lambda _name: b"rita's new passphrase"))
-    review.decide(rita_now, sid, Decision.REJECT, actor="rita", now=utcnow())
+    second = statements.submit(workspace, voice_id="demo", purpose="public-statement", channel="social",
+                               language="en", text=TEXT + " Again.", actor="sam", now=utcnow()).id
+    review.decide(rita_now, second, Decision.APPROVE, actor="rita", now=utcnow())  # her new key acts
+    assert all(a["signature_valid"] for a in review.review_details(workspace, second)["approvals"])
 
 
 def test_audit_verify_catches_an_action_signature_the_actor_never_made(workspace) -> None:
