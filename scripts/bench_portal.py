@@ -88,6 +88,8 @@ def main() -> None:
     console = Console()
     with tempfile.TemporaryDirectory(prefix="voxgate-bench-portal-") as tmp:
         console.print("building a workspace with a released clip (real render)…")
+        os.environ["VOXGATE_KEYS"] = str(Path(tmp) / "keys")  # people's keys, outside the workspace
+        os.environ.setdefault("VOXGATE_PASSPHRASE", "bench passphrase")
         released = build_released(Path(tmp))
         with released.ws.sessions() as s:
             wav = next(f for f in s.get(ClipRow, released.clip_id).files if f.format == "wav")

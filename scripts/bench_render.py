@@ -65,6 +65,8 @@ def main() -> None:
     speech_s = sum(len(c) for c in chunks) / engine.sample_rate
 
     with tempfile.TemporaryDirectory(prefix="voxgate-bench-") as tmp:
+        os.environ["VOXGATE_KEYS"] = str(Path(tmp) / "keys")  # people's keys, outside the workspace
+        os.environ.setdefault("VOXGATE_PASSPHRASE", "bench passphrase")
         ws, _ = init_workspace(Path(tmp) / "ws", "Free Voice Media (demo)", now=utcnow())
         for name, role in (("ops", "admin"), ("sam", "submitter"), ("rita", "reviewer"), ("joe-delegate", "delegate")):
             users.add_user_from_keys(ws, name, role, actor="ops", now=utcnow())

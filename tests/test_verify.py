@@ -441,6 +441,7 @@ def test_cli_prints_the_verdict_and_exits_with_its_code(registry) -> None:
     assert data["evidence"]["credentials"]["status"] == "trusted"
     result = runner.invoke(app, [str(registry.draft_file), *home])
     assert result.exit_code == 12 and f"UNRELEASED  clip {registry.draft}" in result.stdout
+    assert "WITNESSED ONLY" in result.stdout  # the demo profile's consent was signed by the admin alone
     result = runner.invoke(app, [str(registry.out / "missing.mp3"), *home])
     assert result.exit_code == 1 and "is not a file" in result.stderr
 

@@ -31,7 +31,7 @@ from pipeline.identity.keys import verify
 from pipeline.services import render as render_service
 from pipeline.services import review, statements, users, voices
 from pipeline.services.auditing import audit_verify
-from pipeline.services.workspace import init_workspace, open_workspace, utcnow, workspace_id
+from pipeline.services.workspace import init_workspace, open_workspace, utcnow
 from pipeline.store.models import ApprovalRow, AuditRow, ClipRow, ConsentRow, StatementRow, UserRow
 
 pytestmark = pytest.mark.slow
@@ -76,15 +76,16 @@ def template(tmp_path_factory) -> tuple[Path, tuple]:
     return root / "ws", captured["result"]
 
 
-def _valid(rows: list[ApprovalRow], keys: dict[str, bytes], workspace: str, revision: int, stage: Stage, subject: str,
-           authors: set[str]) -> set[str]:
-    """Who approved this very revision at `stage`, checked here from the v2 payload, independently of the services."""
+def _valid(rows: list[ApprovalRow], keys: dict[str, bytes], stage: Stage, subject: str, authors: set[str],
+           workspace: str, revision: int) -> set[str]:
+    """Who gave a valid v2 approval of this revision (checked here independently of the services)."""
     out = set()
     for a in rows:
-        payload = ApprovalPayload(workspace, a.statement_id, a.revision, Stage(a.stage), a.subject_sha256, a.reviewer,
+        payload = ApprovalPayload(workspace, a.statement_id, revision, Stage(a.stage), a.subject_sha256, a.reviewer,
                                   Decision(a.decision), bool(a.listened)).to_bytes()
-        if (a.stage == stage.value and a.subject_sha256 == subject and a.decision == "approve" and a.revision == revision
-                and a.reviewer not in authors and verify(keys[a.reviewer], a.signature, payload)):
+        if (a.stage == stage.value and a.subject_sha256 == subject and a.decision == "approve"
+                and a.revision == revision and a.reviewer not in authors
+                and verify(keys[a.reviewer], a.signature, payload)):
             out.add(a.reviewer)
     return out
 
@@ -210,7 +211,6 @@ def test_no_release_without_valid_approvals_and_consent(template, tmp_path_facto
         def released_means_approved_and_consented(self) -> None:
             with self.ws.sessions() as s:
                 keys = {u.name: u.public_key for u in s.scalars(select(UserRow))}
-                wid = workspace_id(s)
                 consent = s.scalars(select(ConsentRow)).one()
                 for row in s.scalars(select(StatementRow).where(StatementRow.state == "released")):
                     rev = row.revisions[-1]
@@ -219,9 +219,10 @@ def test_no_release_without_valid_approvals_and_consent(template, tmp_path_facto
                     clip = s.scalars(select(ClipRow).where(ClipRow.statement_id == row.id,
                                                            ClipRow.state == "released")).one()
                     assert clip.revision_sha256 == rev.sha256
-                    assert _valid(approvals, keys, wid, rev.number, Stage.TEXT, rev.sha256, authors)
-                    assert _valid(approvals, keys, wid, rev.number, Stage.OWNER, rev.sha256, authors) & set(consent.approvers)
-                    assert _valid(approvals, keys, wid, rev.number, Stage.AUDIO, clip.audio_sha256, authors)
+                    at = (self.ws.id, rev.number)
+                    assert _valid(approvals, keys, Stage.TEXT, rev.sha256, authors, *at)
+                    assert _valid(approvals, keys, Stage.OWNER, rev.sha256, authors, *at) & set(consent.approvers)
+                    assert _valid(approvals, keys, Stage.AUDIO, clip.audio_sha256, authors, *at)
                     released = s.scalars(select(AuditRow).where(AuditRow.action == "voxgate.statement.released",
                                                                 AuditRow.subject == str(row.id))).one()
                     assert consent.revoked_at is None or released.at < consent.revoked_at

@@ -4,10 +4,15 @@ Builds a throwaway workspace with its people and the demo voice, takes two
 statements from submission to export, shows the consent gate and the
 self-approval rule refusing what they must, and ends with a table of what
 was produced, checked from the exported files themselves.
+
+Every person signs with their own passphrase-protected key, kept in a key
+folder outside the workspace; the demo plays them all, so it sets one
+passphrase in `$VOXGATE_PASSPHRASE` (unless you set one) and runs unattended.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +26,10 @@ from pipeline.errors import VoxgateError
 from pipeline.services import clips, review, statements, users, voices
 from pipeline.services.auditing import audit_verify
 from pipeline.services.render import STEPS, Tools, claimable, render_statement
+from pipeline.identity.personal import PASSPHRASE_ENV, Keyring, env_passphrases
 from pipeline.services.workspace import init_workspace, utcnow
+
+DEMO_PASSPHRASE = "voxgate demo passphrase"
 
 ORGANISATION = "Free Voice Media (demo)"
 PEOPLE = [
@@ -66,11 +74,16 @@ def run_demo(home: str | None) -> None:
     ws, created = init_workspace(root, ORGANISATION, now=utcnow())
     if not created:
         raise VoxgateError(f"{root} already holds a workspace; the demo needs a fresh one (omit --home).")
+    os.environ.setdefault(PASSPHRASE_ENV, DEMO_PASSPHRASE)
+    keys = Path(tempfile.mkdtemp(prefix="voxgate-demo-keys-"))
+    ws.keyring = Keyring(keys, env_passphrases(prompt=False))
+    _step(f"people's own keys at {keys} (encrypted; passphrase from ${PASSPHRASE_ENV}); the workspace gets public keys only")
     for name, role in PEOPLE:
         users.add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     _step("people: " + ", ".join(f"{n} ({r})" for n, r in PEOPLE))
     voice = voices.add_voice(ws, _demo_profile(), actor="ops", now=utcnow())
-    _step(f"voice {voice.id!r} added with its consent (per-statement approval by joe-delegate)")
+    _step(f"voice {voice.id!r} added with its consent (per-statement approval by joe-delegate, bound to joe-delegate's "
+          "key); the record is witnessed only, signed by ops and not by the owner, and `voxgate consent show` says so")
 
     ids = []
     for purpose, channel, text in STATEMENTS:
@@ -92,6 +105,11 @@ def run_demo(home: str | None) -> None:
     except VoxgateError as exc:
         _refused("self-approval", exc)
 
+    wrong = Keyring(keys, lambda _name: b"not rita's passphrase")
+    try:
+        review.decide(_with_keyring(ws, wrong), ids[0], Decision.APPROVE, actor="rita", now=utcnow())
+    except VoxgateError as exc:
+        _refused("rita's key with the wrong passphrase", exc)
     for sid, reviewer in zip(ids, ("rita", "ravi")):
         review.decide(ws, sid, Decision.APPROVE, comment="text checked against the lawyer's note", actor=reviewer, now=utcnow())
         row = review.decide(ws, sid, Decision.APPROVE, comment="approved for the owner", actor="joe-delegate", now=utcnow())
@@ -130,6 +148,13 @@ def run_demo(home: str | None) -> None:
     _step(f"audit log: {'OK' if report.ok else 'BROKEN: ' + report.problem}, {report.events} events")
     _summary(ws, tools, produced)
     console.print(f"demo finished in {time.perf_counter() - started:.1f} s; workspace kept at {root}")
+
+
+def _with_keyring(ws: Any, keyring: Keyring) -> Any:
+    """The same workspace, unlocking keys with another keyring (someone else at the keyboard)."""
+    from dataclasses import replace
+
+    return replace(ws, keyring=keyring)
 
 
 def _verify_examples(ws: Any, tools: Tools, mp3: Path, out: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -34,27 +35,38 @@ def list_(home: Home = HOME_DEFAULT, as_user: AsUser = None, as_json: AsJson = F
 
 @app.command("show")
 @handles_errors
-def show(statement_id: int, home: Home = HOME_DEFAULT, as_json: AsJson = False) -> None:
+def show(
+    statement_id: int,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Copy the rendered draft into this folder as draft-<id>.wav, to play it.")] = None,
+    home: Home = HOME_DEFAULT,
+    as_json: AsJson = False,
+) -> None:
     """The text (or draft audio) under review, the approvals so far and what is missing."""
-    d = svc.review_details(open_workspace(home), statement_id)
+    ws = open_workspace(home)
+    d = svc.review_details(ws, statement_id)
     row, clip = d["statement"], d["draft"]
+    copied = svc.copy_draft(ws, statement_id, out) if out is not None else None
     if as_json:
         print_json({**statement_dict(row, full=True), "stage": d["stage"], "missing": d["missing"],
                     "draft": None if clip is None else {"clip": clip.id, "audio_sha256": clip.audio_sha256,
-                                                        "path": d["draft_path"], "figures": clip.figures},
+                                                        "path": d["draft_path"], "copy": copied,
+                                                        "figures": clip.figures},
                     "approvals": d["approvals"]})
         return
     fields = [("state", row.state), ("stage", d["stage"]), ("revision", row.revision),
               ("still needed", d["missing"] or "nothing")]
     if clip is not None and d["draft_path"]:
-        fields += [("draft clip", clip.id), ("listen", d["draft_path"]), ("audio sha256", clip.audio_sha256),
+        listen = copied or f"{d['draft_path']} (WAV; `--out DIR` copies it as draft-{row.id}.wav)"
+        fields += [("draft clip", clip.id), ("listen", listen), ("audio sha256", clip.audio_sha256),
                    *((f"figure {k}", v) for k, v in clip.figures.items())]
     print_fields(f"Review of statement {row.id}", fields)
     console.print(row.revisions[-1].text, markup=False, highlight=False)
     if d["approvals"]:
-        print_table("Decisions", ["stage", "reviewer", "decision", "signature", "current", "comment"],
-                    [(a["stage"], a["reviewer"], a["decision"], "valid" if a["signature_valid"] else "INVALID",
-                      "yes" if a["current"] else "stale", a["comment"]) for a in d["approvals"]])
+        print_table("Decisions", ["stage", "rev", "reviewer", "decision", "signature", "current", "comment"],
+                    [(a["stage"], a["revision"] or "v1", a["reviewer"], a["decision"],
+                      "valid" if a["signature_valid"] else "INVALID", "yes" if a["current"] else "stale", a["comment"])
+                     for a in d["approvals"]])
 
 
 def _decide(decision: Decision, statement_id: int, comment: str, revision: int | None, home, as_user) -> None:  # noqa: ANN001

@@ -41,7 +41,9 @@ def add(
         raise InputError("Give the person's --public-key FILE (made with `voxgate key init NAME`), or --from-keys.")
     ws = open_workspace(home)
     if from_keys:
-        user = svc.add_user_from_keys(ws, name, role, actor=as_user, now=utcnow())
+        from pipeline.cli.keys import new_passphrase
+
+        user = svc.add_user_from_keys(ws, name, role, actor=as_user, now=utcnow(), new_passphrase=new_passphrase)
     else:
         user = add_user(ws, name, role, public_key=read_public_key(public_key), actor=as_user,  # type: ignore[arg-type]
                         now=utcnow())

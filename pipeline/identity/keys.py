@@ -1,7 +1,9 @@
-"""Ed25519 keys and signatures for the organisation and every user.
+"""Ed25519 keys and signatures: the organisation's key file, and signing and verifying for everyone.
 
-Private keys live in the workspace as PEM files readable by their owner only
-(mode 0600); public keys are stored raw (32 bytes) in the database.
+The organisation's key lives in the workspace (mode 0600) and signs what the
+organisation asserts (the audit log). People's keys never do: they are in
+each person's own key folder (`pipeline.identity.personal`); the database
+stores public keys raw (32 bytes).
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ from pipeline.audit import ChainReport, Head, commitment_problem, stored_head, v
 from pipeline.audit.head import read_head_file
 from pipeline.domain import ClipState, VoiceState
 from pipeline.errors import NotFoundError
-from pipeline.services.workspace import Workspace
+from pipeline.identity.history import people
+from pipeline.identity.keys import verify
+from pipeline.services.workspace import Workspace, action_payload
 from pipeline.store.models import AuditRow, ClipRow, StatementRow, VoiceRow
 
 _RAW_EVENTS = text("SELECT seq, at, actor, action, subject, data, prev_hash, hash, signature "
@@ -75,6 +77,8 @@ def audit_verify(ws: Workspace, *, head_file: Path | None = None, replay: bool =
         chain = verify_chain(s.execute(_RAW_EVENTS).all(), ws.org_public_key)
         if not chain.ok:
             return AuditReport(False, chain.events, chain.problem, chain.first_bad_seq)
+        if (bad := _actor_signature_problem(s, ws)) is not None:
+            return AuditReport(False, chain.events, *bad)
         problem = None
         head = stored_head(s)
         if head is None:
@@ -97,6 +101,26 @@ def audit_verify(ws: Workspace, *, head_file: Path | None = None, replay: bool =
         report = replace(report, ok=False, disagreements=disagreements,
                          problem=report.problem or f"{len(disagreements)} rows disagree with the events and signed records")
     return report
+
+
+def _actor_signature_problem(s: Session, ws: Workspace) -> tuple[str, int] | None:
+    """The first event whose actor's own signature does not verify against the key they held at that event."""
+    held, workspace_id = people(s), ws.id_in(s)
+    for row in s.scalars(select(AuditRow).order_by(AuditRow.seq)):
+        signed = row.data.get("signed") if isinstance(row.data, dict) else None
+        if signed is None:
+            continue
+        data = {k: v for k, v in row.data.items() if k != "signed"}
+        key = held.key_at(row.actor, str(signed.get("key")), row.seq) if isinstance(signed, dict) else None
+        try:
+            signature = bytes.fromhex(str(signed.get("signature")))  # type: ignore[union-attr]
+        except ValueError:
+            signature = b""
+        payload = action_payload(workspace_id, row.action, row.subject, data, row.actor, row.at)
+        if key is None or not verify(key.public_key, signature, payload):
+            return (f"event {row.seq} ({row.action}) carries a signature by {row.actor} that does not verify "
+                    "against the key they held then", row.seq)
+    return None
 
 
 def _published_copy(ws: Workspace) -> Head | None:

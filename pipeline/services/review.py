@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,7 +37,7 @@ from pipeline.domain import (
     review_stage,
     tally,
 )
-from pipeline.errors import ApprovalError, ConsentError, StoreError, TransitionError
+from pipeline.errors import ApprovalError, ConsentError, InputError, NotFoundError, StoreError, TransitionError
 from pipeline.identity.history import People, people
 from pipeline.identity.keys import verify
 from pipeline.services.statements import clip_transition, get_statement, supersede_drafts, to_domain, transition
@@ -240,6 +241,30 @@ def pending(ws: Workspace, *, actor: str | None) -> list[StatementRow]:
         return [r for r in rows if who.name not in {rev.author for rev in r.revisions}]
 
 
+def copy_draft(ws: Workspace, statement_id: int, out: Path) -> Path:
+    """Copy the statement's draft master to `out/draft-<statement>.wav` so a reviewer can play it; checked by hash."""
+    from pipeline.hashing import sha256_file
+    from pipeline.store.files import atomic_copy
+
+    if not out.is_dir():
+        raise InputError(f"{out} is not a folder; create it first or give another --out.")
+    with ws.sessions() as s:
+        clip = draft_clip(s, get_statement(s, statement_id).id, ("draft", "released", "revoked"))
+        if clip is None or not clip.audio_sha256:
+            raise NotFoundError(f"Statement {statement_id} has no rendered draft yet; render it first "
+                                f"(`voxgate render {statement_id}`).")
+        digest = clip.audio_sha256
+    dest = out / f"draft-{statement_id}.wav"
+    try:
+        atomic_copy(ws.files.path(digest), dest)
+    except OSError as exc:
+        raise StoreError(f"Could not copy the draft to {dest}: {exc.strerror}.") from exc
+    if sha256_file(dest) != digest:
+        dest.unlink(missing_ok=True)
+        raise StoreError(f"The stored draft of statement {statement_id} does not match its hash; render it again.")
+    return dest
+
+
 def review_details(ws: Workspace, statement_id: int) -> dict:
     """What a reviewer needs: the text or draft under review, what is still missing, and every signed decision."""
     with ws.sessions() as s:
@@ -262,7 +287,9 @@ def review_details(ws: Workspace, statement_id: int) -> dict:
             "approvals": [
                 {"stage": a.stage.value, "reviewer": a.reviewer, "decision": a.decision.value, "comment": a.comment,
                  "subject_sha256": a.subject_hash, "signature_valid": verify_fn(a),
-                 "current": a.subject_hash in {row.revisions[-1].sha256, clip.audio_sha256 if clip else ""}}
+                 "revision": a.revision, "payload_version": a.version, "key": a.key_fingerprint,
+                 "current": (a.subject_hash in {row.revisions[-1].sha256, clip.audio_sha256 if clip else ""}
+                             and a.revision in (None, row.revision))}
                 for a in approvals_of(s, row.id)
             ],
         }

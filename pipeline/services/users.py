@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -73,7 +74,8 @@ def add_user(ws: Workspace, name: str, role: str, *, public_key: bytes, actor: s
     return row
 
 
-def add_user_from_keys(ws: Workspace, name: str, role: str, *, actor: str | None, now: datetime) -> UserRow:
+def add_user_from_keys(ws: Workspace, name: str, role: str, *, actor: str | None, now: datetime,
+                       new_passphrase: Callable[[str], bytes] | None = None) -> UserRow:
     """Register a person whose key is in this process's key folder (unlocked to prove it), creating it if absent.
 
     For a person at this machine (the demo, tests, a one-person team): only
@@ -84,7 +86,7 @@ def add_user_from_keys(ws: Workspace, name: str, role: str, *, actor: str | None
     if key_path(ws.keyring.folder, name).exists():
         public = public_key_of(ws.keyring.key(name))
     else:
-        public = create_key(ws.keyring.folder, name, ws.keyring.passphrases(name))
+        public = create_key(ws.keyring.folder, name, (new_passphrase or ws.keyring.passphrases)(name))
     return add_user(ws, name, role, public_key=public, actor=actor, now=now)
 
 
@@ -102,6 +104,8 @@ def rotate_key(ws: Workspace, name: str, public_key: bytes, *, reason: str = "",
     with ws.transaction() as s:
         who = ws.actor(s, actor, Role.ADMIN)
         user = _user(s, name)
+        if name == who.name:
+            raise InputError("An admin cannot register a new key for themselves; ask another admin.")
         if user.disabled_at is not None:
             raise PermissionError_(f"{name} is disabled; a disabled person gets no new key.")
         if (holder := _key_in_use(s, public_key)) is not None:

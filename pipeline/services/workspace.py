@@ -194,7 +194,15 @@ class Workspace:
         Audit events this transaction records for them carry their signature.
         """
         user = self.person(session, name, *allowed)
-        key = self.keyring.key(user.name)
+        try:
+            key = self.keyring.key(user.name)
+        except IdentityError:
+            if (self.legacy_keys_dir / f"{user.name}.key").exists():
+                raise IdentityError(
+                    f"{user.name}'s private key is still inside the workspace (made by an older voxgate); an admin "
+                    f"hands the keys over first: `voxgate key handover --to DIR --home {self.home} --as ADMIN`."
+                ) from None
+            raise
         public = public_key_of(key)
         current = people(session).current_key(user.name)
         if current is None or public != current.public_key or public != user.public_key:
