@@ -453,5 +453,8 @@ def test_a_workspace_from_before_enrollment_upgrades_and_keeps_its_consents(tmp_
     from sqlalchemy.orm import Session
 
     with Session(engine) as s:
-        row = current_consent(s, "v")  # no record JSON: taken as it was
+        row = current_consent(s, "v", verified=False)  # the upgrade keeps the row as it was
         assert row is not None and row.kind is None and row.purposes == ["p"]
+        # ...but a row without its signed record proves nothing (issue 10): every gate refuses it.
+        with pytest.raises(ConsentError, match="no signed record"):
+            current_consent(s, "v")

@@ -453,7 +453,7 @@ def revoke_consent(ws: Workspace, voice_id: str, reason: str, *, actor: str | No
                 transition(ws, s, st, Event.CONSENT_REVOKED, actor=who.name, now=now)
                 moved += 1
         clips = s.scalars(select(ClipRow).where(ClipRow.voice_id == voice_id,
-                                                ClipRow.state.in_([ClipState.RELEASED.value, ClipState.DRAFT.value]))).all()
+                                                ClipRow.state == ClipState.RELEASED.value)).all()
         for clip in clips:
             clip_transition(ws, s, clip, ClipEvent.REVOKED, actor=who.name, now=now)
         s.flush()
