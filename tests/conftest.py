@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pg import pg_cluster  # noqa: F401  (the session's PostgreSQL cluster, for tests on both databases)
+
 # Nothing in the test run may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -56,18 +58,40 @@ PEOPLE = {"ops": "admin", "sam": "submitter", "sue": "submitter", "rita": "revie
           "joe-delegate": "delegate", "dana": "distributor"}
 
 
+DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module with `BOTH_DATABASES = True` runs each of its store-backed tests on SQLite and on PostgreSQL."""
+    if getattr(metafunc.module, "BOTH_DATABASES", False) and "db_kind" in metafunc.fixturenames:
+        metafunc.parametrize("db_kind", DATABASES, scope="module")
+
+
+@pytest.fixture(scope="session")
+def db_kind() -> str:
+    """Which database a workspace gets: SQLite unless the module asks for both (see pytest_generate_tests)."""
+    return "sqlite"
+
+
 @pytest.fixture
-def workspace(tmp_path: Path):
-    """A fresh workspace (SQLite file in WAL mode) with one user per role and the demo voice."""
+def database_url(request: pytest.FixtureRequest, db_kind: str) -> str | None:
+    """None (the SQLite file in the workspace), or a fresh database in the session's PostgreSQL cluster."""
+    return None if db_kind == "sqlite" else request.getfixturevalue("pg_cluster").new_database()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, database_url: str | None):
+    """A fresh workspace (SQLite in WAL mode, or PostgreSQL) with one user per role and the demo voice."""
     from pipeline.services.users import add_user
     from pipeline.services.voices import add_voice
     from pipeline.services.workspace import init_workspace, utcnow
 
-    ws, _ = init_workspace(tmp_path / "ws", ORG, now=utcnow())
+    ws, _ = init_workspace(tmp_path / "ws", ORG, now=utcnow(), database_url=database_url)
     for name, role in PEOPLE.items():
         add_user(ws, name, role, actor="ops", now=utcnow())
     add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
-    return ws
+    yield ws
+    ws.engine.dispose()  # PostgreSQL: give the connections back before the next test opens its own
 
 
 def voice_profile(tmp_path: Path, **consent_changes: str) -> Path:
@@ -87,13 +111,24 @@ def voice_profile(tmp_path: Path, **consent_changes: str) -> Path:
 def store_snapshot(home: Path) -> str:
     """A digest of every row of every table plus the audit head: equal snapshots mean an unchanged store."""
     import hashlib
-    import sqlite3
 
-    con = sqlite3.connect(home / "voxgate.db")
+    from sqlalchemy import MetaData, create_engine, select
+    from sqlalchemy.pool import NullPool
+
+    from pipeline.settings import CONFIG_FILE, WorkspaceConfig
+
+    url = WorkspaceConfig.load(home / CONFIG_FILE).database_url or f"sqlite:///{home / 'voxgate.db'}"
+    engine = create_engine(url, poolclass=NullPool)
     try:
-        dump = "\n".join(con.iterdump())
+        meta = MetaData()
+        meta.reflect(engine)
+        with engine.connect() as con:
+            dump = "\n".join(
+                f"{name}: {sorted(map(repr, con.execute(select(table)).all()))!r}"
+                for name, table in sorted(meta.tables.items())
+            )
     finally:
-        con.close()
+        engine.dispose()
     head = (home / "audit-head.json").read_text() if (home / "audit-head.json").exists() else ""
     return hashlib.sha256((dump + head).encode()).hexdigest()
 

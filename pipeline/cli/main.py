@@ -48,14 +48,17 @@ def init(
     org: Annotated[str, typer.Option(help="Organisation name, as consent records name it.")] = "voxgate workspace",
     c2pa_cert: Annotated[Optional[Path], typer.Option(help="Your own C2PA chain (PEM: signing certificate first, CA last).")] = None,
     c2pa_key: Annotated[Optional[Path], typer.Option(help="The signing certificate's unencrypted P-256 key (PEM).")] = None,
+    database_url: Annotated[Optional[str], typer.Option(
+        help="Keep the store in this empty PostgreSQL database (postgresql://USER@HOST/DB) instead of SQLite.")] = None,
 ) -> None:
-    """Create a workspace: SQLite store, file store, config, the organisation's keys and C2PA identity."""
+    """Create a workspace: store (SQLite, or PostgreSQL), file store, config, the organisation's keys and C2PA identity."""
     from pipeline.services.workspace import init_workspace, utcnow
 
     if (c2pa_cert is None) != (c2pa_key is None):
         raise InputError("Give both --c2pa-cert and --c2pa-key, or neither (a workspace CA is then generated).")
     c2pa = (c2pa_cert, c2pa_key) if c2pa_cert and c2pa_key else None
-    ws, created = init_workspace(home, org, now=utcnow(), c2pa=c2pa, say=lambda m: success(m + "."))
+    ws, created = init_workspace(home, org, now=utcnow(), c2pa=c2pa, database_url=database_url,
+                                 say=lambda m: success(m + "."))
     if created:
         success(f"Created workspace {ws.home} for {ws.config.organisation}. Next: `voxgate user add NAME --role admin`.")
     else:
