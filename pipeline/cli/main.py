@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from pipeline.cli import audit, clips, portal, review, statements, training, users, verify, voices
 from pipeline.cli.output import HOME_DEFAULT, AsUser, Home, fail, handles_errors, print_table, success
-from pipeline.errors import InputError, VoxgateError
+from pipeline.errors import InputError, TransitionError, VoxgateError
 
 app = typer.Typer(
     name="voxgate",
@@ -69,38 +69,54 @@ def init(
 @handles_errors
 def render(
     statement_id: Annotated[Optional[int], typer.Argument(help="Statement to render.")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Render every text-approved statement.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Render every text-approved statement, and reclaim renders "
+                                                     "whose worker died, until none is left.")] = False,
     home: Home = HOME_DEFAULT,
     as_user: AsUser = None,
 ) -> None:
-    """Synthesise text-approved statements into labelled, watermarked draft clips."""
-    from pipeline.services.render import STEPS, Tools, claimable, render_statement
+    """Synthesise text-approved statements into labelled, watermarked draft clips.
+
+    Any number of `render --all` may run at once, on one machine or several sharing a PostgreSQL store:
+    each statement is rendered by exactly one of them.
+    """
+    from pipeline.services.render import STEPS, Tools, claimable, render_statement, worker_id
     from pipeline.services.workspace import open_workspace, utcnow
+    from pipeline.store.scratch import sweep
 
     if (statement_id is None) == (not all_):
         raise InputError("Give one statement id, or --all.")
     ws = open_workspace(home)
-    ids = claimable(ws, utcnow()) if all_ else [statement_id]
-    if not ids:
-        success("Nothing to render: no statement is text-approved.")
-        return
-    tools, results, failures = Tools(), [], []
+    sweep(ws.home)  # the temp folders of renders and copies whose process died
+    worker = worker_id()
+    tools, results, failures, taken = Tools(), [], [], []
+    tried: set[int] = set()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())
     with Progress(*columns, transient=False) as bar:
-        for sid in ids:
-            task = bar.add_task(f"statement {sid}", total=len(STEPS))
+        while ids := [i for i in (claimable(ws, utcnow()) if all_ else [statement_id]) if i not in tried]:
+            for sid in ids:
+                tried.add(sid)
+                task = bar.add_task(f"statement {sid}", total=len(STEPS))
 
-            def step(name: str, task: int = task, sid: int = sid) -> None:
-                bar.update(task, completed=STEPS.index(name), description=f"statement {sid}: {name}")
+                def step(name: str, task: int = task, sid: int = sid) -> None:
+                    bar.update(task, completed=STEPS.index(name), description=f"statement {sid}: {name}")
 
-            try:
-                results.append(render_statement(ws, sid, tools, actor=as_user, now=utcnow(), progress=step))
-                bar.update(task, completed=len(STEPS), description=f"statement {sid}: draft ready")
-            except VoxgateError as exc:
-                if not all_:
-                    raise
-                failures.append((sid, exc))
+                try:
+                    results.append(render_statement(ws, sid, tools, actor=as_user, now=utcnow(), progress=step,
+                                                     worker=worker))
+                    bar.update(task, completed=len(STEPS), description=f"statement {sid}: draft ready")
+                except VoxgateError as exc:
+                    if not all_:
+                        raise
+                    if isinstance(exc, TransitionError) and sid not in claimable(ws, utcnow()):
+                        taken.append(sid)  # another worker claimed it first, or took it over: theirs now
+                        bar.update(task, description=f"statement {sid}: taken by another worker")
+                        continue
+                    failures.append((sid, exc))
+    if not results and not failures:
+        success("Nothing to render: no statement is text-approved"
+                + (f" (another worker took {len(taken)})." if taken else "."))
+        return
     if results:
         print_table("Rendered drafts", ["statement", "clip", "duration", "LUFS", "true peak", "watermark", "WER"], [
             (r.statement_id, r.clip_id, f"{r.figures['duration_s']:.1f} s", r.figures["integrated_lufs"],
@@ -142,3 +158,6 @@ def main() -> None:
 
 
 __all__ = ["app", "main"]
+
+if __name__ == "__main__":  # python -m pipeline.cli.main, as the tests' worker processes run it
+    main()
