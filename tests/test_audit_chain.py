@@ -104,3 +104,48 @@ def test_audit_log_lists_events(workspace, as_json) -> None:
         assert events[0]["action"] == "voxgate.workspace.created" and len(events[0]["hash"]) == 64
     else:
         assert "voxgate.consent.recorded" in result.stdout
+
+
+APPENDER = """
+import sys
+from pathlib import Path
+from pipeline.services.workspace import open_workspace, utcnow
+ws = open_workspace(Path(sys.argv[1]))
+for i in range(int(sys.argv[3])):
+    with ws.transaction() as s:
+        ws.record(s, "voxgate.test.appended", actor=sys.argv[2], subject=str(i), now=utcnow())
+"""
+
+
+def test_four_processes_appending_at_once_extend_one_chain(workspace) -> None:
+    """Concurrent writers (separate processes, as workers on several machines are) are serialised: no fork, no
+    duplicate, no gap."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    before = len(audit_log(workspace))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", APPENDER, str(workspace.home), f"worker-{n}", "15"], env=env,
+                              stderr=subprocess.PIPE, text=True) for n in range(4)]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    events = audit_log(workspace)
+    assert [e.seq for e in events] == list(range(1, before + 61))
+    assert len({e.hash for e in events}) == len(events)
+    assert all(e.prev_hash == p.hash for p, e in zip(events, events[1:]))
+    mine = [(e.actor, int(e.subject)) for e in events[before:]]
+    for n in range(4):
+        assert [i for actor, i in mine if actor == f"worker-{n}"] == list(range(15))
+    assert audit_verify(workspace).ok
+
+
+def test_a_reader_is_not_blocked_by_a_writer_holding_the_lock(workspace) -> None:
+    """Reads open deferred transactions: while another connection holds the write lock, listing still answers
+    (it used to open BEGIN IMMEDIATE too, and failed with "database is locked" after the 10 s busy timeout)."""
+    with workspace.writes.begin() as s:  # holds BEGIN IMMEDIATE / the advisory lock until the block ends
+        s.connection()
+        assert audit_log(workspace, limit=1)[0].action == "voxgate.consent.recorded"
+        assert audit_verify(workspace).ok
