@@ -86,16 +86,27 @@ def mark_serial(premaster: np.ndarray, serial: int, presence: Any, mark: Any, *,
 
 def export_signed(audio: np.ndarray, folder: Path, stem: str, labels: ClipLabels, manifest: Mapping[str, Any],
                   identity: Any) -> dict[str, Path]:
-    """Every audio format, labelled and signed; Ogg (which cannot embed a manifest) gets an ``ogg.c2pa`` sidecar."""
+    """Every audio format, labelled and signed; Ogg (which cannot embed a manifest) gets an ``ogg.c2pa`` sidecar.
+
+    The formats are encoded at once, one thread each: the work is in ffmpeg
+    processes and the C2PA library, so they spread over the machine's cores.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from pipeline.export.formats import ExportFormat, export_clip
 
-    files: dict[str, Path] = {}
-    for fmt in map(ExportFormat, AUDIO_FORMATS):
+    def one(fmt: ExportFormat) -> dict[str, Path]:
         embeds = can_embed(fmt.mime)
-        seal = (lambda path, fmt=fmt: embed_credentials(path, fmt.mime, manifest, identity)) if embeds else None
-        files[fmt.value] = export_clip(audio, MASTER_RATE, fmt, folder / f"{stem}{fmt.extension}", labels, seal=seal)
+        seal = (lambda path, fmt: embed_credentials(path, fmt.mime, manifest, identity)) if embeds else None
+        made = {fmt.value: export_clip(audio, MASTER_RATE, fmt, folder / f"{stem}{fmt.extension}", labels, seal=seal)}
         if not embeds:  # Ogg: the manifest travels beside the file, and is stored and handed out with it
-            files[f"{fmt.value}.c2pa"] = write_sidecar(files[fmt.value], fmt.mime, manifest, identity)
+            made[f"{fmt.value}.c2pa"] = write_sidecar(made[fmt.value], fmt.mime, manifest, identity)
+        return made
+
+    files: dict[str, Path] = {}
+    with ThreadPoolExecutor(len(AUDIO_FORMATS), thread_name_prefix="export") as pool:
+        for made in pool.map(one, map(ExportFormat, AUDIO_FORMATS)):  # re-raises the first failure
+            files.update(made)
     return files
 
 

@@ -22,6 +22,7 @@ goes back to `text_approved`, and no clip is registered.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -29,6 +30,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -81,6 +83,7 @@ class Tools:
     presence: Any = None
     transcriber: Any = None
     announcer: Any = None
+    disclosures: dict[str, np.ndarray] = field(default_factory=dict)
 
     def engine(self, ref: Any) -> Any:
         from pipeline.synth import create_engine, verify_model
@@ -107,6 +110,12 @@ class Tools:
             self.transcriber = Transcriber()
             self.transcriber.load()
         return self.transcriber
+
+    def disclosure(self, text: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """The spoken disclosure for `text` (made once per text and settings, then reused: the same words every time)."""
+        if text not in self.disclosures:
+            self.disclosures[text] = make()
+        return self.disclosures[text]
 
     def announcer_engine(self) -> Any:
         if self.announcer is None:
@@ -284,11 +293,16 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
             )
         text = disclosure_text(lang, owner=job["owner"], organisation=ws.config.organisation,
                                templates=cfg.disclosure_texts or None)
-        announcer = tools.announcer_engine()
-        spoken = join_with_pauses(announcer.synthesize(split_sentences(text, "en")), announcer.sample_rate,
-                                  pause_s=cfg.sentence_pause_s)
-        spoken = normalise(resample(spoken, announcer.sample_rate, MASTER_RATE), MASTER_RATE,
-                           target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
+
+        def speak() -> np.ndarray:
+            announcer = tools.announcer_engine()
+            spoken = join_with_pauses(announcer.synthesize(split_sentences(text, "en")), announcer.sample_rate,
+                                      pause_s=cfg.sentence_pause_s)
+            return normalise(resample(spoken, announcer.sample_rate, MASTER_RATE), MASTER_RATE,
+                             target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
+
+        key = repr((text, cfg.sentence_pause_s, cfg.target_lufs, cfg.true_peak_dbtp))
+        spoken = tools.disclosure(key, speak)
         before = [spoken] if disclosure_at in ("before", "both") else []
         after = [spoken] if disclosure_at in ("after", "both") else []
         audio = concat([*before, speech, *after], MASTER_RATE, gap_s=cfg.disclosure_gap_s)
@@ -320,7 +334,9 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
         "engine": engine.name,
         "device": engine.device,
     }
-    figures.update(_asr_gate(tools, audio[speech_offset:speech_offset + len(speech)], job["text"], lang))
+    # Speech recognition runs beside the export (they only read the marked audio); its gate is
+    # checked before anything is registered.
+    heard = _pool().submit(_asr_gate, tools, audio[speech_offset:speech_offset + len(speech)], job["text"], lang)
 
     progress("export")
     labels = ClipLabels(
@@ -335,10 +351,13 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
         "revision_sha256": job["revision_sha256"], "timeline": timeline,
     }
     manifest = _provenance(ws, clip_id, statement_id, job, settings, now).manifest()
-    files = export_signed(audio, tmp, f"clip-{clip_id}", labels, manifest, load_identity(ws.c2pa_dir))
-    files[PREMASTER] = write_premaster(premaster, tmp / f"clip-{clip_id}.premaster.wav")
-    # The lossy export a messaging app will carry must still carry both marks.
-    forwarded = check_marks_in(files["ogg"], clip_id, presence, mark, "Ogg Opus export")
+    try:
+        files = export_signed(audio, tmp, f"clip-{clip_id}", labels, manifest, load_identity(ws.c2pa_dir))
+        files[PREMASTER] = write_premaster(premaster, tmp / f"clip-{clip_id}.premaster.wav")
+        # The lossy export a messaging app will carry must still carry both marks.
+        forwarded = check_marks_in(files["ogg"], clip_id, presence, mark, "Ogg Opus export")
+    finally:
+        figures.update(heard.result())  # the recogniser's verdict first: a failed gate is the reason to report
     figures["presence_score_ogg"] = forwarded["presence_score"]
     figures["payload_confidence"] = marks["payload_confidence"]
     figures["payload_confidence_ogg"] = forwarded["payload_confidence"]
@@ -369,6 +388,12 @@ def _provenance(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, A
         revision=clip.revision, revision_sha256=job["revision_sha256"], language=job["language"], created_at=now,
         approvals=approvals, settings=settings,
     )
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """The process's threads for render stages that run beside another (speech recognition beside export)."""
+    return ThreadPoolExecutor(2, thread_name_prefix="render")
 
 
 def _asr_gate(tools: Tools, speech: np.ndarray, text: str, lang: str) -> dict[str, Any]:
