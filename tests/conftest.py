@@ -79,6 +79,12 @@ def database_url(request: pytest.FixtureRequest, db_kind: str) -> str | None:
     return None if db_kind == "sqlite" else request.getfixturevalue("pg_cluster").new_database()
 
 
+@pytest.fixture(scope="module")
+def module_database_url(request: pytest.FixtureRequest, db_kind: str) -> str | None:
+    """As `database_url`, for a workspace a whole module shares (a released clip, a served portal)."""
+    return None if db_kind == "sqlite" else request.getfixturevalue("pg_cluster").new_database()
+
+
 @pytest.fixture
 def workspace(tmp_path: Path, database_url: str | None):
     """A fresh workspace (SQLite in WAL mode, or PostgreSQL) with one user per role and the demo voice."""
@@ -112,6 +118,12 @@ def store_snapshot(home: Path) -> str:
     """A digest of every row of every table plus the audit head: equal snapshots mean an unchanged store."""
     import hashlib
 
+    head = (home / "audit-head.json").read_text() if (home / "audit-head.json").exists() else ""
+    return hashlib.sha256((store_dump(home) + head).encode()).hexdigest()
+
+
+def store_dump(home: Path) -> str:
+    """Every row of every table of the workspace's store (SQLite or PostgreSQL), as text."""
     from sqlalchemy import MetaData, create_engine, select
     from sqlalchemy.pool import NullPool
 
@@ -129,8 +141,7 @@ def store_snapshot(home: Path) -> str:
             )
     finally:
         engine.dispose()
-    head = (home / "audit-head.json").read_text() if (home / "audit-head.json").exists() else ""
-    return hashlib.sha256((dump + head).encode()).hexdigest()
+    return dump
 
 
 # --- consent enrollment ------------------------------------------------------

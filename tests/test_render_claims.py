@@ -137,3 +137,27 @@ def test_a_render_killed_with_sigkill_is_reclaimed_and_its_temp_folder_swept(wor
     assert not list(workspace.home.glob("voxgate-render-*"))
     _claim(workspace, sid, actor="ravi", now=held.lease_until + timedelta(seconds=1), worker="next")
     assert [c.state for c in clips(workspace)] == ["failed", "rendering"]
+
+
+def test_jobs_list_and_show_name_the_worker_the_attempt_and_the_error(workspace) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli.main import app
+
+    sid = approved(workspace)
+    t0 = utcnow()
+    _claim(workspace, sid, actor="rita", now=t0, worker="host-a:1:x")
+    _claim(workspace, sid, actor="ravi", now=t0 + LEASE + timedelta(seconds=1), worker="host-b:2:y")
+    runner = CliRunner()
+    shown = runner.invoke(app, ["jobs", "show", str(sid), "--json", "--home", str(workspace.home)])
+    assert shown.exit_code == 0, shown.output
+    jobs = json.loads(shown.stdout)
+    assert [(j["attempt"], j["status"], j["worker"]) for j in jobs] == [
+        (2, "running", "host-b:2:y"), (1, "failed", "host-a:1:x")]
+    assert jobs[1]["error"] == "worker host-a:1:x stopped renewing its lease" and jobs[0]["error"] is None
+    listed = runner.invoke(app, ["jobs", "list", "--home", str(workspace.home)], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "host-b:2:y" in listed.stdout
+    missing = runner.invoke(app, ["jobs", "show", "99", "--home", str(workspace.home)])
+    assert missing.exit_code == 1 and "never been rendered" in missing.stderr

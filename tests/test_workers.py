@@ -33,8 +33,8 @@ def test_four_workers_render_forty_statements_exactly_once(workspace) -> None:
     ids = []
     for n in range(STATEMENTS):
         sid = statements.submit(workspace, voice_id="demo", purpose="public-statement", channel="social",
-                                language="en", text=f"Statement {n + 1} asks for a fair trial.", actor="sam",
-                                now=utcnow()).id
+                                language="en", text=f"Message number {n + 1}: we ask for a fair and public trial.",
+                                actor="sam", now=utcnow()).id
         review.decide(workspace, sid, Decision.APPROVE, actor="rita", now=utcnow())
         review.decide(workspace, sid, Decision.APPROVE, actor="joe-delegate", now=utcnow())
         ids.append(sid)

@@ -450,5 +450,6 @@ def _release_claim(ws: Workspace, statement_id: int, clip_id: int, exc: BaseExce
         clip.state = "failed"
         row = get_statement(s, statement_id)
         if row.state == State.RENDERING.value:
-            transition(ws, s, row, Event.RENDER_FAILED, actor="system", now=now, data={"reason": reason[:500]})
+            transition(ws, s, row, Event.RENDER_FAILED, actor="system", now=now,
+                       data={"reason": reason[:500], "clip": clip_id})
 
