@@ -167,6 +167,7 @@ def _claim(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime
     worker = worker or worker_id()
     with ws.transaction() as s:
         who = ws.actor(s, actor, Role.REVIEWER, Role.SUBMITTER)
+        s.get(StatementRow, statement_id, with_for_update=True)  # PostgreSQL: the row too, besides the write lock
         row = get_statement(s, statement_id)
         if row.state == State.RENDERING.value:
             held = _rendering_clips(s, [row.id]).get(row.id)
