@@ -95,16 +95,22 @@ def _section(kind: type, raw: dict[str, Any]) -> Any:
     return kind(**raw)
 
 
-def default_config_text(organisation: str) -> str:
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def default_config_text(organisation: str, database_url: str | None = None) -> str:
     """The voxgate.toml written by `voxgate init`, with every default spelled out."""
-    org = organisation.replace("\\", "\\\\").replace('"', '\\"')
+    org = _toml_string(organisation)[1:-1]
+    url = _toml_string(database_url or "")
     return f"""# voxgate workspace configuration
 [organisation]
 name = "{org}"
 
 [database]
-# Empty: the SQLite file voxgate.db in this folder. Or a SQLAlchemy URL (postgresql+psycopg://…).
-url = ""
+# Empty: the SQLite file voxgate.db in this folder. Or PostgreSQL, shared by several machines:
+# postgresql+psycopg://user@host/dbname (password from ~/.pgpass or PGPASSWORD, never written here).
+url = {url}
 
 [statements]
 max_chars = {DEFAULT_MAX_CHARS}

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg espeak-ng sox libsndfile1 libfribidi0 chromium fonts-noto-core)
+# postgresql: the shared store for several machines, and the throwaway cluster the tests start (tests/pg.py)
+APT_PACKAGES=(ffmpeg espeak-ng sox libsndfile1 libfribidi0 chromium fonts-noto-core postgresql)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pg import pg_cluster  # noqa: F401  (the session's PostgreSQL cluster, for tests on both databases)
+
 # Nothing in the test run may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -82,18 +84,46 @@ PEOPLE = {"ops": "admin", "sam": "submitter", "sue": "submitter", "rita": "revie
           "joe-delegate": "delegate", "dana": "distributor"}
 
 
+DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module with `BOTH_DATABASES = True` runs each of its store-backed tests on SQLite and on PostgreSQL."""
+    if getattr(metafunc.module, "BOTH_DATABASES", False) and "db_kind" in metafunc.fixturenames:
+        metafunc.parametrize("db_kind", DATABASES, scope="module")
+
+
+@pytest.fixture(scope="session")
+def db_kind() -> str:
+    """Which database a workspace gets: SQLite unless the module asks for both (see pytest_generate_tests)."""
+    return "sqlite"
+
+
 @pytest.fixture
-def workspace(tmp_path: Path):
-    """A fresh workspace (SQLite file in WAL mode) with one user per role and the demo voice."""
+def database_url(request: pytest.FixtureRequest, db_kind: str) -> str | None:
+    """None (the SQLite file in the workspace), or a fresh database in the session's PostgreSQL cluster."""
+    return None if db_kind == "sqlite" else request.getfixturevalue("pg_cluster").new_database()
+
+
+@pytest.fixture(scope="module")
+def module_database_url(request: pytest.FixtureRequest, db_kind: str) -> str | None:
+    """As `database_url`, for a workspace a whole module shares (a released clip, a served portal)."""
+    return None if db_kind == "sqlite" else request.getfixturevalue("pg_cluster").new_database()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, database_url: str | None):
+    """A fresh workspace (SQLite in WAL mode, or PostgreSQL) with one user per role and the demo voice."""
     from pipeline.services.users import add_user_from_keys
     from pipeline.services.voices import add_voice
     from pipeline.services.workspace import init_workspace, utcnow
 
-    ws, _ = init_workspace(tmp_path / "ws", ORG, now=utcnow())
+    ws, _ = init_workspace(tmp_path / "ws", ORG, now=utcnow(), database_url=database_url)
     for name, role in PEOPLE.items():
         add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
-    return ws
+    yield ws
+    ws.engine.dispose()  # PostgreSQL: give the connections back before the next test opens its own
 
 
 def voice_profile(tmp_path: Path, **consent_changes: str) -> Path:
@@ -137,15 +167,31 @@ def own_model_profile(tmp_path: Path, voice_id: str, **consent_changes: str) -> 
 def store_snapshot(home: Path) -> str:
     """A digest of every row of every table plus the audit head: equal snapshots mean an unchanged store."""
     import hashlib
-    import sqlite3
 
-    con = sqlite3.connect(home / "voxgate.db")
-    try:
-        dump = "\n".join(con.iterdump())
-    finally:
-        con.close()
     head = (home / "audit-head.json").read_text() if (home / "audit-head.json").exists() else ""
-    return hashlib.sha256((dump + head).encode()).hexdigest()
+    return hashlib.sha256((store_dump(home) + head).encode()).hexdigest()
+
+
+def store_dump(home: Path) -> str:
+    """Every row of every table of the workspace's store (SQLite or PostgreSQL), as text."""
+    from sqlalchemy import MetaData, create_engine, select
+    from sqlalchemy.pool import NullPool
+
+    from pipeline.settings import CONFIG_FILE, WorkspaceConfig
+
+    url = WorkspaceConfig.load(home / CONFIG_FILE).database_url or f"sqlite:///{home / 'voxgate.db'}"
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        meta = MetaData()
+        meta.reflect(engine)
+        with engine.connect() as con:
+            dump = "\n".join(
+                f"{name}: {sorted(map(repr, con.execute(select(table)).all()))!r}"
+                for name, table in sorted(meta.tables.items())
+            )
+    finally:
+        engine.dispose()
+    return dump
 
 
 # --- consent enrollment ------------------------------------------------------

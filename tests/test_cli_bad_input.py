@@ -14,6 +14,7 @@ from pipeline.services import review, statements
 from pipeline.services.workspace import utcnow
 
 runner = CliRunner()
+BOTH_DATABASES = True
 GOOD = "We ask for a fair and public trial."
 
 

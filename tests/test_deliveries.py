@@ -40,9 +40,12 @@ def test_serials_out_of_range_are_refused(make, value) -> None:
 # --- personal copies on a real workspace ---------------------------------------------------------
 
 
+BOTH_DATABASES = True
+
+
 @pytest.fixture(scope="module")
-def released(tmp_path_factory):
-    return build_released(tmp_path_factory.mktemp("deliveries"))
+def released(tmp_path_factory, module_database_url):
+    return build_released(tmp_path_factory.mktemp("deliveries"), module_database_url)
 
 
 @pytest.mark.slow

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from datetime import timedelta
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
+from conftest import store_dump
 from pipeline.cli.main import app as cli
 from pipeline.portal.security import RateLimiter
 from pipeline.provenance.credentials import CredentialStatus
@@ -21,11 +21,12 @@ from pipeline.services.workspace import utcnow
 from portal_fixtures import build_released, serving
 
 pytestmark = pytest.mark.slow
+BOTH_DATABASES = True
 
 
 @pytest.fixture(scope="module")
-def released(tmp_path_factory):
-    return build_released(tmp_path_factory.mktemp("portal"))
+def released(tmp_path_factory, module_database_url):
+    return build_released(tmp_path_factory.mktemp("portal"), module_database_url)
 
 
 @pytest.fixture(scope="module")
@@ -162,9 +163,7 @@ def test_sign_in_without_the_csrf_token_is_refused(base_url, released) -> None:
 
 
 def test_tokens_are_stored_hashed(released) -> None:
-    con = sqlite3.connect(released.ws.home / "voxgate.db")
-    dump = "\n".join(con.iterdump())
-    con.close()
+    dump = store_dump(released.ws.home)
     assert released.token not in dump and released.token[4:] not in dump
 
 

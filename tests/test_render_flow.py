@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from conftest import store_snapshot, voice_profile
+from conftest import voice_profile
 from pipeline.domain import Decision
 from pipeline.errors import ConsentError, EngineError, ProvenanceError, TransitionError
 from pipeline.export.probe import decode, probe
@@ -148,15 +148,6 @@ def test_swapped_model_file_is_refused_at_render(workspace, tools, tmp_path, pip
     with pytest.raises(EngineError, match="does not match the sha256"):
         render_statement(workspace, sid, tools, actor="rita", now=utcnow())
     assert state_of(workspace, sid) == "text_approved"
-
-
-def test_two_workers_never_claim_the_same_statement(workspace) -> None:
-    sid = approved(workspace)
-    _claim(workspace, sid, actor="rita", now=utcnow())
-    before = store_snapshot(workspace.home)
-    with pytest.raises(TransitionError, match="being rendered"):
-        _claim(workspace, sid, actor="ravi", now=utcnow())
-    assert store_snapshot(workspace.home) == before
 
 
 def test_a_crashed_render_is_reclaimed_after_the_stale_timeout(workspace, tools) -> None:

@@ -15,6 +15,7 @@ from pipeline.errors import StoreError
 from pipeline.store.files import FileStore
 
 runner = CliRunner()
+BOTH_DATABASES = True
 MIGRATION_HEAD = sorted(p.name for p in (Path(__file__).parents[1] / "pipeline/store/migrations/versions").glob("0*.py"))[-1][:4]
 
 
@@ -28,6 +29,29 @@ def test_init_creates_store_config_keys(tmp_path) -> None:
     con = sqlite3.connect(home / "voxgate.db")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == MIGRATION_HEAD
+
+
+def test_init_with_a_database_url_keeps_the_store_in_postgresql(tmp_path, pg_cluster) -> None:
+    from sqlalchemy import create_engine, text
+
+    url = pg_cluster.new_database()
+    home = tmp_path / "ws"
+    result = runner.invoke(app, ["init", "--home", str(home), "--org", "Free Voice Media", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    assert not (home / "voxgate.db").exists() and f'url = "{url}"' in (home / "voxgate.toml").read_text()
+    engine = create_engine(url)
+    with engine.connect() as con:
+        assert con.execute(text("SELECT version_num FROM alembic_version")).scalar() == MIGRATION_HEAD
+        assert con.execute(text("SELECT action FROM audit_events")).scalars().all() == ["voxgate.workspace.created"]
+    engine.dispose()
+    assert runner.invoke(app, ["audit", "verify", "--home", str(home)]).exit_code == 0
+
+
+@pytest.mark.parametrize("url", ["mysql://db/voxgate", "voxgate.db"])
+def test_init_refuses_a_database_it_cannot_use(tmp_path, url) -> None:
+    result = runner.invoke(app, ["init", "--home", str(tmp_path / "ws"), "--database-url", url])
+    assert result.exit_code == 1 and "neither sqlite:///PATH nor postgresql://" in result.stderr
+    assert "\n" not in result.stderr.strip() and not (tmp_path / "ws").exists()
 
 
 def test_voxgate_home_environment_variable_is_the_default(tmp_path, monkeypatch) -> None:

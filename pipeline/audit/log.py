@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.domain.model import canonical_json
 from pipeline.identity.keys import sign, verify
+from pipeline.store.db import lock_for_append
 from pipeline.store.models import AuditRow
 
 GENESIS: Final = "0" * 64
@@ -43,7 +44,13 @@ def record(
     data: dict[str, Any] | None = None,
     now: datetime,
 ) -> AuditRow:
-    """Append one event inside the caller's transaction (so it commits with the change it records)."""
+    """Append one event inside the caller's transaction (so it commits with the change it records).
+
+    Appends are serialised by the store's write lock, held from here to the
+    commit, so concurrent writers (processes, machines) extend one chain:
+    no fork, no duplicate sequence number, no gap.
+    """
+    lock_for_append(session)
     last = session.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
     seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
     data = json.loads(canonical_json(data or {}))  # what the database will hand back

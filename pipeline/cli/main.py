@@ -10,9 +10,9 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from pipeline.cli import audit, clips, keys, portal, review, statements, training, users, verify, voices
+from pipeline.cli import audit, clips, jobs, keys, portal, review, statements, training, users, verify, voices
 from pipeline.cli.output import HOME_DEFAULT, AsUser, Home, fail, handles_errors, print_table, success
-from pipeline.errors import InputError, VoxgateError
+from pipeline.errors import InputError, TransitionError, VoxgateError
 from pipeline.identity.personal import KEYS_ENV
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.add_typer(statements.app, name="statements")
 app.add_typer(review.app, name="review")
 app.add_typer(clips.app, name="clips")
 app.add_typer(audit.app, name="audit")
+app.add_typer(jobs.app, name="jobs")
 app.command("submit")(handles_errors(statements.submit))
 app.command("revise")(handles_errors(statements.revise))
 app.command("withdraw")(handles_errors(statements.withdraw))
@@ -57,14 +58,17 @@ def init(
     org: Annotated[str, typer.Option(help="Organisation name, as consent records name it.")] = "voxgate workspace",
     c2pa_cert: Annotated[Optional[Path], typer.Option(help="Your own C2PA chain (PEM: signing certificate first, CA last).")] = None,
     c2pa_key: Annotated[Optional[Path], typer.Option(help="The signing certificate's unencrypted P-256 key (PEM).")] = None,
+    database_url: Annotated[Optional[str], typer.Option(
+        help="Keep the store in this empty PostgreSQL database (postgresql://USER@HOST/DB) instead of SQLite.")] = None,
 ) -> None:
-    """Create a workspace: SQLite store, file store, config, the organisation's keys and C2PA identity."""
+    """Create a workspace: store (SQLite, or PostgreSQL), file store, config, the organisation's keys and C2PA identity."""
     from pipeline.services.workspace import init_workspace, utcnow
 
     if (c2pa_cert is None) != (c2pa_key is None):
         raise InputError("Give both --c2pa-cert and --c2pa-key, or neither (a workspace CA is then generated).")
     c2pa = (c2pa_cert, c2pa_key) if c2pa_cert and c2pa_key else None
-    ws, created = init_workspace(home, org, now=utcnow(), c2pa=c2pa, say=lambda m: success(m + "."))
+    ws, created = init_workspace(home, org, now=utcnow(), c2pa=c2pa, database_url=database_url,
+                                 say=lambda m: success(m + "."))
     if created:
         success(f"Created workspace {ws.home} for {ws.config.organisation}. Next: `voxgate user add NAME --role admin`.")
     else:
@@ -75,38 +79,107 @@ def init(
 @handles_errors
 def render(
     statement_id: Annotated[Optional[int], typer.Argument(help="Statement to render.")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Render every text-approved statement.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Render every text-approved statement, and reclaim renders "
+                                                     "whose worker died, until none is left.")] = False,
     home: Home = HOME_DEFAULT,
     as_user: AsUser = None,
 ) -> None:
-    """Synthesise text-approved statements into labelled, watermarked draft clips."""
-    from pipeline.services.render import STEPS, Tools, claimable, render_statement
-    from pipeline.services.workspace import open_workspace, utcnow
+    """Synthesise text-approved statements into labelled, watermarked draft clips.
+
+    Any number of `render --all` may run at once, on one machine or several sharing a PostgreSQL store:
+    each statement is rendered by exactly one of them.
+    """
+    from pipeline.services.render import Tools
+    from pipeline.services.workspace import open_workspace
+    from pipeline.store.scratch import sweep
 
     if (statement_id is None) == (not all_):
         raise InputError("Give one statement id, or --all.")
     ws = open_workspace(home)
-    ids = claimable(ws, utcnow()) if all_ else [statement_id]
-    if not ids:
-        success("Nothing to render: no statement is text-approved.")
+    sweep(ws.home)  # the temp folders of renders and copies whose process died
+    results, failures, taken = _render_queue(ws, Tools(), None if all_ else statement_id, as_user)
+    if not results and not failures:
+        success("Nothing to render: no statement is text-approved"
+                + (f" (another worker took {len(taken)})." if taken else "."))
         return
-    tools, results, failures = Tools(), [], []
+    _print_renders(results, failures)
+    if failures:
+        raise typer.Exit(1)
+
+
+RETRY_AFTER_S = 600.0
+
+
+@app.command("worker")
+@handles_errors
+def worker(
+    poll: Annotated[float, typer.Option(help="Seconds between looks at the queue when it is empty.")] = 5.0,
+    home: Home = HOME_DEFAULT,
+    as_user: AsUser = None,
+) -> None:
+    """Render statements as they are text-approved, until stopped (Ctrl-C); run one per machine or GPU.
+
+    Takes over the renders of workers that died (their lease runs out 60 s after their last sign of life).
+    """
+    import time
+
+    from pipeline.services.render import Tools
+    from pipeline.services.workspace import open_workspace
+    from pipeline.store.scratch import sweep
+
+    ws, tools = open_workspace(home), Tools()
+    failed_at: dict[int, float] = {}  # a statement whose render failed is tried again after RETRY_AFTER_S
+    success(f"Worker started on {ws.home}; waiting for text-approved statements (Ctrl-C stops it).")
+    try:
+        while True:
+            sweep(ws.home)
+            now = time.monotonic()
+            skip = {sid for sid, at in failed_at.items() if now - at < RETRY_AFTER_S}
+            results, failures, _taken = _render_queue(ws, tools, None, as_user, skip=skip)
+            failed_at.update((sid, time.monotonic()) for sid, _exc in failures)
+            _print_renders(results, failures)
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        success("Worker stopped; a render it had begun is reclaimed by another worker within 60 s.")
+
+
+def _render_queue(ws, tools, statement_id: int | None, as_user: str | None,  # type: ignore[no-untyped-def]
+                  skip: set[int] | None = None):
+    """Render `statement_id`, or everything claimable (but `skip`) until nothing is left; (results, failures, taken)."""
+    from pipeline.services.render import STEPS, claimable, render_statement, worker_id
+    from pipeline.services.workspace import utcnow
+
+    me = worker_id()
+    results, failures, taken = [], [], []
+    tried: set[int] = set(skip or ())
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())
     with Progress(*columns, transient=False) as bar:
-        for sid in ids:
-            task = bar.add_task(f"statement {sid}", total=len(STEPS))
+        while ids := [i for i in (claimable(ws, utcnow()) if statement_id is None else [statement_id])
+                      if i not in tried]:
+            for sid in ids:
+                tried.add(sid)
+                task = bar.add_task(f"statement {sid}", total=len(STEPS))
 
-            def step(name: str, task: int = task, sid: int = sid) -> None:
-                bar.update(task, completed=STEPS.index(name), description=f"statement {sid}: {name}")
+                def step(name: str, task: int = task, sid: int = sid) -> None:
+                    bar.update(task, completed=STEPS.index(name), description=f"statement {sid}: {name}")
 
-            try:
-                results.append(render_statement(ws, sid, tools, actor=as_user, now=utcnow(), progress=step))
-                bar.update(task, completed=len(STEPS), description=f"statement {sid}: draft ready")
-            except VoxgateError as exc:
-                if not all_:
-                    raise
-                failures.append((sid, exc))
+                try:
+                    results.append(render_statement(ws, sid, tools, actor=as_user, now=utcnow(), progress=step,
+                                                    worker=me))
+                    bar.update(task, completed=len(STEPS), description=f"statement {sid}: draft ready")
+                except VoxgateError as exc:
+                    if statement_id is not None:
+                        raise
+                    if isinstance(exc, TransitionError) and sid not in claimable(ws, utcnow()):
+                        taken.append(sid)  # another worker claimed it first, or took it over: theirs now
+                        bar.update(task, description=f"statement {sid}: taken by another worker")
+                        continue
+                    failures.append((sid, exc))
+    return results, failures, taken
+
+
+def _print_renders(results, failures) -> None:  # type: ignore[no-untyped-def]
     if results:
         print_table("Rendered drafts", ["statement", "clip", "duration", "LUFS", "true peak", "watermark", "WER"], [
             (r.statement_id, r.clip_id, f"{r.figures['duration_s']:.1f} s", r.figures["integrated_lufs"],
@@ -114,8 +187,6 @@ def render(
             for r in results])
     for sid, exc in failures:
         typer.echo(f"statement {sid}: {type(exc).__name__}: {exc}", err=True)
-    if failures:
-        raise typer.Exit(1)
 
 
 @app.command("release")
@@ -148,3 +219,6 @@ def main() -> None:
 
 
 __all__ = ["app", "main"]
+
+if __name__ == "__main__":  # python -m pipeline.cli.main, as the tests' worker processes run it
+    main()

@@ -65,11 +65,10 @@ def mark_serial(premaster: np.ndarray, serial: int, presence: Any, mark: Any, *,
     # The marks add energy; the final limiter pass keeps the true-peak ceiling, and both marks are
     # detected again on exactly the samples that will be exported.
     audio = normalise(audio, MASTER_RATE, target_lufs=target_lufs, true_peak_dbtp=true_peak_dbtp)
-    presence_score = presence.detect(audio, MASTER_RATE)
+    presence_score, found = read_marks(audio, MASTER_RATE, presence, mark)
     if presence_score < DEFAULT_EMBED_THRESHOLD:
         raise ProvenanceError(f"The presence watermark scored {presence_score:.2f} after the final loudness pass "
                               f"(needs {DEFAULT_EMBED_THRESHOLD}); nothing was registered.")
-    found = mark.detect(audio, MASTER_RATE)
     if found.payload != serial or found.confidence < DEFAULT_MARGIN:
         raise ProvenanceError(f"The payload watermark read {found.payload} (confidence {found.confidence:.1f}) after "
                               f"the final loudness pass, not serial {serial}; nothing was registered.")
@@ -84,18 +83,39 @@ def mark_serial(premaster: np.ndarray, serial: int, presence: Any, mark: Any, *,
                    "payload_confidence": round(float(found.confidence), 1)}
 
 
+def read_marks(samples: np.ndarray, rate: int, presence: Any, mark: Any) -> tuple[float, Any]:
+    """(presence score, payload reading) of `samples`, the two detectors run at once (torch and numpy, two cores)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="presence") as pool:
+        score = pool.submit(presence.detect, samples, rate)
+        found = mark.detect(samples, rate)
+        return score.result(), found
+
+
 def export_signed(audio: np.ndarray, folder: Path, stem: str, labels: ClipLabels, manifest: Mapping[str, Any],
                   identity: Any) -> dict[str, Path]:
-    """Every audio format, labelled and signed; Ogg (which cannot embed a manifest) gets an ``ogg.c2pa`` sidecar."""
+    """Every audio format, labelled and signed; Ogg (which cannot embed a manifest) gets an ``ogg.c2pa`` sidecar.
+
+    The formats are encoded at once, one thread each: the work is in ffmpeg
+    processes and the C2PA library, so they spread over the machine's cores.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from pipeline.export.formats import ExportFormat, export_clip
 
-    files: dict[str, Path] = {}
-    for fmt in map(ExportFormat, AUDIO_FORMATS):
+    def one(fmt: ExportFormat) -> dict[str, Path]:
         embeds = can_embed(fmt.mime)
-        seal = (lambda path, fmt=fmt: embed_credentials(path, fmt.mime, manifest, identity)) if embeds else None
-        files[fmt.value] = export_clip(audio, MASTER_RATE, fmt, folder / f"{stem}{fmt.extension}", labels, seal=seal)
+        seal = (lambda path, fmt: embed_credentials(path, fmt.mime, manifest, identity)) if embeds else None
+        made = {fmt.value: export_clip(audio, MASTER_RATE, fmt, folder / f"{stem}{fmt.extension}", labels, seal=seal)}
         if not embeds:  # Ogg: the manifest travels beside the file, and is stored and handed out with it
-            files[f"{fmt.value}.c2pa"] = write_sidecar(files[fmt.value], fmt.mime, manifest, identity)
+            made[f"{fmt.value}.c2pa"] = write_sidecar(made[fmt.value], fmt.mime, manifest, identity)
+        return made
+
+    files: dict[str, Path] = {}
+    with ThreadPoolExecutor(len(AUDIO_FORMATS), thread_name_prefix="export") as pool:
+        for made in pool.map(one, map(ExportFormat, AUDIO_FORMATS)):  # re-raises the first failure
+            files.update(made)
     return files
 
 
@@ -105,10 +125,9 @@ def check_marks_in(path: Path, serial: int, presence: Any, mark: Any, what: str)
     from pipeline.provenance.presence import DEFAULT_PRESENCE_THRESHOLD
 
     samples, rate = decode(path)
-    score = presence.detect(samples, rate)
+    score, found = read_marks(samples, rate, presence, mark)
     if score < DEFAULT_PRESENCE_THRESHOLD:
         raise ProvenanceError(f"The presence watermark was not detected in the {what} (score {score:.2f}).")
-    found = mark.detect(samples, rate)
     if found.payload != serial:
         raise ProvenanceError(f"The payload watermark was not read back from the {what} "
                               f"(read {found.payload}, confidence {found.confidence:.1f}, expected {serial}).")

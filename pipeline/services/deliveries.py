@@ -24,7 +24,6 @@ picture (scripts/bench_video.py).
 
 from __future__ import annotations
 
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,6 +38,7 @@ from pipeline.errors import ProvenanceError
 from pipeline.provenance.credentials import SIDECAR_SUFFIX
 from pipeline.services.copies import check_marks_in, export_signed, mark_serial, payload_mark, read_premaster
 from pipeline.services.video import CAPTION_FORMATS, VIDEO_FORMATS, ensure_derived, release_context
+from pipeline.store.scratch import job_folder
 from pipeline.services.workspace import Workspace
 from pipeline.store.models import ClipFileRow, ClipRow, DeliveryFileRow, DeliveryRow
 
@@ -159,7 +159,7 @@ def _make_audio(ws: Workspace, clip_id: int, premaster_sha: str, delivery: int, 
     from pipeline.provenance.credentials import load_identity
 
     manifest = replace(context.provenance, payload_serial=serial).manifest()
-    with tempfile.TemporaryDirectory(prefix="voxgate-copy-", dir=ws.home) as tmp:
+    with job_folder(ws.home, "copy") as tmp:
         files = export_signed(audio, Path(tmp), f"clip-{clip_id}-{delivery}", context.labels, manifest,
                               load_identity(ws.c2pa_dir))
         check_marks_in(files["ogg"], serial, presence, mark, "Ogg Opus copy")
@@ -175,7 +175,7 @@ def _make_video(ws: Workspace, clip_id: int, delivery: int, fmt: str, tools: Any
     picture = ws.files.open_checked(_required(_clip_file(ws, clip_id, fmt), clip_id, fmt))
     sound = ws.files.open_checked(_registered(ws, delivery, "wav").sha256)
     identity = load_identity(ws.c2pa_dir)
-    with tempfile.TemporaryDirectory(prefix="voxgate-copy-", dir=ws.home) as tmp:
+    with job_folder(ws.home, "copy") as tmp:
         dest = Path(tmp) / f"clip-{clip_id}-{delivery}.mp4"
         replace_audio(picture, sound, dest, shape=fmt, labels=context.labels,
                       seal=lambda path: embed_credentials(path, VIDEO_MIME, manifest, identity))

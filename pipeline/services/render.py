@@ -8,17 +8,29 @@
     (embedded; a sidecar for Ogg) → file store → draft_ready
 
 A worker claims a statement by moving it to `rendering` inside one write
-transaction, so two workers never render the same statement. Every step that
-proves or labels the clip fails closed: the render stops, the statement goes
-back to `text_approved`, and no clip is registered.
+transaction (the store's write lock: two workers never claim the same
+statement) and holds a *lease* on the claim, renewed every 10 s while it
+renders. A worker that dies (`kill -9`, a lost machine) stops renewing; 60 s
+later any live worker (`voxgate render --all`) reclaims the statement. The
+claim is fenced: the clip row is the claim, a reclaim fails the old one, and
+registering checks that the clip is still this worker's — so a slow but
+living worker whose lease ran out cannot register a result too — and the
+store holds at most one live clip per revision (a unique index). Every step
+that proves or labels the clip fails closed: the render stops, the statement
+goes back to `text_approved`, and no clip is registered.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
-import tempfile
+import os
+import secrets
+import socket
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,7 +41,7 @@ from sqlalchemy import select
 
 from pipeline.domain import ClipEvent, ClipState, Decision, Event, Role, State
 from pipeline.domain.policy import check_voice_renders
-from pipeline.errors import ConsentError, ProvenanceError, VoxgateError
+from pipeline.errors import ConsentError, ProvenanceError, TransitionError, VoxgateError
 from pipeline.domain.serials import clip_serial
 from pipeline.provenance.credentials import ClipProvenance, SignedApproval, load_identity
 from pipeline.services.copies import (
@@ -44,12 +56,16 @@ from pipeline.services.copies import (
 from pipeline.services.review import approvals_of, require_text_approved, verifier
 from pipeline.services.statements import clip_transition, get_statement, transition
 from pipeline.services.voices import current_consent, get_voice, model_ref
-from pipeline.services.workspace import Workspace
+from pipeline.services.workspace import Workspace, utcnow
 from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, StatementRow
+from pipeline.store.scratch import job_folder
 
 log = logging.getLogger(__name__)
 
-STALE_CLAIM: Final = timedelta(minutes=30)  # a `rendering` claim older than this is taken as crashed
+LEASE: Final = timedelta(seconds=60)  # a render whose worker has not renewed its claim for this long is reclaimed
+RENEW_EVERY_S: Final = 10.0  # how often a rendering worker renews its lease
+STALE_CLAIM: Final = timedelta(minutes=30)  # a claim with no lease (made by an older voxgate) is taken as crashed after this
+_PROCESS_TAG: Final = secrets.token_hex(4)  # tells apart two processes that got the same pid
 DEFAULT_MAX_WER: Final = 0.25
 ANNOUNCER_LANGUAGES: Final = frozenset({"en"})  # what the packaged announcer voice can speak
 
@@ -67,6 +83,7 @@ class Tools:
     presence: Any = None
     transcriber: Any = None
     announcer: Any = None
+    disclosures: dict[str, np.ndarray] = field(default_factory=dict)
 
     def engine(self, ref: Any) -> Any:
         from pipeline.synth import create_engine, verify_model
@@ -94,6 +111,12 @@ class Tools:
             self.transcriber.load()
         return self.transcriber
 
+    def disclosure(self, text: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """The spoken disclosure for `text` (made once per text and settings, then reused: the same words every time)."""
+        if text not in self.disclosures:
+            self.disclosures[text] = make()
+        return self.disclosures[text]
+
     def announcer_engine(self) -> Any:
         if self.announcer is None:
             from pipeline.synth import PiperEngine, packaged_voice
@@ -111,54 +134,131 @@ class RenderResult:
     figures: dict[str, Any]
 
 
+def worker_id() -> str:
+    """This process, as the holder of a render claim: host, process id and a random tag."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_PROCESS_TAG}"
+
+
+def _claim_lapsed(clip: ClipRow | None, statement: StatementRow, now: datetime) -> bool:
+    """Whether a `rendering` statement's worker is taken as dead: its lease ran out (or, without one, it is stale)."""
+    if clip is None or clip.lease_until is None:
+        return now - statement.updated_at > STALE_CLAIM
+    return now > clip.lease_until
+
+
+def _rendering_clips(s: Any, statement_ids: list[int]) -> dict[int, ClipRow]:
+    rows = s.scalars(select(ClipRow).where(ClipRow.statement_id.in_(statement_ids), ClipRow.state == ClipState.RENDERING.value))
+    return {c.statement_id: c for c in rows}
+
+
 def claimable(ws: Workspace, now: datetime) -> list[int]:
-    """Statements waiting to be rendered, plus renders whose worker died (stale claims)."""
+    """Statements waiting to be rendered, plus renders whose worker died (lease run out)."""
     with ws.sessions() as s:
-        rows = s.scalars(select(StatementRow).where(
-            StatementRow.state.in_([State.TEXT_APPROVED.value, State.RENDERING.value])).order_by(StatementRow.id))
-        return [r.id for r in rows if r.state == State.TEXT_APPROVED.value or now - r.updated_at > STALE_CLAIM]
+        rows = list(s.scalars(select(StatementRow).where(
+            StatementRow.state.in_([State.TEXT_APPROVED.value, State.RENDERING.value])).order_by(StatementRow.id)))
+        held = _rendering_clips(s, [r.id for r in rows if r.state == State.RENDERING.value])
+        return [r.id for r in rows
+                if r.state == State.TEXT_APPROVED.value or _claim_lapsed(held.get(r.id), r, now)]
 
 
-def _claim(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime) -> tuple[int, dict[str, Any]]:
-    """Check the gates and move the statement to `rendering`; reserve the clip serial."""
+def _claim(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime,
+           worker: str | None = None) -> tuple[int, dict[str, Any]]:
+    """Check the gates and move the statement to `rendering` under `worker`'s lease; reserve the clip serial."""
+    worker = worker or worker_id()
     with ws.transaction() as s:
         who = ws.actor(s, actor, Role.REVIEWER, Role.SUBMITTER)
+        s.get(StatementRow, statement_id, with_for_update=True)  # PostgreSQL: the row too, besides the write lock
         row = get_statement(s, statement_id)
-        if row.state == State.RENDERING.value and now - row.updated_at > STALE_CLAIM:
-            for old in s.scalars(select(ClipRow).where(ClipRow.statement_id == row.id,
-                                                       ClipRow.state == ClipState.RENDERING.value)):
-                clip_transition(ws, s, old, ClipEvent.FAILED, actor="system", now=now, data={"reason": "stale claim"})
-            transition(ws, s, row, Event.RENDER_FAILED, actor="system", now=now, data={"reason": "stale claim"})
+        if row.state == State.RENDERING.value:
+            held = _rendering_clips(s, [row.id]).get(row.id)
+            if _claim_lapsed(held, row, now):
+                reason = (f"worker {held.worker} stopped renewing its lease" if held is not None and held.worker
+                          else "stale claim")
+                if held is not None:  # the fence: the old worker can no longer register this clip
+                    clip_transition(ws, s, held, ClipEvent.FAILED, actor="system", now=now, data={"reason": reason})
+                transition(ws, s, row, Event.RENDER_FAILED, actor="system", now=now,
+                           data={"reason": reason, **({"clip": held.id} if held is not None else {})})
         require_text_approved(s, ws, row, now)  # consent and approvals, at this very moment
-        transition(ws, s, row, Event.RENDER_CLAIMED, actor=who.name, now=now)
+        transition(ws, s, row, Event.RENDER_CLAIMED, actor=who.name, now=now, data={"worker": worker})
         voice = get_voice(s, row.voice_id)
         check_voice_renders(voice.id, voice.state)  # an enrolled voice has no usable model until trained
         consent = current_consent(s, row.voice_id)
         rev = row.revisions[-1]
         clip = ClipRow(statement_id=row.id, revision=rev.number, revision_sha256=rev.sha256, voice_id=voice.id,
                        model_sha256=voice.model_sha256, audio_sha256="", settings={}, figures={}, labels={},
-                       state=ClipState.RENDERING.value, created_at=now)
+                       state=ClipState.RENDERING.value, created_at=now, worker=worker, lease_until=now + LEASE)
         s.add(clip)
         s.flush()
         job = {
             "text": rev.text, "language": row.language, "voice": voice.id, "voice_name": voice.name,
             "ref": model_ref(voice, ws), "owner": consent.owner, "consent_sha256": consent.record_sha256,
-            "revision_sha256": rev.sha256, "actor": who.name,
+            "revision_sha256": rev.sha256, "actor": who.name, "worker": worker,
         }
         return clip.id, job
 
 
+def renew_lease(ws: Workspace, clip_id: int, worker: str, now: datetime) -> str | None:
+    """Extend `worker`'s lease on its render; returns why it cannot (the claim was taken over), else None."""
+    with ws.transaction() as s:
+        clip = s.get(ClipRow, clip_id)
+        if clip is None or clip.state != ClipState.RENDERING.value or clip.worker != worker:
+            return (f"clip {clip_id} is no longer this worker's render "
+                    f"({'gone' if clip is None else clip.state}, held by {clip.worker if clip else 'nobody'})")
+        clip.lease_until = max(clip.lease_until or now, now + LEASE)
+    return None
+
+
+class LeaseKeeper:
+    """Renews a render's lease in a background thread while the render runs, and notices if it was lost."""
+
+    def __init__(self, ws: Workspace, clip_id: int, worker: str, *, every_s: float = RENEW_EVERY_S,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.ws, self.clip_id, self.worker, self.every_s, self.clock = ws, clip_id, worker, every_s, clock
+        self.lost: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-clip-{clip_id}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.lost = renew_lease(self.ws, self.clip_id, self.worker, self.clock())
+            except VoxgateError as exc:  # a busy or briefly unreachable database: try again at the next beat
+                log.warning("could not renew the lease on clip %s: %s", self.clip_id, exc)
+            if self.lost:
+                return
+
+    def check(self, statement_id: int) -> None:
+        if self.lost:
+            raise TransitionError(f"Statement {statement_id}'s render was taken over by another worker ({self.lost}); "
+                                  "this worker's result was discarded.")
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def render_statement(ws: Workspace, statement_id: int, tools: Tools, *, actor: str | None, now: datetime,
-                     progress: Progress = lambda _step: None) -> RenderResult:
+                     progress: Progress = lambda _step: None, worker: str | None = None) -> RenderResult:
     progress("claim")
-    clip_id, job = _claim(ws, statement_id, actor=actor, now=now)
+    worker = worker or worker_id()
+    clip_id, job = _claim(ws, statement_id, actor=actor, now=now, worker=worker)
     try:
-        with tempfile.TemporaryDirectory(prefix="voxgate-render-", dir=ws.home) as tmp:
-            figures, settings, labels, files = _produce(ws, clip_id, statement_id, job, tools, Path(tmp), now, progress)
-            progress("register")
-            _register(ws, statement_id, clip_id, figures, settings, labels, files, actor=job["actor"], now=now)
+        with LeaseKeeper(ws, clip_id, worker) as lease, job_folder(ws.home, "render") as tmp:
+
+            def step(name: str) -> None:
+                lease.check(statement_id)  # stop at the next step once another worker has taken over
+                progress(name)
+
+            figures, settings, labels, files = _produce(ws, clip_id, statement_id, job, tools, tmp, now, step)
+            step("register")
+            _register(ws, statement_id, clip_id, figures, settings, labels, files, actor=job["actor"], now=now,
+                      worker=worker)
     except BaseException as exc:
-        _release_claim(ws, statement_id, clip_id, exc, now=now)
+        _release_claim(ws, statement_id, clip_id, exc, now=now, worker=worker)
         raise
     return RenderResult(statement_id, clip_id, figures)
 
@@ -194,11 +294,16 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
             )
         text = disclosure_text(lang, owner=job["owner"], organisation=ws.config.organisation,
                                templates=cfg.disclosure_texts or None)
-        announcer = tools.announcer_engine()
-        spoken = join_with_pauses(announcer.synthesize(split_sentences(text, "en")), announcer.sample_rate,
-                                  pause_s=cfg.sentence_pause_s)
-        spoken = normalise(resample(spoken, announcer.sample_rate, MASTER_RATE), MASTER_RATE,
-                           target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
+
+        def speak() -> np.ndarray:
+            announcer = tools.announcer_engine()
+            spoken = join_with_pauses(announcer.synthesize(split_sentences(text, "en")), announcer.sample_rate,
+                                      pause_s=cfg.sentence_pause_s)
+            return normalise(resample(spoken, announcer.sample_rate, MASTER_RATE), MASTER_RATE,
+                             target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
+
+        key = repr((text, cfg.sentence_pause_s, cfg.target_lufs, cfg.true_peak_dbtp))
+        spoken = tools.disclosure(key, speak)
         before = [spoken] if disclosure_at in ("before", "both") else []
         after = [spoken] if disclosure_at in ("after", "both") else []
         audio = concat([*before, speech, *after], MASTER_RATE, gap_s=cfg.disclosure_gap_s)
@@ -230,7 +335,9 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
         "engine": engine.name,
         "device": engine.device,
     }
-    figures.update(_asr_gate(tools, audio[speech_offset:speech_offset + len(speech)], job["text"], lang))
+    # Speech recognition runs beside the export (they only read the marked audio); its gate is
+    # checked before anything is registered.
+    heard = _pool().submit(_asr_gate, tools, audio[speech_offset:speech_offset + len(speech)], job["text"], lang)
 
     progress("export")
     labels = ClipLabels(
@@ -245,10 +352,13 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
         "revision_sha256": job["revision_sha256"], "timeline": timeline,
     }
     manifest = _provenance(ws, clip_id, statement_id, job, settings, now).manifest()
-    files = export_signed(audio, tmp, f"clip-{clip_id}", labels, manifest, load_identity(ws.c2pa_dir))
-    files[PREMASTER] = write_premaster(premaster, tmp / f"clip-{clip_id}.premaster.wav")
-    # The lossy export a messaging app will carry must still carry both marks.
-    forwarded = check_marks_in(files["ogg"], clip_id, presence, mark, "Ogg Opus export")
+    try:
+        files = export_signed(audio, tmp, f"clip-{clip_id}", labels, manifest, load_identity(ws.c2pa_dir))
+        files[PREMASTER] = write_premaster(premaster, tmp / f"clip-{clip_id}.premaster.wav")
+        # The lossy export a messaging app will carry must still carry both marks.
+        forwarded = check_marks_in(files["ogg"], clip_id, presence, mark, "Ogg Opus export")
+    finally:
+        figures.update(heard.result())  # the recogniser's verdict first: a failed gate is the reason to report
     figures["presence_score_ogg"] = forwarded["presence_score"]
     figures["payload_confidence"] = marks["payload_confidence"]
     figures["payload_confidence_ogg"] = forwarded["payload_confidence"]
@@ -281,6 +391,12 @@ def _provenance(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, A
     )
 
 
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """The process's threads for render stages that run beside another (speech recognition beside export)."""
+    return ThreadPoolExecutor(2, thread_name_prefix="render")
+
+
 def _asr_gate(tools: Tools, speech: np.ndarray, text: str, lang: str) -> dict[str, Any]:
     """Speech recognition of the message against the approved text (where a recogniser exists)."""
     from pipeline.quality.asr import supports
@@ -299,11 +415,14 @@ def _asr_gate(tools: Tools, speech: np.ndarray, text: str, lang: str) -> dict[st
 
 
 def _register(ws: Workspace, statement_id: int, clip_id: int, figures: dict, settings: dict, labels: dict,
-              files: dict[str, Path], *, actor: str, now: datetime) -> None:
+              files: dict[str, Path], *, actor: str, now: datetime, worker: str) -> None:
     digests = {fmt: ws.files.put(path) for fmt, path in files.items()}
     with ws.transaction() as s:
         row = get_statement(s, statement_id)
         clip = s.get(ClipRow, clip_id)
+        if row.state == State.RENDERING.value and (clip.state != ClipState.RENDERING.value or clip.worker != worker):
+            raise TransitionError(f"Statement {statement_id}'s render was taken over by another worker while this one "
+                                  "rendered (its lease ran out); this worker's result was discarded.")
         if row.state != State.RENDERING.value or clip.state != ClipState.RENDERING.value:
             raise ConsentError(f"Statement {statement_id} left the render queue while rendering ({row.state}); "
                                "the clip was discarded.")
@@ -318,14 +437,20 @@ def _register(ws: Workspace, statement_id: int, clip_id: int, figures: dict, set
                    data={"clip": clip_id, "audio_sha256": digests["wav"], **figures})
 
 
-def _release_claim(ws: Workspace, statement_id: int, clip_id: int, exc: BaseException, *, now: datetime) -> None:
-    """Put the statement back in the queue after a failed render; never leave a half-registered clip."""
+def _release_claim(ws: Workspace, statement_id: int, clip_id: int, exc: BaseException, *, now: datetime,
+                   worker: str) -> None:
+    """Put the statement back in the queue after a failed render; never leave a half-registered clip.
+
+    Only while the claim is still this worker's: a render taken over by another worker is theirs now.
+    """
     reason = str(exc) if isinstance(exc, VoxgateError) else f"{type(exc).__name__}: {exc}"
     with ws.transaction() as s:
         clip = s.get(ClipRow, clip_id)
-        if clip is not None and clip.state == ClipState.RENDERING.value:
-            clip_transition(ws, s, clip, ClipEvent.FAILED, actor="system", now=now, data={"reason": reason[:500]})
+        if clip is None or clip.state != ClipState.RENDERING.value or clip.worker != worker:
+            return
+        clip_transition(ws, s, clip, ClipEvent.FAILED, actor="system", now=now, data={"reason": reason[:500]})
         row = get_statement(s, statement_id)
         if row.state == State.RENDERING.value:
-            transition(ws, s, row, Event.RENDER_FAILED, actor="system", now=now, data={"reason": reason[:500]})
+            transition(ws, s, row, Event.RENDER_FAILED, actor="system", now=now,
+                       data={"reason": reason[:500], "clip": clip_id})
 

@@ -8,7 +8,6 @@ a second request serves the same bytes.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pipeline.errors import InputError, NotFoundError, ProvenanceError
+from pipeline.store.scratch import job_folder
 from pipeline.services.workspace import Workspace
 from pipeline.store.models import ClipFileRow, ClipRow, StatementRow, VoiceRow
 
@@ -73,7 +73,7 @@ def ensure_derived(ws: Workspace, clip_id: int, fmt: str, tools: Any, *, now: da
     if not timeline:
         raise ProvenanceError(f"Clip {clip_id} was rendered without a sentence timeline; render it again for video.")
     captions = _captions(master, timeline, context.provenance.language, tools)
-    with tempfile.TemporaryDirectory(prefix="voxgate-video-", dir=ws.home) as tmp:
+    with job_folder(ws.home, "video") as tmp:
         dest = Path(tmp) / f"clip-{clip_id}.{'mp4' if fmt in VIDEO_FORMATS else fmt}"
         if fmt in CAPTION_FORMATS:
             from pipeline.export.captions import write_captions

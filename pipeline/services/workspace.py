@@ -1,7 +1,7 @@
 """The workspace: one folder holding the database, the file store, the keys and the config.
 
     <home>/voxgate.toml     configuration
-    <home>/voxgate.db       SQLite store (WAL), unless [database] url says otherwise
+    <home>/voxgate.db       SQLite store (WAL), unless [database] url names a PostgreSQL database
     <home>/blobs/           content-addressed file store
     <home>/keys/org.key     the organisation's Ed25519 key (signs the audit log)
     <home>/keys/c2pa/       the C2PA signing identity (see pipeline.provenance.credentials)
@@ -47,7 +47,7 @@ from pipeline.identity.keys import generate_key, load_key, public_key_of, sign
 from pipeline.identity.personal import Keyring, fingerprint
 from pipeline.provenance import credentials
 from pipeline.settings import CONFIG_FILE, WorkspaceConfig, default_config_text
-from pipeline.store.db import check_schema, migrate, open_engine, session_factory, sqlite_url
+from pipeline.store.db import check_schema, migrate, normalise_url, open_engine, session_factory, sqlite_url, writer
 from pipeline.store.files import FileStore
 from pipeline.store.models import AuditRow, UserRow
 
@@ -105,6 +105,7 @@ class Workspace:
     sessions: sessionmaker[Session]
     files: FileStore
     org_key: Ed25519PrivateKey
+    writes: sessionmaker[Session]  # sessions that hold the store's write lock (see store.db.open_engine)
     keyring: Keyring = field(default_factory=Keyring.from_env)
     # Writers in one process queue here, in order, instead of spinning on SQLite's busy handler
     # (which is not fair: under 50 concurrent downloads some waited past the busy timeout).
@@ -151,7 +152,7 @@ class Workspace:
     def transaction(self) -> Iterator[Session]:
         """One atomic unit of work; on commit, the signed audit head moves forward."""
         with self._write_lock, map_exceptions(_DB_ERRORS, "The workspace database refused the change"):
-            with self.sessions.begin() as session:
+            with self.writes.begin() as session:
                 before = last_seq(session)
                 yield session
                 head = audit.advance(session, self.org_key, self.org_public_key, before)
@@ -241,8 +242,12 @@ def _check_home_writable(home: Path) -> None:
 
 
 def init_workspace(home: Path, organisation: str, *, now: datetime, c2pa: C2paImport | None = None,
+                   database_url: str | None = None,
                    say: Callable[[str], None] = lambda _message: None) -> tuple[Workspace, bool]:
     """Create the workspace at `home`, or open it if it exists. Returns (workspace, created).
+
+    `database_url` puts the store in PostgreSQL (an empty database the
+    workspace's migrations fill) instead of the SQLite file in `home`.
 
     An existing workspace gets only its missing identity files (content
     credentials, watermark secret); with `c2pa`, the operator's own chain
@@ -262,6 +267,8 @@ def init_workspace(home: Path, organisation: str, *, now: datetime, c2pa: C2paIm
         return ws, False
     if not organisation.strip():
         raise StoreError("The organisation name is empty; pass --org NAME.")
+    if database_url:
+        normalise_url(database_url)  # refused before anything is created
     _check_home_writable(home)
     try:
         home.mkdir(exist_ok=True)
@@ -269,7 +276,7 @@ def init_workspace(home: Path, organisation: str, *, now: datetime, c2pa: C2paIm
             (home / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(home / "keys", 0o700)
         org_pub = generate_key(home / "keys" / "org.key") if not (home / "keys" / "org.key").exists() else None
-        config = default_config_text(organisation)
+        config = default_config_text(organisation, database_url)
         (home / (CONFIG_FILE + ".part")).write_text(config, encoding="utf-8")
     except OSError as exc:
         raise StoreError(f"Could not create the workspace at {home}: {exc.strerror}.") from exc
@@ -278,6 +285,7 @@ def init_workspace(home: Path, organisation: str, *, now: datetime, c2pa: C2paIm
     engine = open_engine(cfg.database_url or sqlite_url(home / "voxgate.db"))
     with map_exceptions(_DB_ERRORS, "Could not create the workspace database"):
         migrate(engine)
+    engine.dispose()
     # The config file appears last: its presence is what marks a finished workspace.
     os.replace(home / (CONFIG_FILE + ".part"), home / CONFIG_FILE)
     ws = open_workspace(home)
@@ -359,7 +367,8 @@ def open_workspace(home: Path, keyring: Keyring | None = None) -> Workspace:
         check_schema(engine)
         migrate(engine)  # no-op when current; upgrades a workspace made by an older voxgate
     ws = Workspace(home, cfg, engine, session_factory(engine), FileStore(home / "blobs"),
-                   load_key(home / "keys" / "org.key"), keyring or Keyring.from_env())
+                   load_key(home / "keys" / "org.key"), session_factory(writer(engine)),
+                   keyring or Keyring.from_env())
     _adopt_file_head(ws)
     _assign_id(ws)
     return ws
@@ -399,7 +408,7 @@ def _adopt_file_head(ws: Workspace) -> None:
         return
     if "revocations_sha256" in old or not verify(ws.org_public_key, sig, canonical_json({"seq": seq, "hash": hash_})):
         return
-    with ws._write_lock, ws.sessions.begin() as s:
+    with ws._write_lock, ws.writes.begin() as s:
         last = s.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
         if last is None or last.seq != seq or last.hash != hash_ or stored_head(s) is not None:
             return

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Final
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import StoreError
@@ -19,14 +20,42 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+WRITES: Final = "voxgate_writes"
+"""Execution option marking a connection that will write: it takes the store's write lock up front."""
+WRITE_LOCK_KEY: Final = 0x766F7867  # "voxg": the one PostgreSQL advisory lock every writer takes
+
+_SCHEMES: Final = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
+                   "postgresql+psycopg": "postgresql+psycopg"}
+
+
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+def normalise_url(url: str) -> str:
+    """`url` with the driver voxgate ships (psycopg 3 for PostgreSQL); anything else is refused."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in _SCHEMES:
+        raise StoreError(f"database url {url.split('@')[-1]!r} is neither sqlite:///PATH nor "
+                         "postgresql://USER@HOST/DBNAME; fix [database] url in voxgate.toml.")
+    return f"{_SCHEMES[scheme]}://{rest}"
+
+
 def open_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite connections get WAL, foreign keys and a busy timeout."""
-    engine = create_engine(url)
-    if engine.dialect.name == "sqlite":
+    """An engine for `url`: SQLite (WAL, foreign keys, busy timeout) or PostgreSQL.
+
+    Reads open ordinary transactions (deferred on SQLite: a reader never waits
+    for a writer). Writers — connections from `writer(engine)` — take the
+    store's one write lock when their transaction begins: `BEGIN IMMEDIATE`
+    on SQLite, a transaction-scoped advisory lock on PostgreSQL. Every write
+    appends to the hash-chained audit log, so writes are serialised anyway;
+    taking the lock first (rather than at the append) means two workers can
+    never both read "text_approved" and both claim the same render, nor
+    deadlock between a row lock and the audit head.
+    """
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -40,11 +69,28 @@ def open_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn) -> None:  # type: ignore[no-untyped-def]
-            # IMMEDIATE takes the write lock up front: two workers can never both
-            # read "text_approved" and then both claim the same render.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITES) else "BEGIN")
+
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+            if conn.get_execution_options().get(WRITES):
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
 
     return engine
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine (and pool), for transactions that write: see `open_engine`."""
+    return engine.execution_options(**{WRITES: True})
+
+
+def lock_for_append(session: Session) -> None:
+    """Hold the write lock before reading the audit head (re-entrant; a no-op where the transaction has it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"))
 
 
 def migrate(engine: Engine) -> None:
@@ -54,7 +100,7 @@ def migrate(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

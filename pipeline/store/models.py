@@ -7,7 +7,8 @@ from typing import Any
 
 from datetime import timezone
 
-from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator, UniqueConstraint,
+                        text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -26,6 +27,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: str | None, dialect: Any) -> datetime | None:
         return None if value is None else datetime.fromisoformat(value)
+
+
+_LIVE_CLIP = "state IN ('rendering', 'draft', 'released')"
 
 
 class Base(DeclarativeBase):
@@ -147,6 +151,10 @@ class ApprovalRow(Base):
 
 class ClipRow(Base):
     __tablename__ = "clips"
+    __table_args__ = (  # migration 0010: at most one live clip per statement revision
+        Index("ux_clips_live_revision", "statement_id", "revision", unique=True,
+              sqlite_where=text(_LIVE_CLIP), postgresql_where=text(_LIVE_CLIP)),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # the clip serial
     statement_id: Mapped[int] = mapped_column(ForeignKey("statements.id"), index=True)
     revision: Mapped[int] = mapped_column(Integer)
@@ -164,6 +172,9 @@ class ClipRow(Base):
     # Migration 0004: the master before its payload mark (presence-marked, loudness-normalised), kept in
     # the file store and never handed out; every recipient's copy is marked from it. NULL before 0004.
     premaster_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Migration 0010: while `rendering`, the worker holding the render and when its lease runs out.
+    worker: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None]
     files: Mapped[list[ClipFileRow]] = relationship(order_by="ClipFileRow.format", lazy="selectin")
 
 

@@ -1,0 +1,43 @@
+"""`voxgate jobs …`: render jobs, which worker holds them, and why one failed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.output import HOME_DEFAULT, AsJson, Home, handles_errors, print_json, print_table
+from pipeline.services import jobs as svc
+from pipeline.services.workspace import open_workspace, utcnow
+
+app = typer.Typer(help="Render jobs: state, worker, attempts, errors.", no_args_is_help=True)
+
+
+def _rows(jobs: list[svc.RenderJob], as_json: bool, title: str) -> None:
+    now = utcnow()
+    if as_json:
+        print_json([{"clip": j.clip_id, "statement": j.statement_id, "revision": j.revision, "attempt": j.attempt,
+                     "status": j.status(now), "worker": j.worker, "started_at": j.started_at,
+                     "lease_until": j.lease_until, "error": j.error} for j in jobs])
+        return
+    print_table(title, ["clip", "statement", "attempt", "status", "worker", "started", "error"], [
+        (j.clip_id, j.statement_id, j.attempt, j.status(now), j.worker or "", f"{j.started_at:%Y-%m-%d %H:%M:%S}",
+         j.error or "") for j in jobs])
+
+
+@app.command("list")
+@handles_errors
+def list_(
+    limit: Annotated[int, typer.Option(help="How many of the newest jobs to show.")] = svc.DEFAULT_LIMIT,
+    home: Home = HOME_DEFAULT,
+    as_json: AsJson = False,
+) -> None:
+    """List render jobs, newest first: running, done, failed, or with a lost worker (reclaimed within 60 s)."""
+    _rows(svc.list_jobs(open_workspace(home), limit=limit), as_json, "Render jobs")
+
+
+@app.command("show")
+@handles_errors
+def show(statement_id: int, home: Home = HOME_DEFAULT, as_json: AsJson = False) -> None:
+    """Every render attempt of one statement: worker, status and the error that ended it."""
+    _rows(svc.statement_jobs(open_workspace(home), statement_id), as_json, f"Render jobs of statement {statement_id}")

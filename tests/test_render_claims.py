@@ -1,0 +1,163 @@
+"""Render claims: one worker per statement, a lease that lapses when its worker dies, and a fence against the old one.
+
+Runs on SQLite and PostgreSQL. The claims are exercised without synthesis
+(the claim, lease and register steps are store operations); a real render
+process killed with SIGKILL is in the last test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from conftest import REPO, store_snapshot
+from pipeline.domain import Decision
+from pipeline.errors import TransitionError
+from pipeline.services import review, statements
+from pipeline.services.auditing import audit_log, audit_verify
+from pipeline.services.render import LEASE, _claim, _register, _release_claim, claimable, renew_lease
+from pipeline.services.workspace import utcnow
+from pipeline.store.models import ClipRow
+from pipeline.store.scratch import sweep
+
+BOTH_DATABASES = True
+TEXT = "We ask for a fair and public trial."
+
+
+def approved(ws, text: str = TEXT) -> int:
+    sid = statements.submit(ws, voice_id="demo", purpose="public-statement", channel="social", language="en",
+                            text=text, actor="sam", now=utcnow()).id
+    review.decide(ws, sid, Decision.APPROVE, actor="rita", now=utcnow())
+    review.decide(ws, sid, Decision.APPROVE, actor="joe-delegate", now=utcnow())
+    return sid
+
+
+def clips(ws) -> list[ClipRow]:
+    with ws.sessions() as s:
+        return list(s.scalars(select(ClipRow).order_by(ClipRow.id)))
+
+
+def test_two_workers_never_claim_the_same_statement(workspace) -> None:
+    sid = approved(workspace)
+    _claim(workspace, sid, actor="rita", now=utcnow(), worker="a")
+    before = store_snapshot(workspace.home)
+    with pytest.raises(TransitionError, match="being rendered"):
+        _claim(workspace, sid, actor="ravi", now=utcnow(), worker="b")
+    assert store_snapshot(workspace.home) == before
+
+
+def test_a_claim_whose_lease_ran_out_is_reclaimed_and_the_old_clip_failed(workspace) -> None:
+    sid = approved(workspace)
+    t0 = utcnow()
+    old_clip, _ = _claim(workspace, sid, actor="rita", now=t0, worker="dead-worker")  # and then it dies
+    assert claimable(workspace, t0 + LEASE - timedelta(seconds=1)) == []  # still held
+    later = t0 + LEASE + timedelta(seconds=1)
+    assert claimable(workspace, later) == [sid]
+    new_clip, _ = _claim(workspace, sid, actor="ravi", now=later, worker="live-worker")
+    assert [(c.id, c.state, c.worker) for c in clips(workspace)] == [
+        (old_clip, "failed", "dead-worker"), (new_clip, "rendering", "live-worker")]
+    failed = [e for e in audit_log(workspace) if e.action == "voxgate.statement.render_failed"]
+    assert failed[-1].data["reason"] == "worker dead-worker stopped renewing its lease"
+    assert audit_verify(workspace).ok
+
+
+def test_a_renewed_lease_keeps_the_claim(workspace) -> None:
+    sid = approved(workspace)
+    t0 = utcnow()
+    clip, _ = _claim(workspace, sid, actor="rita", now=t0, worker="a")
+    assert renew_lease(workspace, clip, "a", t0 + timedelta(seconds=50)) is None
+    assert claimable(workspace, t0 + LEASE + timedelta(seconds=1)) == []
+    assert claimable(workspace, t0 + timedelta(seconds=50) + LEASE + timedelta(seconds=1)) == [sid]
+
+
+def test_a_slow_worker_whose_claim_was_taken_over_cannot_register_or_undo_it(workspace, tmp_path) -> None:
+    """The fence: after a takeover the old worker's clip is failed; its register, renewal and failure change nothing."""
+    sid = approved(workspace)
+    t0 = utcnow()
+    slow, _ = _claim(workspace, sid, actor="rita", now=t0, worker="slow")
+    later = t0 + LEASE + timedelta(seconds=1)
+    fresh, _ = _claim(workspace, sid, actor="ravi", now=later, worker="fresh")
+    assert "no longer this worker's render" in renew_lease(workspace, slow, "slow", later)
+    files = {}
+    for fmt in ("wav", "premaster"):
+        files[fmt] = tmp_path / f"{fmt}.bin"
+        files[fmt].write_bytes(fmt.encode())
+    before = store_snapshot(workspace.home)
+    with pytest.raises(TransitionError, match="taken over by another worker"):
+        _register(workspace, sid, slow, {}, {}, {}, files, actor="rita", now=later, worker="slow")
+    _release_claim(workspace, sid, slow, RuntimeError("late"), now=later, worker="slow")
+    assert store_snapshot(workspace.home) == before  # the live render is untouched
+    assert statements.show_statement(workspace, sid).state == "rendering"
+    assert [(c.id, c.state) for c in clips(workspace)] == [(slow, "failed"), (fresh, "rendering")]
+
+
+def test_the_store_refuses_a_second_live_clip_for_a_revision(workspace) -> None:
+    """Whatever a worker believes, a revision has at most one live clip (the unique index of migration 0010)."""
+    from sqlalchemy.exc import IntegrityError
+
+    sid = approved(workspace)
+    clip_id, _ = _claim(workspace, sid, actor="rita", now=utcnow(), worker="a")
+    with workspace.sessions() as s:
+        first = s.get(ClipRow, clip_id)
+        twin = ClipRow(**{c.key: getattr(first, c.key) for c in ClipRow.__table__.columns if c.key != "id"})
+    with pytest.raises(IntegrityError), workspace.writes.begin() as s:
+        s.add(twin)
+
+
+def test_a_render_killed_with_sigkill_is_reclaimed_and_its_temp_folder_swept(workspace) -> None:
+    sid = approved(workspace)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "render", str(sid), "--home",
+                             str(workspace.home), "--as", "rita"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(workspace.home.glob("voxgate-render-*")):  # claimed, lease held, working in its folder
+            assert proc.poll() is None and time.monotonic() < deadline, "the render never started"
+            time.sleep(0.1)
+        time.sleep(1.0)  # into the render's steps
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    (held,) = clips(workspace)
+    assert held.state == "rendering" and held.worker.split(":")[1] == str(proc.pid)
+    assert statements.show_statement(workspace, sid).state == "rendering"
+    now = utcnow()
+    assert claimable(workspace, now) == []  # its lease has not run out yet
+    assert claimable(workspace, held.lease_until + timedelta(seconds=1)) == [sid]  # within 60 s of the death
+    assert [name.split("-")[1] for name in sweep(workspace.home)] == ["render"]
+    assert not list(workspace.home.glob("voxgate-render-*"))
+    _claim(workspace, sid, actor="ravi", now=held.lease_until + timedelta(seconds=1), worker="next")
+    assert [c.state for c in clips(workspace)] == ["failed", "rendering"]
+
+
+def test_jobs_list_and_show_name_the_worker_the_attempt_and_the_error(workspace) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli.main import app
+
+    sid = approved(workspace)
+    t0 = utcnow()
+    _claim(workspace, sid, actor="rita", now=t0, worker="host-a:1:x")
+    _claim(workspace, sid, actor="ravi", now=t0 + LEASE + timedelta(seconds=1), worker="host-b:2:y")
+    runner = CliRunner()
+    shown = runner.invoke(app, ["jobs", "show", str(sid), "--json", "--home", str(workspace.home)])
+    assert shown.exit_code == 0, shown.output
+    jobs = json.loads(shown.stdout)
+    assert [(j["attempt"], j["status"], j["worker"]) for j in jobs] == [
+        (2, "running", "host-b:2:y"), (1, "failed", "host-a:1:x")]
+    assert jobs[1]["error"] == "worker host-a:1:x stopped renewing its lease" and jobs[0]["error"] is None
+    listed = runner.invoke(app, ["jobs", "list", "--home", str(workspace.home)], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "host-b:2:y" in listed.stdout
+    missing = runner.invoke(app, ["jobs", "show", "99", "--home", str(workspace.home)])
+    assert missing.exit_code == 1 and "never been rendered" in missing.stderr

@@ -1,0 +1,59 @@
+"""Exactly once: four worker processes share one queue of 40 statements, on SQLite and on PostgreSQL.
+
+Each worker is a real `voxgate render --all` process with its own models,
+as on separate machines; the store's write lock and the render claims are
+all that keep them apart. Every statement must be rendered exactly once,
+every clip serial be unique, and the audit log stay one valid chain.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from sqlalchemy import select
+
+from conftest import REPO
+from pipeline.domain import Decision
+from pipeline.services import review, statements
+from pipeline.services.auditing import audit_log, audit_verify
+from pipeline.services.workspace import utcnow
+from pipeline.store.models import ClipRow, StatementRow
+
+pytestmark = pytest.mark.slow
+BOTH_DATABASES = True
+WORKERS = 4
+STATEMENTS = 40
+
+
+def test_four_workers_render_forty_statements_exactly_once(workspace) -> None:
+    ids = []
+    for n in range(STATEMENTS):
+        sid = statements.submit(workspace, voice_id="demo", purpose="public-statement", channel="social",
+                                language="en", text=f"Message number {n + 1}: we ask for a fair and public trial.",
+                                actor="sam", now=utcnow()).id
+        review.decide(workspace, sid, Decision.APPROVE, actor="rita", now=utcnow())
+        review.decide(workspace, sid, Decision.APPROVE, actor="joe-delegate", now=utcnow())
+        ids.append(sid)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1"}  # four processes on a small machine: one thread each
+    workers = [subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "render", "--all", "--home",
+                                 str(workspace.home), "--as", "rita"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True) for _ in range(WORKERS)]
+    for worker in workers:
+        assert worker.wait(timeout=1800) == 0, worker.stderr.read()[-2000:]
+
+    with workspace.sessions() as s:
+        states = Counter(s.scalars(select(StatementRow.state)))
+        clips = list(s.scalars(select(ClipRow)))
+    assert states == {"draft_ready": STATEMENTS}
+    assert sorted(c.statement_id for c in clips) == ids  # one clip per statement: none twice, none failed
+    assert {c.state for c in clips} == {"draft"} and len({c.id for c in clips}) == STATEMENTS
+    assert len({c.audio_sha256 for c in clips}) == STATEMENTS  # each serial marked into its own audio
+    actions = Counter(e.action for e in audit_log(workspace))
+    assert actions["voxgate.statement.render_claimed"] == actions["voxgate.statement.rendered"] == STATEMENTS
+    assert actions["voxgate.statement.render_failed"] == 0
+    assert audit_verify(workspace).ok
