@@ -53,6 +53,7 @@ class WorkspaceConfig:
     max_chars: int = DEFAULT_MAX_CHARS
     review: ReviewConfig = field(default_factory=ReviewConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    urdu_names: dict[str, str] = field(default_factory=dict)  # [urdu] names: Latin name → Urdu spelling
 
     @classmethod
     def load(cls, path: Path) -> WorkspaceConfig:
@@ -77,6 +78,7 @@ class WorkspaceConfig:
                 max_chars=int(stmts.get("max_chars", DEFAULT_MAX_CHARS)),
                 review=review,
                 render=render,
+                urdu_names={str(k): str(v) for k, v in raw.get("urdu", {}).get("names", {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"{where}: invalid or missing setting ({exc}).") from exc
@@ -125,4 +127,9 @@ disclosure_gap_s = {DEFAULT_DISCLOSURE_GAP_S}
 [render.disclosure_texts]
 # Per-language templates; {{owner}} and {{organisation}} are filled in.
 # en = "The following message is an AI-generated voice, made with the consent of {{owner}}, published by {{organisation}}."
+
+[urdu.names]
+# Latin-script names allowed inside Urdu statements, with the Urdu spelling spoken for them
+# (acronyms such as PTI are spelled letter by letter without an entry).
+# Ali = "علی"
 """

@@ -174,7 +174,7 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     lang = job["language"]
     progress("synthesise")
     written = split_sentences(job["text"], lang)
-    sentences = [normalise_for_speech(x, lang) for x in written]
+    sentences = [normalise_for_speech(x, lang, names=ws.config.urdu_names) for x in written]
     engine = tools.engine(job["ref"])
     chunks = engine.synthesize(sentences)
     joined, spans = join_with_timeline(chunks, engine.sample_rate, pause_s=cfg.sentence_pause_s)
