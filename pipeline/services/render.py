@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 
 STALE_CLAIM: Final = timedelta(minutes=30)  # a `rendering` claim older than this is taken as crashed
 DEFAULT_MAX_WER: Final = 0.25
-ANNOUNCER_LANGUAGES: Final = frozenset({"en"})  # what the packaged announcer voice can speak
 
 Progress = Callable[[str], None]
 """Called with a short description as each render step starts."""
@@ -66,7 +65,7 @@ class Tools:
     engines: dict[str, Any] = field(default_factory=dict)
     presence: Any = None
     transcriber: Any = None
-    announcer: Any = None
+    loaded: dict[str, Any] = field(default_factory=dict)
 
     def engine(self, ref: Any) -> Any:
         from pipeline.synth import create_engine, verify_model
@@ -94,14 +93,13 @@ class Tools:
             self.transcriber.load()
         return self.transcriber
 
-    def announcer_engine(self) -> Any:
-        if self.announcer is None:
-            from pipeline.synth import PiperEngine, packaged_voice
-
-            onnx, config = packaged_voice()
-            self.announcer = PiperEngine(onnx, config)
-            self.announcer.load()
-        return self.announcer
+    def cached(self, key: str, build: Callable[[], Any]) -> Any:
+        """An engine (announcers) built and loaded once per run."""
+        if key not in self.loaded:
+            engine = build()
+            engine.load()
+            self.loaded[key] = engine
+        return self.loaded[key]
 
 
 @dataclass(frozen=True)
@@ -165,7 +163,7 @@ def render_statement(ws: Workspace, statement_id: int, tools: Tools, *, actor: s
 def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any], tools: Tools, tmp: Path,
              now: datetime, progress: Progress) -> tuple[dict, dict, dict, dict[str, Path]]:
     from pipeline.audio.loudness import normalise
-    from pipeline.audio.mix import concat, join_with_pauses, join_with_timeline, resample
+    from pipeline.audio.mix import concat, join_with_timeline, resample
     from pipeline.provenance.disclosure import disclosure_text
     from pipeline.provenance.labels import ClipLabels, ai_notice
     from pipeline.synth.text import normalise_for_speech, split_sentences
@@ -186,24 +184,21 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     progress("disclosure")
     disclosure_at = cfg.disclosure
     if disclosure_at != "none":
-        if lang not in ANNOUNCER_LANGUAGES:
-            raise ProvenanceError(
-                f"No announcer voice speaks {lang!r}, so the audible disclosure cannot be made; the clip was not "
-                "rendered. Install an announcer voice for it, or set render.disclosure = \"none\" if labels suffice."
-            )
+        from pipeline.services import announcers
+
+        with ws.sessions() as s:
+            announcer = announcers.choose(ws, s, lang, job["voice"])
         text = disclosure_text(lang, owner=job["owner"], organisation=ws.config.organisation,
                                templates=cfg.disclosure_texts or None)
-        announcer = tools.announcer_engine()
-        spoken = join_with_pauses(announcer.synthesize(split_sentences(text, "en")), announcer.sample_rate,
-                                  pause_s=cfg.sentence_pause_s)
-        spoken = normalise(resample(spoken, announcer.sample_rate, MASTER_RATE), MASTER_RATE,
+        spoken, spoken_rate = announcers.speak(announcer, text, tools)
+        spoken = normalise(resample(spoken, spoken_rate, MASTER_RATE), MASTER_RATE,
                            target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
         before = [spoken] if disclosure_at in ("before", "both") else []
         after = [spoken] if disclosure_at in ("after", "both") else []
         audio = concat([*before, speech, *after], MASTER_RATE, gap_s=cfg.disclosure_gap_s)
         speech_offset = (len(spoken) + int(cfg.disclosure_gap_s * MASTER_RATE)) if before else 0
     else:
-        text, audio, speech_offset = "", speech, 0
+        text, audio, speech_offset, announcer = "", speech, 0, None
 
     # Sentence boundaries in the master's seconds: what captions are timed from.
     offset = speech_offset / MASTER_RATE
@@ -226,6 +221,7 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
         "true_peak_dbtp": marks["true_peak_dbtp"],
         "presence_score": marks["presence_score"],
         "disclosure": disclosure_at,
+        "announcer": announcer.description if announcer else None,
         "engine": engine.name,
         "device": engine.device,
     }
@@ -240,7 +236,8 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     settings = {
         "engine": job["ref"].engine, "model_sha256": job["ref"].sha256, "sample_rate": MASTER_RATE,
         "target_lufs": cfg.target_lufs, "true_peak_dbtp": cfg.true_peak_dbtp, "sentence_pause_s": cfg.sentence_pause_s,
-        "disclosure": disclosure_at, "disclosure_text": text, "consent_sha256": job["consent_sha256"],
+        "disclosure": disclosure_at, "disclosure_text": text,
+        "announcer": announcer.as_dict() if announcer else None, "consent_sha256": job["consent_sha256"],
         "revision_sha256": job["revision_sha256"], "timeline": timeline,
     }
     manifest = _provenance(ws, clip_id, statement_id, job, settings, now).manifest()
