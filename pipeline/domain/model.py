@@ -120,6 +120,7 @@ class Approval:
     decision: Decision
     signature: bytes
     comment: str = ""
+    listened: bool = False  # audio stage: the reviewer confirmed they heard the whole draft
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class ReviewPolicy:
 class Requirement:
     reviewers: int
     owner_approvers: frozenset[str] = field(default_factory=frozenset)  # empty: none needed
+    must_listen: bool = False  # audio stage with no recogniser for the language: only `listened` approvals count
 
 
 def canonical_json(data: Any) -> bytes:

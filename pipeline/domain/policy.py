@@ -117,10 +117,14 @@ def compare_scope(old: Consent, new: Consent) -> ScopeChange:
     return ScopeChange(tuple(widened), tuple(narrowed))
 
 
-def requirement(stage: Stage, policy: ReviewPolicy, consent: Consent) -> Requirement:
-    """Which approvals `stage` needs under the workspace policy and the voice's consent."""
+def requirement(stage: Stage, policy: ReviewPolicy, consent: Consent, *, recogniser_covers: bool = True) -> Requirement:
+    """Which approvals `stage` needs under the workspace policy and the voice's consent.
+
+    Where no recogniser covers the statement's language, nothing checked that the draft says the
+    approved words, so an audio approval counts only if the reviewer confirmed they listened to all of it.
+    """
     if stage is Stage.AUDIO:
-        return Requirement(reviewers=policy.audio_reviewers)
+        return Requirement(reviewers=policy.audio_reviewers, must_listen=not recogniser_covers)
     owners = consent.approvers if consent.policy is ApprovalPolicyKind.PER_STATEMENT else frozenset()
     return Requirement(reviewers=policy.text_reviewers, owner_approvers=owners)
 
@@ -131,6 +135,7 @@ class Tally:
     owner_approved_by: frozenset[str]
     needed_reviewers: int
     needs_owner: bool
+    must_listen: bool = False
 
     @property
     def complete(self) -> bool:
@@ -140,7 +145,8 @@ class Tally:
         """A human line of what is still needed; empty when complete."""
         parts = []
         if (short := self.needed_reviewers - len(self.reviewers)) > 0:
-            parts.append(f"{short} more reviewer approval{'s' if short > 1 else ''}")
+            listened = " from a reviewer who listened to the whole draft (`--listened`)" if self.must_listen else ""
+            parts.append(f"{short} more reviewer approval{'s' if short > 1 else ''}{listened}")
         if self.needs_owner and not self.owner_approved_by:
             parts.append("the voice owner's (or a named delegate's) approval")
         return " and ".join(parts)
@@ -166,13 +172,14 @@ def tally(
             or a.subject_hash != subject_hash
             or a.reviewer in statement.authors
             or not verify(a)
+            or (a.stage is Stage.AUDIO and req.must_listen and not a.listened)
         ):
             continue
         if a.stage is reviewer_stage:
             reviewers.add(a.reviewer)
         elif a.stage is Stage.OWNER and stage is not Stage.AUDIO and a.reviewer in req.owner_approvers:
             owners.add(a.reviewer)
-    return Tally(frozenset(reviewers), frozenset(owners), req.reviewers, bool(req.owner_approvers))
+    return Tally(frozenset(reviewers), frozenset(owners), req.reviewers, bool(req.owner_approvers), req.must_listen)
 
 
 def check_may_review(statement: Statement, reviewer: str, stage: Stage, existing: Iterable[Approval], subject_hash: str) -> None:

@@ -46,8 +46,15 @@ def policy_of(ws: Workspace) -> ReviewPolicy:
 
 def approvals_of(s: Session, statement_id: int) -> list[Approval]:
     rows = s.scalars(select(ApprovalRow).where(ApprovalRow.statement_id == statement_id).order_by(ApprovalRow.id))
-    return [Approval(r.statement_id, Stage(r.stage), r.subject_sha256, r.reviewer, Decision(r.decision), r.signature, r.comment)
-            for r in rows]
+    return [Approval(r.statement_id, Stage(r.stage), r.subject_sha256, r.reviewer, Decision(r.decision), r.signature, r.comment,
+                     bool(r.listened)) for r in rows]
+
+
+def recogniser_covers(ws: Workspace, language: str) -> bool:
+    """Whether a speech recogniser checks the words of drafts in `language` (else reviewers must listen)."""
+    from pipeline.quality.asr import supports
+
+    return supports(language)
 
 
 def verifier(s: Session):  # noqa: ANN201 - a Verifier
@@ -82,7 +89,7 @@ def stage_status(s: Session, ws: Workspace, row: StatementRow, clip: ClipRow | N
     if consent is None:
         raise ConsentError(f"Voice {row.voice_id!r} has no consent on file.")
     stage, subject = (Stage.TEXT, st.revision_hash) if clip is None else (Stage.AUDIO, clip.audio_sha256)
-    req = requirement(stage, policy_of(ws), consent)
+    req = requirement(stage, policy_of(ws), consent, recogniser_covers=recogniser_covers(ws, row.language))
     t = tally(approvals_of(s, row.id), statement=st, stage=stage, subject_hash=subject, req=req, verify=verifier(s))
     return StageStatus(stage, subject, t)
 
@@ -96,8 +103,12 @@ def require_text_approved(s: Session, ws: Workspace, row: StatementRow, now: dat
 
 
 def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str = "", revision: int | None = None,
-           actor: str | None, now: datetime) -> StatementRow:
-    """Record one signed decision at the stage the statement is in, then move it if the policy is met."""
+           listened: bool = False, actor: str | None, now: datetime) -> StatementRow:
+    """Record one signed decision at the stage the statement is in, then move it if the policy is met.
+
+    `listened`: the audio reviewer heard the whole draft; required to approve audio in a language
+    no recogniser covers.
+    """
     with ws.transaction() as s:
         who = ws.actor(s, actor, Role.REVIEWER, Role.OWNER, Role.DELEGATE)
         row = get_statement(s, statement_id)
@@ -125,6 +136,11 @@ def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str
                 raise StoreError(f"Statement {row.id} is draft_ready but has no draft clip; render it again.")
             _check_audio_intact(ws, clip)
             stage, subject = Stage.AUDIO, clip.audio_sha256
+            if decision is Decision.APPROVE and not listened and not recogniser_covers(ws, row.language):
+                raise ApprovalError(
+                    f"No speech recogniser checked the words of statement {row.id}'s draft ({row.language!r}); "
+                    f"listen to the whole draft, then approve with `voxgate review approve {row.id} --listened`."
+                )
         elif state is State.TEXT_APPROVED and decision is Decision.APPROVE:
             raise ApprovalError(f"Statement {row.id}'s text is already approved; render it with `voxgate render {row.id}`.")
         else:
@@ -133,7 +149,8 @@ def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str
         key = load_key(ws.user_key_path(who.name))
         signature = sign(key, approval_payload(row.id, stage, subject, who.name, decision))
         s.add(ApprovalRow(statement_id=row.id, stage=stage.value, subject_sha256=subject, reviewer=who.name,
-                          decision=decision.value, comment=comment, signature=signature, created_at=now))
+                          decision=decision.value, comment=comment, signature=signature, created_at=now,
+                          listened=listened and stage is Stage.AUDIO))
         s.flush()
         ws.record(s, f"voxgate.review.{decision.value}", actor=who.name, subject=row.id,
                   data={"stage": stage.value, "subject_sha256": subject, "signature_sha256": _digest(signature),
@@ -228,8 +245,12 @@ def review_details(ws: Workspace, statement_id: int) -> dict:
             "complete": status.tally.complete if status else None,
             "draft": clip,
             "draft_path": ws.files.path(clip.audio_sha256) if clip and clip.audio_sha256 else None,
+            "recogniser": "checks the words" if recogniser_covers(ws, row.language) else (
+                f"none covers {row.language!r}: the audio reviewer must listen to the whole draft and approve "
+                f"with --listened"),
             "approvals": [
                 {"stage": a.stage.value, "reviewer": a.reviewer, "decision": a.decision.value, "comment": a.comment,
+                 "listened": a.listened,
                  "subject_sha256": a.subject_hash, "signature_valid": verify_fn(a),
                  "current": a.subject_hash in {row.revisions[-1].sha256, clip.audio_sha256 if clip else ""}}
                 for a in approvals_of(s, row.id)

@@ -119,6 +119,7 @@ class ApprovalRow(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     signature: Mapped[bytes] = mapped_column(LargeBinary(64))
     created_at: Mapped[datetime]
+    listened: Mapped[bool] = mapped_column(default=False)  # migration 0008; signed in the v2 payload (ApprovalPayload)
 
 
 class ClipRow(Base):

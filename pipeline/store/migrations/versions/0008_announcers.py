@@ -1,4 +1,4 @@
-"""Announcers for the audible disclosure: recorded disclosures and operator announcer models.
+"""Announcers for the audible disclosure (recorded disclosures, operator announcer models); `approvals.listened`.
 
 Revision ID: 0008
 Revises: 0004
@@ -16,6 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("approvals", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("listened", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_table(
         "announcers",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -40,3 +42,5 @@ def downgrade() -> None:
     with op.batch_alter_table("announcers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_announcers_language"))
     op.drop_table("announcers")
+    with op.batch_alter_table("approvals", schema=None) as batch_op:
+        batch_op.drop_column("listened")
