@@ -125,8 +125,17 @@ def release(statement_id: int, home: Home = HOME_DEFAULT, as_user: AsUser = None
 @handles_errors
 def demo(
     home: Annotated[Optional[str], typer.Option(help="Workspace folder to use (default: a fresh temporary one).")] = None,
+    lang: Annotated[str, typer.Option("--lang", help="en: the embedded English demo voice; ur: the Urdu flow on "
+                                      "espeak-ng's robotic Urdu voice.")] = "en",
 ) -> None:
-    """Run the whole flow end to end on the embedded demo voice."""
+    """Run the whole flow end to end on the embedded demo voice (`--lang ur`: in Urdu)."""
+    if lang == "ur":
+        from pipeline.cli.demo_ur import run_demo_ur
+
+        run_demo_ur(home)
+        return
+    if lang != "en":
+        raise InputError(f"The demo runs in en or ur, not {lang!r}.")
     from pipeline.cli.demo import run_demo
 
     run_demo(home)

@@ -85,7 +85,14 @@ class Tools:
             self.presence = PresenceMark().load()
         return self.presence
 
-    def asr(self) -> Any:
+    def asr(self, spec: Any = None) -> Any:
+        """The bundled recogniser, or with `spec` a configured one (checked against its pin, loaded once)."""
+        if spec is not None and spec.path is not None:
+            from pipeline.quality.asr import Transcriber
+            from pipeline.quality.recognisers import check_pinned
+
+            check_pinned(spec)
+            return self.cached(f"asr:{spec.path}", lambda: Transcriber(spec.path, languages=spec.languages))
         if self.transcriber is None:
             from pipeline.quality.asr import Transcriber
 
@@ -165,7 +172,7 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     from pipeline.audio.loudness import normalise
     from pipeline.audio.mix import concat, join_with_timeline, resample
     from pipeline.provenance.disclosure import disclosure_text
-    from pipeline.provenance.labels import ClipLabels, ai_notice
+    from pipeline.provenance.labels import ClipLabels, ai_notices
     from pipeline.synth.text import normalise_for_speech, split_sentences
 
     cfg = ws.config.render
@@ -225,20 +232,22 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
         "engine": engine.name,
         "device": engine.device,
     }
-    figures.update(_asr_gate(tools, audio[speech_offset:speech_offset + len(speech)], job["text"], lang))
+    figures.update(_asr_gate(tools, audio[speech_offset:speech_offset + len(speech)], job["text"], lang,
+                             ws.config.recognisers))
 
     progress("export")
+    notices = ai_notices(lang, owner=job["owner"], organisation=ws.config.organisation)
     labels = ClipLabels(
         clip_id=str(clip_id), statement_id=statement_id, voice_id=job["voice"], voice_name=job["voice_name"],
         organisation=ws.config.organisation, language=lang, created_at=now.isoformat(),
-        ai_notice=ai_notice(owner=job["owner"], organisation=ws.config.organisation),
+        ai_notice=notices["en"], local_notice=next((v for k, v in notices.items() if k != "en"), ""),
     )
     settings = {
         "engine": job["ref"].engine, "model_sha256": job["ref"].sha256, "sample_rate": MASTER_RATE,
         "target_lufs": cfg.target_lufs, "true_peak_dbtp": cfg.true_peak_dbtp, "sentence_pause_s": cfg.sentence_pause_s,
         "disclosure": disclosure_at, "disclosure_text": text,
         "announcer": announcer.as_dict() if announcer else None, "consent_sha256": job["consent_sha256"],
-        "revision_sha256": job["revision_sha256"], "timeline": timeline,
+        "revision_sha256": job["revision_sha256"], "timeline": timeline, "ai_label": notices,
     }
     manifest = _provenance(ws, clip_id, statement_id, job, settings, now).manifest()
     files = export_signed(audio, tmp, f"clip-{clip_id}", labels, manifest, load_identity(ws.c2pa_dir))
@@ -277,21 +286,21 @@ def _provenance(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, A
     )
 
 
-def _asr_gate(tools: Tools, speech: np.ndarray, text: str, lang: str) -> dict[str, Any]:
-    """Speech recognition of the message against the approved text (where a recogniser exists)."""
-    from pipeline.quality.asr import supports
-    from pipeline.quality.wer import word_error_rate
+def _asr_gate(tools: Tools, speech: np.ndarray, text: str, lang: str, configured: tuple = ()) -> dict[str, Any]:
+    """Speech recognition of the message against the approved text (where a recogniser covers the language)."""
+    from pipeline.quality.recognisers import error_rate, recogniser_for
 
-    if not supports(lang):
-        return {"wer": None, "asr": f"no bundled recogniser for {lang!r}"}
-    transcript = tools.asr().transcribe(speech, MASTER_RATE)
-    wer = word_error_rate(text, transcript.text)
-    if wer > DEFAULT_MAX_WER:
+    spec = recogniser_for(lang, configured)
+    if spec is None:
+        return {"wer": None, "asr": f"no recogniser covers {lang!r}: the audio reviewer must listen (--listened)"}
+    transcript = tools.asr(spec).transcribe(speech, MASTER_RATE, language=lang)
+    rate = error_rate(spec.measure, text, transcript.text, lang)
+    if rate > spec.threshold:
         raise ProvenanceError(
-            f"Quality gate: the speech recogniser heard {transcript.text!r}, a word error rate of {wer:.2f} against the "
-            f"approved text (limit {DEFAULT_MAX_WER}); the clip was not registered. Check the voice model."
+            f"Quality gate: the speech recogniser heard {transcript.text!r}, a {spec.measure.upper()} of {rate:.2f} "
+            f"against the approved text (limit {spec.threshold:g}); the clip was not registered. Check the voice model."
         )
-    return {"wer": round(wer, 3), "asr": "whisper tiny.en"}
+    return {spec.measure: round(rate, 3), "asr": spec.label}
 
 
 def _register(ws: Workspace, statement_id: int, clip_id: int, figures: dict, settings: dict, labels: dict,

@@ -52,9 +52,9 @@ def approvals_of(s: Session, statement_id: int) -> list[Approval]:
 
 def recogniser_covers(ws: Workspace, language: str) -> bool:
     """Whether a speech recogniser checks the words of drafts in `language` (else reviewers must listen)."""
-    from pipeline.quality.asr import supports
+    from pipeline.quality.recognisers import recogniser_for
 
-    return supports(language)
+    return recogniser_for(language, ws.config.recognisers) is not None
 
 
 def verifier(s: Session):  # noqa: ANN201 - a Verifier
