@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import ORG, store_snapshot
 from typer.testing import CliRunner
 
-from conftest import ORG, store_snapshot
 from pipeline.cli.main import app
 from pipeline.errors import InputError, ProvenanceError
 from pipeline.provenance.disclosure import disclosure_text

@@ -7,7 +7,12 @@ import pytest
 from pipeline.errors import ProvenanceError, StoreError
 from pipeline.hashing import sha256_file
 from pipeline.quality.asr import default_model_dir
-from pipeline.quality.recognisers import BUILTIN, check_pinned, error_rate, recogniser_for
+from pipeline.quality.recognisers import (
+    BUILTIN,
+    check_pinned,
+    error_rate,
+    recogniser_for,
+)
 from pipeline.settings import WorkspaceConfig
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 from pipeline.provenance.credentials import ClipProvenance
 from pipeline.provenance.labels import ClipLabels, ai_notices
 
-NOW = datetime(2026, 3, 12, 10, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 12, 10, tzinfo=UTC)
 
 
 def test_urdu_clip_gets_the_notice_in_urdu_and_english() -> None:
@@ -36,3 +36,27 @@ def test_content_credentials_assert_the_label_in_both_languages() -> None:
     ).manifest()
     ours = next(a["data"] for a in manifest["assertions"] if a["label"].startswith("org.voxgate"))
     assert ours["ai_label"] == notices
+
+
+def _consent_details(statement: str) -> dict:
+    consent = {"id": 1, "kind": "enrollment", "status": "active", "verified": True, "owner": "زینب مثال",
+               "owner_account": None, "organisation": "آزاد آواز میڈیا", "statement": statement,
+               "purposes": ["public-statement"], "channels": ["social"], "languages": ["ur"],
+               "valid_from": NOW, "valid_until": NOW, "policy": "per_statement", "approvers": ["zainab-delegate"],
+               "revoked_at": None, "revoked_by": None, "revoked_reason": None, "evidence": {"witness": "ops"},
+               "record_sha256": "r" * 64, "problem": None}
+    return {"consent": consent, "voice": {"id": "demo-ur", "name": "Zainab", "state": "ready"}, "enrollment": None,
+            "generated_at": NOW, "signatures": [{"signer": "ops", "capacity": "witness", "public_key": "k" * 64,
+                                                 "valid": True}], "history": []}
+
+
+def test_consent_certificate_is_in_the_consents_language() -> None:
+    from pipeline.consent.certificate import render_certificate
+
+    urdu = render_certificate(_consent_details("میرا نام زینب مثال ہے۔ میری رضامندی ہے…"))
+    assert '<html lang="ur" dir="rtl">' in urdu
+    for part in ("رضامندی کا سرٹیفکیٹ", "کون، کس کو رضامندی دیتا ہے", "دائرہ", "ہر بیان کی منظوری: zainab-delegate",
+                 "✓ کامیاب", "نافذ", "زینب مثال"):
+        assert part in urdu, part
+    english = render_certificate(_consent_details("I, Joe Example, consent …"))
+    assert '<html lang="en" dir="ltr">' in english and "Consent certificate" in english and "✓ pass" in english

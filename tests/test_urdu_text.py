@@ -14,9 +14,9 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from conftest import DEMO_VOICE, store_snapshot
 from typer.testing import CliRunner
 
-from conftest import DEMO_VOICE, store_snapshot
 from pipeline.cli.main import app
 from pipeline.errors import InputError
 from pipeline.services import statements

@@ -9,7 +9,7 @@ voice. Its announcer is a different espeak-ng variant (never the same voice).
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime, timezone
 from pathlib import Path
 from typing import Final
 
@@ -33,8 +33,8 @@ def consent_statement(voice_id: str, organisation: str, approvers: tuple[str, ..
     terms = Consent(
         voice_id=voice_id, owner=OWNER, organisation=organisation,
         scope=Scope(frozenset(PURPOSES), frozenset(CHANNELS), frozenset({"ur"})),
-        valid_from=datetime(VALID_FROM.year, 1, 1, tzinfo=timezone.utc),
-        valid_until=datetime(VALID_UNTIL.year, 12, 31, 23, 59, 59, tzinfo=timezone.utc),
+        valid_from=datetime(VALID_FROM.year, 1, 1, tzinfo=UTC),
+        valid_until=datetime(VALID_UNTIL.year, 12, 31, 23, 59, 59, tzinfo=UTC),
         policy=ApprovalPolicyKind.PER_STATEMENT, approvers=frozenset(approvers), statement="",
     )
     import random

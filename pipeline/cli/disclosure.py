@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.output import HOME_DEFAULT, AsJson, AsUser, Home, handles_errors, print_json, print_table, success
+from pipeline.cli.output import (
+    HOME_DEFAULT,
+    AsJson,
+    AsUser,
+    Home,
+    handles_errors,
+    print_json,
+    print_table,
+    success,
+)
 from pipeline.services import announcers as svc
 from pipeline.services.workspace import open_workspace, utcnow
 
