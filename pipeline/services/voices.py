@@ -76,6 +76,7 @@ class VoiceProfile:
     model_sha256: str
     consent: Consent
     raw_sha256: str
+    config_sha256: str | None = None  # required for Piper voices: the .onnx.json decides the voice as much as the .onnx
 
 
 def _as_utc(value: Any, field: str, end_of_day: bool) -> datetime:
@@ -138,8 +139,13 @@ def parse_profile(folder: Path) -> VoiceProfile:
         raise InputError(f"{path}: consent.valid_until must be after consent.valid_from.")
     if not consent.scope.languages <= languages:
         raise InputError(f"{path}: the consent covers languages the voice does not speak ({', '.join(sorted(consent.scope.languages - languages))}).")
+    config_sha = model.get("config_sha256")
+    if engine == "piper" and model.get("config") and not config_sha:
+        raise InputError(f"{path}: a Piper voice pins both files; add config_sha256 (the sha256 of {model['config']}) "
+                         "under [model].")
     return VoiceProfile(vid, str(name), tuple(sorted(languages)), str(engine), str(model_ref), model.get("config"),
-                        str(sha).lower(), consent, hashlib.sha256(data).hexdigest())
+                        str(sha).lower(), consent, hashlib.sha256(data).hexdigest(),
+                        str(config_sha).lower() if config_sha else None)
 
 
 def model_ref(voice: VoiceRow, ws: Workspace) -> ModelRef:
@@ -151,7 +157,7 @@ def model_ref(voice: VoiceRow, ws: Workspace) -> ModelRef:
         )
     base = ws.voice_dir(voice.id)
     config = resolve_ref(voice.config_ref, base) if voice.config_ref else None
-    return ModelRef(voice.engine, resolve_ref(voice.model_ref, base), config, voice.model_sha256)
+    return ModelRef(voice.engine, resolve_ref(voice.model_ref, base), config, voice.model_sha256, voice.config_sha256)
 
 
 def consent_to_dict(c: Consent) -> dict[str, Any]:
@@ -240,7 +246,7 @@ def add_voice(ws: Workspace, folder: Path, *, actor: str | None, now: datetime) 
         )
     model_path = resolve_ref(profile.model_ref, folder)
     config_path = resolve_ref(profile.config_ref, folder) if profile.config_ref else None
-    verify_model(ModelRef(profile.engine, model_path, config_path, profile.model_sha256))
+    verify_model(ModelRef(profile.engine, model_path, config_path, profile.model_sha256, profile.config_sha256))
     dest = ws.voice_dir(profile.id)
     with ws.transaction() as s:
         who = ws.actor(s, actor, Role.ADMIN)
@@ -256,6 +262,7 @@ def add_voice(ws: Workspace, folder: Path, *, actor: str | None, now: datetime) 
             profile.config_ref if profile.config_ref.startswith(PACKAGE_PREFIX) else str(config_path))
         voice = VoiceRow(id=profile.id, name=profile.name, languages=list(profile.languages), engine=profile.engine,
                          model_ref=mref, config_ref=cref, model_sha256=profile.model_sha256,
+                         config_sha256=profile.config_sha256,
                          state=VoiceState.READY.value, profile_sha256=profile.raw_sha256, created_at=now)
         s.add(voice)
         s.flush()

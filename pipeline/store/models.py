@@ -49,6 +49,7 @@ class VoiceRow(Base):
     model_ref: Mapped[str] = mapped_column(Text)  # path, or package:<pkg>/<file>
     config_ref: Mapped[str | None] = mapped_column(Text)
     model_sha256: Mapped[str] = mapped_column(String(64))
+    config_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # migration 0008: a Piper .onnx.json
     state: Mapped[str] = mapped_column(String(16))  # enrolled → trained → ready → revoked
     profile_sha256: Mapped[str] = mapped_column(String(64))  # the voice.toml as added
     created_at: Mapped[datetime]

@@ -65,6 +65,8 @@ class ModelRef:
     config_path: Path | None
     sha256: str
     """Hex SHA-256 of `model_path`, recorded when the voice was enrolled."""
+    config_sha256: str | None = None
+    """Hex SHA-256 of `config_path` where the profile pins it (a Piper voice's .onnx.json: both files decide the voice)."""
 
 
 def verify_model(ref: ModelRef) -> None:
@@ -84,4 +86,15 @@ def verify_model(ref: ModelRef) -> None:
             f"Model file {path} does not match the sha256 recorded in the voice profile "
             f"(expected {expected}, found {found}); restore the original file or re-enroll the voice."
         )
+    if ref.config_sha256 is not None:
+        config = ref.config_path
+        if config is None or not config.is_file():
+            raise EngineError(f"Model config {config} is missing; restore the original file or re-enroll the voice.")
+        with map_exceptions({OSError: EngineError}, f"Could not read model config {config}"):
+            found_config = sha256_file(config)
+        if found_config != ref.config_sha256.strip().lower():
+            raise EngineError(
+                f"Model config {config} does not match the config_sha256 recorded in the voice profile "
+                f"(expected {ref.config_sha256}, found {found_config}); restore the original file or re-enroll the voice."
+            )
     logger.debug("Model %s matches its recorded sha256 %s", path, found)

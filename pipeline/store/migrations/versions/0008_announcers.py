@@ -1,4 +1,4 @@
-"""Announcers for the audible disclosure (recorded disclosures, operator announcer models); `approvals.listened`.
+"""Announcers for the audible disclosure (recorded disclosures, operator announcer models); `approvals.listened`; `voices.config_sha256`.
 
 Revision ID: 0008
 Revises: 0004
@@ -16,6 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("voices", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("config_sha256", sa.String(length=64), nullable=True))
     with op.batch_alter_table("approvals", schema=None) as batch_op:
         batch_op.add_column(sa.Column("listened", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_table(
@@ -44,3 +46,5 @@ def downgrade() -> None:
     op.drop_table("announcers")
     with op.batch_alter_table("approvals", schema=None) as batch_op:
         batch_op.drop_column("listened")
+    with op.batch_alter_table("voices", schema=None) as batch_op:
+        batch_op.drop_column("config_sha256")
