@@ -31,5 +31,7 @@ def test_urdu_demo_runs_end_to_end(tmp_path) -> None:
         ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "json",
          str(exports / "voxgate-clip-1.vertical.mp4")], capture_output=True, check=True, text=True).stdout)["streams"][0]
     assert stream["height"] > stream["width"]  # vertical
-    assert probe(exports / "voxgate-clip-1.ogg").codec == "opus"
+    note = probe(exports / "voxgate-clip-1.ogg")
+    assert note.codec == "opus"
+    assert "مصنوعی ذہانت" in note.tags.get("label_ur", "") and note.tags.get("label", "").startswith("AI-generated")
     assert (exports / "voxgate-clip-1.ogg").stat().st_size > 10_000
