@@ -4,6 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.voxgate-setup
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+DEMO_LANG ?= en  # `make demo DEMO_LANG=ur`: the Urdu flow
 
 .PHONY: setup demo test test-fast bench clean
 
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt scripts/setup.sh
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/voxgate demo
+	$(VENV)/bin/voxgate demo --lang $(DEMO_LANG)
 
 test: $(STAMP)
 	$(PY) -m pytest

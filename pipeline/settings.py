@@ -53,6 +53,8 @@ class WorkspaceConfig:
     max_chars: int = DEFAULT_MAX_CHARS
     review: ReviewConfig = field(default_factory=ReviewConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    urdu_names: dict[str, str] = field(default_factory=dict)  # [urdu] names: Latin name → Urdu spelling
+    recognisers: tuple[Any, ...] = ()  # [recognisers.NAME]: pipeline.quality.recognisers.RecogniserSpec
 
     @classmethod
     def load(cls, path: Path) -> WorkspaceConfig:
@@ -77,6 +79,8 @@ class WorkspaceConfig:
                 max_chars=int(stmts.get("max_chars", DEFAULT_MAX_CHARS)),
                 review=review,
                 render=render,
+                urdu_names={str(k): str(v) for k, v in raw.get("urdu", {}).get("names", {}).items()},
+                recognisers=_recognisers(raw.get("recognisers", {}), where=where),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"{where}: invalid or missing setting ({exc}).") from exc
@@ -85,6 +89,14 @@ class WorkspaceConfig:
         if cfg.render.disclosure not in ("before", "after", "both", "none"):
             raise StoreError(f"{where}: render.disclosure must be before, after, both or none.")
         return cfg
+
+
+def _recognisers(raw: dict[str, Any], *, where: str) -> tuple[Any, ...]:
+    if not raw:
+        return ()
+    from pipeline.quality.recognisers import parse  # numpy and the recogniser only when one is configured
+
+    return parse(raw, where=where)
 
 
 def _section(kind: type, raw: dict[str, Any]) -> Any:
@@ -131,4 +143,20 @@ disclosure_gap_s = {DEFAULT_DISCLOSURE_GAP_S}
 [render.disclosure_texts]
 # Per-language templates; {{owner}} and {{organisation}} are filled in.
 # en = "The following message is an AI-generated voice, made with the consent of {{owner}}, published by {{organisation}}."
+
+[recognisers]
+# Speech recognisers beyond the bundled Whisper tiny.en (English, WER <= 0.25), one table each; for Urdu on a
+# GPU machine, a multilingual faster-whisper model (see the README), compared by character error rate:
+# [recognisers.whisper-small]
+# path = "/opt/models/faster-whisper-small"   # a faster-whisper (CTranslate2) model folder
+# sha256 = "..."                               # of its model.bin
+# languages = ["ur"]
+# measure = "cer"
+# threshold = 0.35
+# calibrated = false                           # not yet measured on real Urdu speech: say so
+
+[urdu.names]
+# Latin-script names allowed inside Urdu statements, with the Urdu spelling spoken for them
+# (acronyms such as PTI are spelled letter by letter without an entry).
+# Ali = "علی"
 """

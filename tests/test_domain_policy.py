@@ -163,3 +163,23 @@ def test_complete_only_with_enough_valid_current_non_author_approvals(approvals,
                  and a.reviewer != "sam" and verifier(a) for a in approvals)
     expected = not vetoed and len(reviewers) >= needed and (kind is ApprovalPolicyKind.BLANKET or bool(owners))
     assert t.complete is expected
+
+
+def test_audio_approval_counts_without_listening_where_a_recogniser_checked_the_words() -> None:
+    req = requirement(Stage.AUDIO, ReviewPolicy(), consent(), recogniser_covers=True)
+    t = tally([signed("rita", Stage.AUDIO)], statement=statement(), stage=Stage.AUDIO, subject_hash=H1, req=req,
+              verify=verifier)
+    assert t.complete
+
+
+def test_audio_approval_counts_only_with_listened_where_no_recogniser_covers_the_language() -> None:
+    # issue 13: nothing compared an Urdu draft with its text, so the reviewer's ears are the check
+    req = requirement(Stage.AUDIO, ReviewPolicy(), consent(), recogniser_covers=False)
+    unheard = signed("rita", Stage.AUDIO)
+    heard = Approval(**{**unheard.__dict__, "listened": True})
+    kw = dict(statement=statement(language="ur"), stage=Stage.AUDIO, subject_hash=H1, req=req, verify=verifier)
+    t = tally([unheard], **kw)
+    assert not t.complete and "listened to the whole draft" in t.missing()
+    assert tally([heard], **kw).complete
+    # text stages never need it
+    assert requirement(Stage.TEXT, ReviewPolicy(), consent(), recogniser_covers=False).must_listen is False

@@ -177,8 +177,8 @@ def test_create_engine_builds_an_unloaded_piper_engine(voice_ref: ModelRef) -> N
 
 
 def test_create_engine_refuses_unknown_engines(voice_ref: ModelRef) -> None:
-    with pytest.raises(EngineError, match="Unknown engine 'espeak'"):
-        create_engine(ModelRef("espeak", voice_ref.model_path, voice_ref.config_path, voice_ref.sha256))
+    with pytest.raises(EngineError, match="Unknown engine 'festival'"):
+        create_engine(ModelRef("festival", voice_ref.model_path, voice_ref.config_path, voice_ref.sha256))
 
 
 def test_load_engine_refuses_a_changed_model_before_loading(voice_ref: ModelRef, tampered_copy: Path) -> None:

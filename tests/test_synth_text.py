@@ -268,4 +268,9 @@ def test_normalise_for_speech_english(sentence: str, spoken: str) -> None:
 
 def test_normalise_for_speech_leaves_other_languages_alone() -> None:
     # expanding "&" or "%" needs words of that language
-    assert normalise_for_speech("قیمت 5% & زیادہ۔", "ur") == "قیمت 5% & زیادہ۔"
+    assert normalise_for_speech("Preis 5% & mehr.", "de") == "Preis 5% & mehr."
+
+
+def test_normalise_for_speech_speaks_urdu_numbers_and_symbols() -> None:
+    # Urdu has its own rules (pipeline.synth.urdu; the full table is in test_urdu_text.py)
+    assert normalise_for_speech("قیمت 5% & زیادہ۔", "ur") == "قیمت پانچ فیصد اور زیادہ۔"

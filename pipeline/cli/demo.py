@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.rule import Rule
 
 from pipeline.cli.output import console, print_table
@@ -63,7 +64,8 @@ def _step(text: str) -> None:
 
 
 def _refused(what: str, exc: VoxgateError) -> None:
-    console.print(f"  [yellow]refused as it must be[/yellow] ({what}): {type(exc).__name__}: {exc}", highlight=False)
+    console.print(f"  [yellow]refused as it must be[/yellow] ({what}): {type(exc).__name__}: {escape(str(exc))}",
+                  highlight=False)
 
 
 def run_demo(home: str | None) -> None:

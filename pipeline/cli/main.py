@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from pipeline.cli import audit, clips, jobs, keys, portal, review, statements, training, users, verify, voices
+from pipeline.cli import audit, clips, disclosure, jobs, keys, portal, review, statements, training, users, verify, voices
 from pipeline.cli.output import HOME_DEFAULT, AsUser, Home, fail, handles_errors, print_table, success
 from pipeline.errors import InputError, TransitionError, VoxgateError
 from pipeline.identity.personal import KEYS_ENV
@@ -32,6 +32,7 @@ app.add_typer(review.app, name="review")
 app.add_typer(clips.app, name="clips")
 app.add_typer(audit.app, name="audit")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(disclosure.app, name="disclosure")
 app.command("submit")(handles_errors(statements.submit))
 app.command("revise")(handles_errors(statements.revise))
 app.command("withdraw")(handles_errors(statements.withdraw))
@@ -204,8 +205,17 @@ def release(statement_id: int, home: Home = HOME_DEFAULT, as_user: AsUser = None
 @handles_errors
 def demo(
     home: Annotated[Optional[str], typer.Option(help="Workspace folder to use (default: a fresh temporary one).")] = None,
+    lang: Annotated[str, typer.Option("--lang", help="en: the embedded English demo voice; ur: the Urdu flow on "
+                                      "espeak-ng's robotic Urdu voice.")] = "en",
 ) -> None:
-    """Run the whole flow end to end on the embedded demo voice."""
+    """Run the whole flow end to end on the embedded demo voice (`--lang ur`: in Urdu)."""
+    if lang == "ur":
+        from pipeline.cli.demo_ur import run_demo_ur
+
+        run_demo_ur(home)
+        return
+    if lang != "en":
+        raise InputError(f"The demo runs in en or ur, not {lang!r}.")
     from pipeline.cli.demo import run_demo
 
     run_demo(home)

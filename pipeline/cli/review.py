@@ -19,6 +19,8 @@ app = typer.Typer(help="Review statements: text first, then the rendered audio."
 
 Comment = Annotated[str, typer.Option(help="A note for the submitter (recorded and signed).")]
 Revision = Annotated[Optional[int], typer.Option(help="The revision you read; refused if the text has changed since.")]
+Listened = Annotated[bool, typer.Option("--listened", help="You listened to the whole draft (required to approve "
+                                        "audio in a language no speech recogniser covers).")]
 
 
 @app.command("list")
@@ -52,10 +54,10 @@ def show(
                     "draft": None if clip is None else {"clip": clip.id, "audio_sha256": clip.audio_sha256,
                                                         "path": d["draft_path"], "copy": copied,
                                                         "figures": clip.figures},
-                    "approvals": d["approvals"]})
+                    "recogniser": d["recogniser"], "approvals": d["approvals"]})
         return
     fields = [("state", row.state), ("stage", d["stage"]), ("revision", row.revision),
-              ("still needed", d["missing"] or "nothing")]
+              ("still needed", d["missing"] or "nothing"), ("speech recogniser", d["recogniser"])]
     if clip is not None and d["draft_path"]:
         listen = copied or f"{d['draft_path']} (WAV; `--out DIR` copies it as draft-{row.id}.wav)"
         fields += [("draft clip", clip.id), ("listen", listen), ("audio sha256", clip.audio_sha256),
@@ -69,18 +71,19 @@ def show(
                      for a in d["approvals"]])
 
 
-def _decide(decision: Decision, statement_id: int, comment: str, revision: int | None, home, as_user) -> None:  # noqa: ANN001
+def _decide(decision: Decision, statement_id: int, comment: str, revision: int | None, home, as_user,  # noqa: ANN001
+            listened: bool = False) -> None:
     row = svc.decide(open_workspace(home), statement_id, decision, comment=comment, revision=revision,
-                     actor=as_user, now=utcnow())
+                     listened=listened, actor=as_user, now=utcnow())
     success(f"Statement {row.id}: {decision.value} recorded and signed; it is now {row.state}.")
 
 
 @app.command("approve")
 @handles_errors
-def approve(statement_id: int, comment: Comment = "", revision: Revision = None,
+def approve(statement_id: int, comment: Comment = "", revision: Revision = None, listened: Listened = False,
             home: Home = HOME_DEFAULT, as_user: AsUser = None) -> None:
     """Approve the text (or, for a rendered draft, the audio); signed with your key."""
-    _decide(Decision.APPROVE, statement_id, comment, revision, home, as_user)
+    _decide(Decision.APPROVE, statement_id, comment, revision, home, as_user, listened)
 
 
 @app.command("reject")

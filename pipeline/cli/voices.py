@@ -79,13 +79,19 @@ def list_(home: Home = HOME_DEFAULT, as_json: AsJson = False) -> None:
 @handles_errors
 def show(voice_id: str, home: Home = HOME_DEFAULT, as_json: AsJson = False) -> None:
     """Show a voice, its model and its consent record."""
-    v, c = show_voice(open_workspace(home), voice_id)
+    from pipeline.services.announcers import describe
+
+    ws = open_workspace(home)
+    v, c = show_voice(ws, voice_id)
     data = _voice_dict(v, c)
+    data["announcers"] = {lang: describe(ws, lang, v.id) for lang in v.languages}
     if as_json:
         print_json(data)
         return
     consent = data.pop("consent") or {}
+    spoken_by = data.pop("announcers")
     print_fields(f"Voice {v.id}", [(k, ", ".join(x) if isinstance(x, list) else x) for k, x in data.items()]
+                 + [(f"disclosure announcer ({lang})", text) for lang, text in spoken_by.items()]
                  + [(f"consent.{k}", ", ".join(x) if isinstance(x, list) else x) for k, x in consent.items()])
 
 

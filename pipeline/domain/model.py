@@ -146,6 +146,7 @@ class Requirement:
     reviewers: int
     owner_approvers: frozenset[str] = field(default_factory=frozenset)  # empty: none needed
     owner_keys: tuple[tuple[str, str], ...] = ()  # (approver, key fingerprint) the consent record binds
+    must_listen: bool = False  # audio stage with no recogniser for the language: only `listened` approvals count
 
 
 def canonical_json(data: Any) -> bytes:

@@ -120,10 +120,14 @@ def compare_scope(old: Consent, new: Consent) -> ScopeChange:
     return ScopeChange(tuple(widened), tuple(narrowed))
 
 
-def requirement(stage: Stage, policy: ReviewPolicy, consent: Consent) -> Requirement:
-    """Which approvals `stage` needs under the workspace policy and the voice's consent."""
+def requirement(stage: Stage, policy: ReviewPolicy, consent: Consent, *, recogniser_covers: bool = True) -> Requirement:
+    """Which approvals `stage` needs under the workspace policy and the voice's consent.
+
+    Where no recogniser covers the statement's language, nothing checked that the draft says the
+    approved words, so an audio approval counts only if the reviewer confirmed they listened to all of it.
+    """
     if stage is Stage.AUDIO:
-        return Requirement(reviewers=policy.audio_reviewers)
+        return Requirement(reviewers=policy.audio_reviewers, must_listen=not recogniser_covers)
     owners = consent.approvers if consent.policy is ApprovalPolicyKind.PER_STATEMENT else frozenset()
     keys = tuple((n, fp) for n, fp in consent.approver_keys if n in owners)
     return Requirement(reviewers=policy.text_reviewers, owner_approvers=owners, owner_keys=keys)
@@ -169,6 +173,7 @@ class Tally:
     needed_reviewers: int
     needs_owner: bool
     vetoed_by: frozenset[str] = frozenset()  # signed rejections or requests for changes of this very subject
+    must_listen: bool = False  # audio stage with no recogniser for the language: only `listened` approvals count
 
     @property
     def complete(self) -> bool:
@@ -181,7 +186,8 @@ class Tally:
         if self.vetoed_by:
             parts.append(f"a new revision or render ({', '.join(sorted(self.vetoed_by))} rejected it or asked for changes)")
         if (short := self.needed_reviewers - len(self.reviewers)) > 0:
-            parts.append(f"{short} more reviewer approval{'s' if short > 1 else ''}")
+            listened = " from a reviewer who listened to the whole draft (`--listened`)" if self.must_listen else ""
+            parts.append(f"{short} more reviewer approval{'s' if short > 1 else ''}{listened}")
         if self.needs_owner and not self.owner_approved_by:
             parts.append("the voice owner's (or a named delegate's) approval")
         return " and ".join(parts)
@@ -225,6 +231,7 @@ def tally(
             or (a.revision is not None and a.revision != statement.revision)
             or a.reviewer in statement.authors
             or not verify(a)
+            or (a.stage is Stage.AUDIO and req.must_listen and not a.listened)
         ):
             continue
         if a.stage is reviewer_stage:
@@ -232,7 +239,8 @@ def tally(
         elif (a.stage is Stage.OWNER and stage is not Stage.AUDIO and a.reviewer in req.owner_approvers
               and (a.reviewer not in bound or a.key_fingerprint == bound[a.reviewer])):
             owners.add(a.reviewer)
-    return Tally(frozenset(reviewers), frozenset(owners), req.reviewers, bool(req.owner_approvers), frozenset(vetoes))
+    return Tally(frozenset(reviewers), frozenset(owners), req.reviewers, bool(req.owner_approvers), frozenset(vetoes),
+                 req.must_listen)
 
 
 def check_may_review(statement: Statement, reviewer: str, stage: Stage, existing: Iterable[Approval], subject_hash: str,

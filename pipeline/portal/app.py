@@ -20,6 +20,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
+from pipeline.i18n import COOKIE as LANG_COOKIE
+from pipeline.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language, direction, has, t
 from pipeline.errors import ConsentError, InputError, NotFoundError, PermissionError_, VoxgateError
 from pipeline.portal.security import (
     CSRF_COOKIE,
@@ -45,6 +47,8 @@ VERIFY_LIMIT: Final = (20, 60.0)
 DOWNLOAD_FORMATS: Final = tuple(clip_service.EXTENSIONS)  # videos and captions are made on first request
 #: The Ogg's content credentials: Ogg cannot embed a C2PA manifest, so it travels as a sidecar file.
 OGG_CREDENTIALS: Final = "ogg" + SIDECAR_SUFFIX
+NASTALIQ_FONTS: Final = (Path("/usr/share/fonts/truetype/noto/NotoNastaliqUrdu-Regular.ttf"),
+                         Path("/usr/share/fonts/opentype/noto/NotoNastaliqUrdu-Regular.ttf"))
 
 # Leading bytes of the containers we accept; the name and the declared type count for nothing.
 _MAGIC: Final = ((0, b"RIFF", 8, b"WAVE"), (0, b"OggS", None, None), (0, b"ID3", None, None),
@@ -70,10 +74,20 @@ def create_app(home: Path) -> FastAPI:
 
     def page(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
         csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
+        lang = page_language(request)
         response = templates.TemplateResponse(request, name, {"organisation": ws.config.organisation, "csrf": csrf,
-                                                               **context}, status_code=code)
+                                                               **language_context(lang), **context}, status_code=code)
         response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict")
+        if request.query_params.get("lang") == lang:  # a switch: remembered for the next pages
+            response.set_cookie(LANG_COOKIE, lang, samesite="lax", max_age=365 * 86400)
         return response
+
+    @app.get("/fonts/nastaliq.ttf")
+    def nastaliq_font() -> Response:
+        font = nastaliq_font_path()
+        if font is None:
+            return Response(status_code=404)
+        return FileResponse(font, media_type="font/ttf", headers={"Cache-Control": "public, max-age=86400"})
 
     def current_user(request: Request) -> UserRow | None:
         try:
@@ -220,6 +234,23 @@ def create_app(home: Path) -> FastAPI:
 _MIME: Final = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "m4a": "audio/mp4",
                  "mp4-square": "video/mp4", "mp4-vertical": "video/mp4", "mp4-landscape": "video/mp4",
                  "srt": "application/x-subrip", "vtt": "text/vtt"}
+
+
+def page_language(request: Request) -> str:
+    """The page language: `?lang=`, then the `lang` cookie, then Accept-Language (pipeline.i18n)."""
+    return choose_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE),
+                           request.headers.get("accept-language"))
+
+
+def language_context(lang: str) -> dict[str, Any]:
+    """What every template needs to speak `lang`: `t(key, **kw)`, `lang`, `dir` and the switch's targets."""
+    return {"lang": lang, "dir": direction(lang), "t": lambda key, **kw: t(lang, key, **kw), "has": lambda key: has(lang, key),
+            "languages": [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES if code != lang]}
+
+
+def nastaliq_font_path() -> Path | None:
+    """Noto Nastaliq Urdu as installed by setup (fonts-noto-core), served from this server, never a CDN."""
+    return next((p for p in NASTALIQ_FONTS if p.is_file()), None)
 
 
 def released_clips(ws: Workspace) -> list[dict[str, Any]]:

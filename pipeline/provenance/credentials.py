@@ -172,6 +172,8 @@ class ClipProvenance:
                     "consent": {"id": self.consent_id, "sha256": self.consent_sha256},
                     "statement": {"id": self.statement_id, "revision": self.revision, "sha256": self.revision_sha256},
                     "language": self.language,
+                    # the AI label in English and in the clip's language (issue 13)
+                    **({"ai_label": dict(self.settings["ai_label"])} if "ai_label" in self.settings else {}),
                     "approvals": [vars(a) for a in self.approvals],
                     "approvals_scope": "text and owner approvals at render time; audio sign-off is in the "
                                        "publisher's registry and audit log",

@@ -38,6 +38,11 @@ from pipeline.errors import ProvenanceError
 AI_NOTICE_TEMPLATE: Final = (
     "AI-generated voice. Synthetic speech made with the consent of {owner}, published by {organisation}."
 )
+#: The same notice in the clip's own language (tags, content credentials), beside the English one.
+AI_NOTICE_TEMPLATES: Final = {
+    "en": AI_NOTICE_TEMPLATE,
+    "ur": "مصنوعی ذہانت سے تیار کردہ آواز۔ یہ مصنوعی آواز {owner} کی رضامندی سے بنائی گئی ہے اور {organisation} نے شائع کی ہے۔",
+}
 DEFAULT_REGISTRY_HINT: Final = "Registered in the publisher's voxgate registry under the clip id."
 
 #: The keys whose presence (and value) the exporter checks after writing.
@@ -56,6 +61,15 @@ def ai_notice(*, owner: str, organisation: str, template: str = AI_NOTICE_TEMPLA
         ) from exc
 
 
+def ai_notices(language: str, *, owner: str, organisation: str) -> dict[str, str]:
+    """The AI notice in English and, where a template exists, in the clip's language: {"en": …, "ur": …}."""
+    primary = language.replace("_", "-").split("-", 1)[0].lower()
+    notices = {"en": ai_notice(owner=owner, organisation=organisation)}
+    if primary in AI_NOTICE_TEMPLATES and primary != "en":
+        notices[primary] = ai_notice(owner=owner, organisation=organisation, template=AI_NOTICE_TEMPLATES[primary])
+    return notices
+
+
 @dataclass(frozen=True)
 class ClipLabels:
     """What a clip says about itself: who, for whom, that it is synthetic, how to check it."""
@@ -69,6 +83,7 @@ class ClipLabels:
     ai_notice: str
     created_at: str  # ISO 8601, with offset
     registry_hint: str = DEFAULT_REGISTRY_HINT
+    local_notice: str = ""  # the AI notice in the clip's language, when that is not English (LABEL_UR, …)
 
     def __post_init__(self) -> None:
         for name in ("clip_id", "voice_id", "voice_name", "organisation", "language", "ai_notice"):
@@ -89,7 +104,7 @@ class ClipLabels:
         return {
             "title": f"Statement {self.statement_id} — {self.voice_name} (AI-generated voice)",
             "artist": f"{self.voice_name} (AI-generated voice)",
-            "comment": f"{self.ai_notice} {self.registry_hint}",
+            "comment": " ".join(filter(None, (self.ai_notice, self.local_notice, self.registry_hint))),
             "copyright": self.organisation,
             "publisher": self.organisation,
             # ID3v2.4 timestamps are UTC without an offset; the other containers take them too.
@@ -101,4 +116,5 @@ class ClipLabels:
             "VOXGATE_VOICE": self.voice_id,
             "VOXGATE_LANGUAGE": self.language,
             "VOXGATE_VERIFY": self.registry_hint,
+            **({f"{LABEL_TAG}_{self.language.split('-')[0].upper()}": self.local_notice} if self.local_notice else {}),
         }

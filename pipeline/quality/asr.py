@@ -78,8 +78,10 @@ class Transcriber:
         device: str = "cpu",
         compute_type: str = DEFAULT_COMPUTE_TYPE,
         beam_size: int = DEFAULT_BEAM_SIZE,
+        languages: frozenset[str] = SUPPORTED_LANGUAGES,
     ) -> None:
         self.model_dir = model_dir
+        self.languages = languages  # what this model was declared to cover (voxgate.toml [recognisers])
         self.device = device
         self.compute_type = compute_type
         self.beam_size = beam_size
@@ -109,16 +111,17 @@ class Transcriber:
         """Transcribe mono float samples at any rate; word timings come with the text."""
         if self._model is None:
             raise ProvenanceError("Transcriber used before load(); call load() once at start-up.")
-        if not supports(language):
+        primary = language.replace("_", "-").split("-", 1)[0].lower()
+        if primary not in self.languages:
             raise InputError(
-                f"Speech recognition supports {sorted(SUPPORTED_LANGUAGES)} only, not {language!r}; "
-                "check supports() before transcribing."
+                f"This recogniser covers {sorted(self.languages)} only, not {language!r}; "
+                "check which recogniser covers a language (pipeline.quality.recognisers) before transcribing."
             )
         audio = _to_whisper_rate(x, sr)
         with map_exceptions(_WHISPER_ERRORS, "Speech recognition failed"):
             # condition_on_previous_text=False: stops one misheard segment from derailing the rest.
             segments, _info = self._model.transcribe(
-                audio, language="en", beam_size=self.beam_size, word_timestamps=True,
+                audio, language=primary, beam_size=self.beam_size, word_timestamps=True,
                 condition_on_previous_text=False,
             )
             segments = list(segments)  # the generator does the work

@@ -67,7 +67,6 @@ RENEW_EVERY_S: Final = 10.0  # how often a rendering worker renews its lease
 STALE_CLAIM: Final = timedelta(minutes=30)  # a claim with no lease (made by an older voxgate) is taken as crashed after this
 _PROCESS_TAG: Final = secrets.token_hex(4)  # tells apart two processes that got the same pid
 DEFAULT_MAX_WER: Final = 0.25
-ANNOUNCER_LANGUAGES: Final = frozenset({"en"})  # what the packaged announcer voice can speak
 
 Progress = Callable[[str], None]
 """Called with a short description as each render step starts."""
@@ -82,8 +81,8 @@ class Tools:
     engines: dict[str, Any] = field(default_factory=dict)
     presence: Any = None
     transcriber: Any = None
-    announcer: Any = None
     disclosures: dict[str, np.ndarray] = field(default_factory=dict)
+    loaded: dict[str, Any] = field(default_factory=dict)
 
     def engine(self, ref: Any) -> Any:
         from pipeline.synth import create_engine, verify_model
@@ -103,7 +102,14 @@ class Tools:
             self.presence = PresenceMark().load()
         return self.presence
 
-    def asr(self) -> Any:
+    def asr(self, spec: Any = None) -> Any:
+        """The bundled recogniser, or with `spec` a configured one (checked against its pin, loaded once)."""
+        if spec is not None and spec.path is not None:
+            from pipeline.quality.asr import Transcriber
+            from pipeline.quality.recognisers import check_pinned
+
+            check_pinned(spec)
+            return self.cached(f"asr:{spec.path}", lambda: Transcriber(spec.path, languages=spec.languages))
         if self.transcriber is None:
             from pipeline.quality.asr import Transcriber
 
@@ -111,20 +117,19 @@ class Tools:
             self.transcriber.load()
         return self.transcriber
 
-    def disclosure(self, text: str, make: Callable[[], np.ndarray]) -> np.ndarray:
-        """The spoken disclosure for `text` (made once per text and settings, then reused: the same words every time)."""
-        if text not in self.disclosures:
-            self.disclosures[text] = make()
-        return self.disclosures[text]
+    def disclosure(self, key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """The spoken disclosure for `key` (made once per announcer, text and settings, then reused)."""
+        if key not in self.disclosures:
+            self.disclosures[key] = make()
+        return self.disclosures[key]
 
-    def announcer_engine(self) -> Any:
-        if self.announcer is None:
-            from pipeline.synth import PiperEngine, packaged_voice
-
-            onnx, config = packaged_voice()
-            self.announcer = PiperEngine(onnx, config)
-            self.announcer.load()
-        return self.announcer
+    def cached(self, key: str, build: Callable[[], Any]) -> Any:
+        """An engine (announcers) built and loaded once per run."""
+        if key not in self.loaded:
+            engine = build()
+            engine.load()
+            self.loaded[key] = engine
+        return self.loaded[key]
 
 
 @dataclass(frozen=True)
@@ -266,16 +271,16 @@ def render_statement(ws: Workspace, statement_id: int, tools: Tools, *, actor: s
 def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any], tools: Tools, tmp: Path,
              now: datetime, progress: Progress) -> tuple[dict, dict, dict, dict[str, Path]]:
     from pipeline.audio.loudness import normalise
-    from pipeline.audio.mix import concat, join_with_pauses, join_with_timeline, resample
+    from pipeline.audio.mix import concat, join_with_timeline, resample
     from pipeline.provenance.disclosure import disclosure_text
-    from pipeline.provenance.labels import ClipLabels, ai_notice
+    from pipeline.provenance.labels import ClipLabels, ai_notices
     from pipeline.synth.text import normalise_for_speech, split_sentences
 
     cfg = ws.config.render
     lang = job["language"]
     progress("synthesise")
     written = split_sentences(job["text"], lang)
-    sentences = [normalise_for_speech(x, lang) for x in written]
+    sentences = [normalise_for_speech(x, lang, names=ws.config.urdu_names) for x in written]
     engine = tools.engine(job["ref"])
     chunks = engine.synthesize(sentences)
     joined, spans = join_with_timeline(chunks, engine.sample_rate, pause_s=cfg.sentence_pause_s)
@@ -287,29 +292,26 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     progress("disclosure")
     disclosure_at = cfg.disclosure
     if disclosure_at != "none":
-        if lang not in ANNOUNCER_LANGUAGES:
-            raise ProvenanceError(
-                f"No announcer voice speaks {lang!r}, so the audible disclosure cannot be made; the clip was not "
-                "rendered. Install an announcer voice for it, or set render.disclosure = \"none\" if labels suffice."
-            )
+        from pipeline.services import announcers
+
+        with ws.sessions() as s:
+            announcer = announcers.choose(ws, s, lang, job["voice"])
         text = disclosure_text(lang, owner=job["owner"], organisation=ws.config.organisation,
                                templates=cfg.disclosure_texts or None)
 
         def speak() -> np.ndarray:
-            announcer = tools.announcer_engine()
-            spoken = join_with_pauses(announcer.synthesize(split_sentences(text, "en")), announcer.sample_rate,
-                                      pause_s=cfg.sentence_pause_s)
-            return normalise(resample(spoken, announcer.sample_rate, MASTER_RATE), MASTER_RATE,
+            spoken, spoken_rate = announcers.speak(announcer, text, tools)
+            return normalise(resample(spoken, spoken_rate, MASTER_RATE), MASTER_RATE,
                              target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
 
-        key = repr((text, cfg.sentence_pause_s, cfg.target_lufs, cfg.true_peak_dbtp))
+        key = repr((announcer.identity, text, cfg.target_lufs, cfg.true_peak_dbtp))
         spoken = tools.disclosure(key, speak)
         before = [spoken] if disclosure_at in ("before", "both") else []
         after = [spoken] if disclosure_at in ("after", "both") else []
         audio = concat([*before, speech, *after], MASTER_RATE, gap_s=cfg.disclosure_gap_s)
         speech_offset = (len(spoken) + int(cfg.disclosure_gap_s * MASTER_RATE)) if before else 0
     else:
-        text, audio, speech_offset = "", speech, 0
+        text, audio, speech_offset, announcer = "", speech, 0, None
 
     # Sentence boundaries in the master's seconds: what captions are timed from.
     offset = speech_offset / MASTER_RATE
@@ -332,24 +334,28 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
         "true_peak_dbtp": marks["true_peak_dbtp"],
         "presence_score": marks["presence_score"],
         "disclosure": disclosure_at,
+        "announcer": announcer.description if announcer else None,
         "engine": engine.name,
         "device": engine.device,
     }
     # Speech recognition runs beside the export (they only read the marked audio); its gate is
     # checked before anything is registered.
-    heard = _pool().submit(_asr_gate, tools, audio[speech_offset:speech_offset + len(speech)], job["text"], lang)
+    heard = _pool().submit(_asr_gate, tools, audio[speech_offset:speech_offset + len(speech)], job["text"], lang,
+                           ws.config.recognisers)
 
     progress("export")
+    notices = ai_notices(lang, owner=job["owner"], organisation=ws.config.organisation)
     labels = ClipLabels(
         clip_id=str(clip_id), statement_id=statement_id, voice_id=job["voice"], voice_name=job["voice_name"],
         organisation=ws.config.organisation, language=lang, created_at=now.isoformat(),
-        ai_notice=ai_notice(owner=job["owner"], organisation=ws.config.organisation),
+        ai_notice=notices["en"], local_notice=next((v for k, v in notices.items() if k != "en"), ""),
     )
     settings = {
         "engine": job["ref"].engine, "model_sha256": job["ref"].sha256, "sample_rate": MASTER_RATE,
         "target_lufs": cfg.target_lufs, "true_peak_dbtp": cfg.true_peak_dbtp, "sentence_pause_s": cfg.sentence_pause_s,
-        "disclosure": disclosure_at, "disclosure_text": text, "consent_sha256": job["consent_sha256"],
-        "revision_sha256": job["revision_sha256"], "timeline": timeline,
+        "disclosure": disclosure_at, "disclosure_text": text,
+        "announcer": announcer.as_dict() if announcer else None, "consent_sha256": job["consent_sha256"],
+        "revision_sha256": job["revision_sha256"], "timeline": timeline, "ai_label": notices,
     }
     manifest = _provenance(ws, clip_id, statement_id, job, settings, now).manifest()
     try:
@@ -397,21 +403,21 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(2, thread_name_prefix="render")
 
 
-def _asr_gate(tools: Tools, speech: np.ndarray, text: str, lang: str) -> dict[str, Any]:
-    """Speech recognition of the message against the approved text (where a recogniser exists)."""
-    from pipeline.quality.asr import supports
-    from pipeline.quality.wer import word_error_rate
+def _asr_gate(tools: Tools, speech: np.ndarray, text: str, lang: str, configured: tuple = ()) -> dict[str, Any]:
+    """Speech recognition of the message against the approved text (where a recogniser covers the language)."""
+    from pipeline.quality.recognisers import error_rate, recogniser_for
 
-    if not supports(lang):
-        return {"wer": None, "asr": f"no bundled recogniser for {lang!r}"}
-    transcript = tools.asr().transcribe(speech, MASTER_RATE)
-    wer = word_error_rate(text, transcript.text)
-    if wer > DEFAULT_MAX_WER:
+    spec = recogniser_for(lang, configured)
+    if spec is None:
+        return {"wer": None, "asr": f"no recogniser covers {lang!r}: the audio reviewer must listen (--listened)"}
+    transcript = tools.asr(spec).transcribe(speech, MASTER_RATE, language=lang)
+    rate = error_rate(spec.measure, text, transcript.text, lang)
+    if rate > spec.threshold:
         raise ProvenanceError(
-            f"Quality gate: the speech recogniser heard {transcript.text!r}, a word error rate of {wer:.2f} against the "
-            f"approved text (limit {DEFAULT_MAX_WER}); the clip was not registered. Check the voice model."
+            f"Quality gate: the speech recogniser heard {transcript.text!r}, a {spec.measure.upper()} of {rate:.2f} "
+            f"against the approved text (limit {spec.threshold:g}); the clip was not registered. Check the voice model."
         )
-    return {"wer": round(wer, 3), "asr": "whisper tiny.en"}
+    return {spec.measure: round(rate, 3), "asr": spec.label}
 
 
 def _register(ws: Workspace, statement_id: int, clip_id: int, figures: dict, settings: dict, labels: dict,

@@ -60,6 +60,13 @@ def approvals_of(s: Session, statement_id: int) -> list[Approval]:
             for r in rows]
 
 
+def recogniser_covers(ws: Workspace, language: str) -> bool:
+    """Whether a speech recogniser checks the words of drafts in `language` (else reviewers must listen)."""
+    from pipeline.quality.recognisers import recogniser_for
+
+    return recogniser_for(language, ws.config.recognisers) is not None
+
+
 def payload_of(workspace_id: str, a: Approval) -> bytes:
     """The exact bytes the approval's signer signed, in the version it was given."""
     if a.version == 1:
@@ -117,7 +124,7 @@ def stage_status(s: Session, ws: Workspace, row: StatementRow, clip: ClipRow | N
     if consent is None:
         raise ConsentError(f"Voice {row.voice_id!r} has no consent on file.")
     stage, subject = (Stage.TEXT, st.revision_hash) if clip is None else (Stage.AUDIO, clip.audio_sha256)
-    req = requirement(stage, policy_of(ws), consent)
+    req = requirement(stage, policy_of(ws), consent, recogniser_covers=recogniser_covers(ws, row.language))
     t = tally(approvals_of(s, row.id), statement=st, stage=stage, subject_hash=subject, req=req,
               verify=verifier(s, ws))
     return StageStatus(stage, subject, t)
@@ -133,7 +140,11 @@ def require_text_approved(s: Session, ws: Workspace, row: StatementRow, now: dat
 
 def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str = "", revision: int | None = None,
            listened: bool = False, actor: str | None, now: datetime) -> StatementRow:
-    """Record one signed decision at the stage the statement is in, then move it if the policy is met."""
+    """Record one signed decision at the stage the statement is in, then move it if the policy is met.
+
+    `listened`: the audio reviewer heard the whole draft; required to approve audio in a language
+    no recogniser covers.
+    """
     with ws.transaction() as s:
         who = ws.actor(s, actor, Role.REVIEWER, Role.OWNER, Role.DELEGATE)
         row = get_statement(s, statement_id)
@@ -159,6 +170,11 @@ def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str
                 raise StoreError(f"Statement {row.id} is draft_ready but has no draft clip; render it again.")
             _check_audio_intact(ws, clip)
             subject = clip.audio_sha256
+            if decision is Decision.APPROVE and not listened and not recogniser_covers(ws, row.language):
+                raise ApprovalError(
+                    f"No speech recogniser checked the words of statement {row.id}'s draft ({row.language!r}); "
+                    f"listen to the whole draft, then approve with `voxgate review approve {row.id} --listened`."
+                )
         else:
             subject = st.revision_hash
         check_may_review(st, who.name, stage, approvals_of(s, row.id), subject, row.revision)
@@ -284,8 +300,12 @@ def review_details(ws: Workspace, statement_id: int) -> dict:
             "complete": status.tally.complete if status else None,
             "draft": clip,
             "draft_path": ws.files.path(clip.audio_sha256) if clip and clip.audio_sha256 else None,
+            "recogniser": "checks the words" if recogniser_covers(ws, row.language) else (
+                f"none covers {row.language!r}: the audio reviewer must listen to the whole draft and approve "
+                f"with --listened"),
             "approvals": [
                 {"stage": a.stage.value, "reviewer": a.reviewer, "decision": a.decision.value, "comment": a.comment,
+                 "listened": a.listened,
                  "subject_sha256": a.subject_hash, "signature_valid": verify_fn(a),
                  "revision": a.revision, "payload_version": a.version, "key": a.key_fingerprint,
                  "current": (a.subject_hash in {row.revisions[-1].sha256, clip.audio_sha256 if clip else ""}

@@ -23,7 +23,7 @@ from pipeline.errors import InputError, NotFoundError, PermissionError_
 from pipeline.services.voices import get_voice, signed_consent
 from pipeline.services.workspace import Workspace
 from pipeline.store.models import ClipRow, RevisionRow, StatementRow
-from pipeline.synth.text import clean_text, refuse_forbidden_chars
+from pipeline.synth.text import canonical_text, refuse_forbidden_chars, refuse_unspeakable
 
 
 def decode_text(data: bytes, source: str) -> str:
@@ -36,9 +36,10 @@ def decode_text(data: bytes, source: str) -> str:
         ) from None
 
 
-def validate_text(text: str, max_chars: int) -> str:
-    """The cleaned text, or `InputError` for empty, over-long or deceptive text."""
-    cleaned = clean_text(text)
+def validate_text(text: str, max_chars: int, language: str = "", names: dict[str, str] | None = None) -> str:
+    """The canonical text (what is hashed and approved), or `InputError` for empty, over-long,
+    deceptive or unspeakable text."""
+    cleaned = canonical_text(text, language)
     if not cleaned.strip():
         raise InputError("The statement text is empty; write the words to be spoken in the file.")
     if len(cleaned) > max_chars:
@@ -47,6 +48,7 @@ def validate_text(text: str, max_chars: int) -> str:
             "split it into several statements or raise [statements] max_chars in voxgate.toml."
         )
     refuse_forbidden_chars(cleaned)
+    refuse_unspeakable(cleaned, language, names=names)
     return cleaned
 
 
@@ -104,7 +106,7 @@ def supersede_drafts(ws: Workspace, s: Session, statement_id: int, *, actor: str
 
 def submit(ws: Workspace, *, voice_id: str, purpose: str, channel: str, language: str, text: str,
            actor: str | None, now: datetime) -> StatementRow:
-    text = validate_text(text, ws.config.max_chars)
+    text = validate_text(text, ws.config.max_chars, language, ws.config.urdu_names)
     with ws.transaction() as s:
         who = ws.actor(s, actor, Role.SUBMITTER)
         voice = get_voice(s, voice_id)
@@ -130,10 +132,10 @@ def submit(ws: Workspace, *, voice_id: str, purpose: str, channel: str, language
 
 def revise(ws: Workspace, statement_id: int, text: str, *, actor: str | None, now: datetime) -> StatementRow:
     """A new revision: earlier approvals no longer match its hash, so they stop counting."""
-    text = validate_text(text, ws.config.max_chars)
     with ws.transaction() as s:
         who = ws.actor(s, actor, Role.SUBMITTER)
         row = get_statement(s, statement_id)
+        text = validate_text(text, ws.config.max_chars, row.language, ws.config.urdu_names)
         if text_hash(text) == row.revisions[-1].sha256:
             raise InputError(f"The text is identical to revision {row.revision}; nothing to revise.")
         transition(ws, s, row, Event.REVISED, actor=who.name, now=now, data={"text_sha256": text_hash(text)})

@@ -122,4 +122,5 @@ def _labels(ws: Workspace, clip: ClipRow, statement: StatementRow, voice: VoiceR
 
     return ClipLabels(clip_id=str(clip.id), statement_id=statement.id, voice_id=voice.id, voice_name=voice.name,
                       organisation=ws.config.organisation, language=statement.language,
-                      ai_notice=clip.labels[LABEL_TAG], created_at=clip.created_at.isoformat())
+                      ai_notice=clip.labels[LABEL_TAG], created_at=clip.created_at.isoformat(),
+                      local_notice=clip.labels.get(f"{LABEL_TAG}_{statement.language.split('-')[0].upper()}", ""))

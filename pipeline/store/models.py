@@ -340,3 +340,27 @@ class AuditHeadRow(Base):
     revocations_sha256: Mapped[str] = mapped_column(String(64))  # `domain.set_digest` of revocation record hashes
     vetoes_sha256: Mapped[str] = mapped_column(String(64))  # … of rejections and requests for changes
     signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+
+
+class AnnouncerRow(Base):
+    """A registered announcer for the audible disclosure in one language (migration 0008).
+
+    `kind` is "recording" (a person read the disclosure once: `sha256` is the WAV in the file
+    store, `text_sha256` the words it was checked against, `voice_id` whose disclosure it is)
+    or "model" (an operator's Piper voice: `path`, `sha256` of the .onnx, `config_sha256` of its
+    .onnx.json). espeak-ng, the last resort, needs no row. `retired_at` set: no longer used.
+    """
+
+    __tablename__ = "announcers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    language: Mapped[str] = mapped_column(String(16), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    voice_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    config_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    text_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    checks: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    retired_at: Mapped[datetime | None] = mapped_column(nullable=True)

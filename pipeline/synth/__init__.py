@@ -5,6 +5,7 @@ from __future__ import annotations
 from pipeline.errors import EngineError
 from pipeline.synth.base import Engine, ModelRef, verify_model
 from pipeline.synth.coqui import CoquiEngine
+from pipeline.synth.espeak import EspeakEngine, EspeakVoice
 from pipeline.synth.piper import PiperEngine, packaged_voice
 from pipeline.synth.text import (
     clean_text,
@@ -18,6 +19,8 @@ from pipeline.synth.text import (
 __all__ = [
     "CoquiEngine",
     "Engine",
+    "EspeakEngine",
+    "EspeakVoice",
     "ModelRef",
     "PiperEngine",
     "clean_text",
@@ -43,7 +46,11 @@ def create_engine(ref: ModelRef) -> Engine:
         return PiperEngine(ref.model_path, ref.config_path)
     if ref.engine == "coqui":
         return CoquiEngine(ref.model_path, ref.config_path)
-    raise EngineError(f"Unknown engine {ref.engine!r} in the voice profile; voxgate supports: piper, coqui.")
+    if ref.engine == "espeak":
+        if ref.config_path is None:
+            raise EngineError('An espeak voice needs a config file ({"voice": "ur", "variant": null}) in its profile.')
+        return EspeakEngine(EspeakVoice.from_file(ref.config_path))
+    raise EngineError(f"Unknown engine {ref.engine!r} in the voice profile; voxgate supports: piper, coqui, espeak.")
 
 
 def load_engine(ref: ModelRef) -> Engine:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from pipeline.errors import InputError
+from pipeline.synth.urdu import canonical_urdu, refuse_unspeakable_latin, speakable_urdu
 
 DEFAULT_MAX_SENTENCE_CHARS: Final = 400
 """Longer sentences are split at clauses: VITS attention degrades on very long inputs."""
@@ -175,19 +177,43 @@ def split_sentences(text: str, lang: str, *, max_chars: int = DEFAULT_MAX_SENTEN
     return sentences
 
 
-def normalise_for_speech(sentence: str, lang: str) -> str:
-    """Rewrite the few English symbols and abbreviations TTS front ends misread.
+def normalise_for_speech(sentence: str, lang: str, *, names: Mapping[str, str] | None = None) -> str:
+    """Rewrite what a voice would misread into words it can speak.
 
     Applied to each sentence just before synthesis, never to the approved
-    text. Numbers, currency and dates are left to the engine (espeak-ng reads
-    them well); other languages are returned unchanged, since expanding
-    "&" or "%" needs words of that language.
+    text. English: the few symbols and abbreviations TTS front ends misread;
+    numbers, currency and dates are left to the engine (espeak-ng reads them
+    well). Urdu: numbers, dates, times, currency, acronyms and known Latin
+    names become Urdu words (`pipeline.synth.urdu`; `names` extends its table),
+    since a voice trained on Urdu letters has never seen a digit. Other
+    languages are returned unchanged, since expanding "&" or "%" needs words
+    of that language.
     """
-    if _primary_language(lang) != "en":
+    primary = _primary_language(lang)
+    if primary == "ur":
+        return speakable_urdu(sentence, names)
+    if primary != "en":
         return sentence
     for pattern, replacement in _ENGLISH_SPEECH_REWRITES:
         sentence = pattern.sub(replacement, sentence)
     return _SPACE_RUN.sub(" ", sentence).strip(" ")
+
+
+def canonical_text(text: str, lang: str) -> str:
+    """The form of a statement that is hashed, approved, spoken and compared.
+
+    Cleaned (`clean_text`); for Urdu also the Urdu letters for Arabic
+    look-alikes and Urdu digits (`pipeline.synth.urdu.canonical_urdu`), so
+    two texts a reader cannot tell apart hash the same.
+    """
+    text = clean_text(text)
+    return canonical_urdu(text) if _primary_language(lang) == "ur" else text
+
+
+def refuse_unspeakable(text: str, lang: str, *, names: Mapping[str, str] | None = None) -> None:
+    """Raise InputError for text a voice of `lang` cannot speak (today: Latin words in Urdu, Roman Urdu)."""
+    if _primary_language(lang) == "ur":
+        refuse_unspeakable_latin(text, names)
 
 
 def _describe(char: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -90,10 +90,11 @@ def fine_tune(
         config.phoneme_cache_path = str(run_dir / "phonemes")
     config.model_args.init_discriminator = True  # a slim base has it off; GAN training needs it
     samples = [
-        {"text": clip.text, "audio_file": str(clip.path), "speaker_name": "voice", "root_path": str(clip.path.parent),
+        {"text": training_text(clip.text, language), "audio_file": str(clip.path), "speaker_name": "voice", "root_path": str(clip.path.parent),
          "language": language, "audio_unique_name": clip.path.stem}
         for clip in dataset.clips
     ]
+    refuse_unrepresentable([x["text"] for x in samples], config, language, base=base.checkpoint)
     trainer_class = step_trainer_class()
 
     def make_trainer(args: Any) -> Any:
@@ -105,6 +106,74 @@ def fine_tune(
     path = slim_vits(result.model.state_dict(), result.config.to_dict(), run_dir,
                      step=result.steps, epoch=result.epoch, voxgate=dict(voxgate))
     return path, result
+
+
+def training_text(text: str, language: str) -> str:
+    """The text a clip is trained on: for Urdu the spoken form (numbers in words), as synthesis will see it."""
+    if language.split("-")[0].lower() == "ur":
+        from pipeline.synth.urdu import speakable_urdu
+
+        return speakable_urdu(text)
+    return text
+
+
+def model_symbols(config: Any) -> set[str]:
+    """Every symbol the base's text front end has an embedding for."""
+    chars = config.characters
+    found = set(chars.phonemes or "") if config.use_phonemes else set(chars.characters or "")
+    found |= set(chars.punctuations or "") | {x for x in (chars.pad, chars.eos, chars.bos, chars.blank) if x} | {" "}
+    return found
+
+
+def data_symbols(texts: Sequence[str], config: Any, language: str) -> dict[str, int]:
+    """Each symbol the data needs (characters, or espeak-ng IPA phonemes when the base uses phonemes), counted.
+
+    The base's own text cleaner runs first, as Coqui's tokenizer runs it (basic_cleaners lowercases).
+    """
+    clean = _cleaner(config)
+    counts: dict[str, int] = {}
+    for text in map(clean, texts):
+        for symbol in (_ipa(text, language) if config.use_phonemes else text):
+            counts[symbol] = counts.get(symbol, 0) + 1
+    return counts
+
+
+def refuse_unrepresentable(texts: Sequence[str], config: Any, language: str, *, base: Path) -> None:
+    """Raise InputError naming every symbol of the data the base cannot represent, before any training step.
+
+    Coqui's tokenizer drops unknown symbols silently, which would teach the voice to skip sounds.
+    """
+    known = model_symbols(config)
+    missing = {s: n for s, n in data_symbols(texts, config, language).items() if s not in known}
+    if not missing:
+        return
+    kind = "phoneme" if config.use_phonemes else "character"
+    shown = ", ".join(f"{s!r} (U+{ord(s):04X}, {n}x)" for s, n in sorted(missing.items(), key=lambda kv: -kv[1]))
+    raise InputError(
+        f"The base {base} cannot represent {len(missing)} {kind}(s) of the {language!r} recordings: {shown}. "
+        f"Nothing was trained; choose a base whose {kind} set covers {language!r}"
+        + (" (or one that reads espeak-ng phonemes)." if kind == "character" else ".")
+    )
+
+
+def _cleaner(config: Any) -> Any:
+    name = getattr(config, "text_cleaner", None)
+    if not name:
+        return lambda text: text
+    from TTS.tts.utils.text import cleaners
+
+    return getattr(cleaners, name)
+
+
+def _ipa(text: str, language: str) -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["espeak-ng", "-q", "--ipa", "-b", "1", "-v", language.split("-")[0], "--stdin"],
+                             input=text.encode(), capture_output=True, timeout=60, check=True).stdout.decode()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise InputError(f"espeak-ng could not phonemise the {language!r} text ({exc}); install espeak-ng.") from exc
+    return "".join(ch for ch in out if not ch.isspace() and ch != "_")
 
 
 def _load_config(base: BaseModel) -> Any:

@@ -7,7 +7,7 @@ rendered once: a second live clip for it cannot be inserted, whatever a
 worker believes.
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0008
 """
 
 import sqlalchemy as sa
@@ -16,7 +16,7 @@ from alembic import op
 import pipeline.store.models
 
 revision = "0010"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

