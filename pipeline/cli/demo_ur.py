@@ -9,11 +9,11 @@ voice. Its announcer is a different espeak-ng variant (never the same voice).
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timezone
+import os
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Final
 
-from pipeline.hashing import sha256_file
 
 OWNER: Final = "زینب مثال"  # fictional: "Zainab Example"
 VOICE_ID: Final = "demo-ur"
@@ -125,7 +125,8 @@ def run_demo_ur(home: str | None) -> None:
 
     from rich.rule import Rule
 
-    from pipeline.cli.demo import _refused, _step
+    from pipeline.cli.demo import DEMO_PASSPHRASE, _refused, _step
+    from pipeline.identity.personal import PASSPHRASE_ENV, Keyring, env_passphrases
     from pipeline.cli.output import console
     from pipeline.domain import Decision
     from pipeline.errors import VoxgateError
@@ -142,8 +143,12 @@ def run_demo_ur(home: str | None) -> None:
     if not created:
         raise VoxgateError(f"{root} already holds a workspace; the demo needs a fresh one (omit --home).")
     _step(f"workspace at {root}, organisation {ORGANISATION}")
+    os.environ.setdefault(PASSPHRASE_ENV, DEMO_PASSPHRASE)
+    keys = Path(tempfile.mkdtemp(prefix="voxgate-demo-keys-"))
+    ws.keyring = Keyring(keys, env_passphrases(prompt=False))
+    _step(f"people's own keys at {keys} (encrypted; passphrase from ${PASSPHRASE_ENV}); the workspace gets public keys only")
     for name, role in PEOPLE:
-        users.add_user(ws, name, role, actor="ops", now=utcnow())
+        users.add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     profile = write_espeak_profile(root / "profile-demo-ur", organisation=ORGANISATION, reading=True)
     _step("consent script the owner reads (Urdu):")
     console.print("  " + voices.parse_profile(profile).consent.statement, markup=False, highlight=False)
