@@ -71,7 +71,8 @@ def render(
     as_user: AsUser = None,
 ) -> None:
     """Synthesise text-approved statements into labelled, watermarked draft clips."""
-    from pipeline.services.render import STEPS, Tools, claimable, render_statement
+    from pipeline.services.render import STEPS, claimable, render_statement
+    from pipeline.services.tools import Tools
     from pipeline.services.workspace import open_workspace, utcnow
 
     if (statement_id is None) == (not all_):

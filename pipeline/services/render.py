@@ -15,11 +15,10 @@ back to `text_approved`, and no clip is registered.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -27,11 +26,12 @@ from typing import Any, Final
 import numpy as np
 from sqlalchemy import select
 
-from pipeline.domain import ClipEvent, ClipState, Decision, Event, Role, State
+from pipeline.domain import ClipEvent, ClipState, Event, Role, State
 from pipeline.domain.policy import check_voice_renders
 from pipeline.errors import ConsentError, ProvenanceError, VoxgateError
 from pipeline.domain.serials import clip_serial
-from pipeline.provenance.credentials import ClipProvenance, SignedApproval, load_identity
+from pipeline.provenance.credentials import load_identity
+from pipeline.services.clip_provenance import clip_provenance
 from pipeline.services.copies import (
     MASTER_RATE,
     PREMASTER,
@@ -41,11 +41,13 @@ from pipeline.services.copies import (
     payload_mark,
     write_premaster,
 )
-from pipeline.services.review import approvals_of, require_text_approved, verifier
+from pipeline.services.review import require_text_approved
 from pipeline.services.statements import clip_transition, get_statement, transition
+from pipeline.services.tools import Tools
 from pipeline.services.voices import current_consent, get_voice, model_ref
 from pipeline.services.workspace import Workspace
-from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, StatementRow
+from pipeline.store.models import ClipFileRow, ClipRow, StatementRow
+from pipeline.synth.base import ModelRef
 
 log = logging.getLogger(__name__)
 
@@ -59,49 +61,19 @@ Progress = Callable[[str], None]
 STEPS: Final = ("claim", "synthesise", "loudness", "disclosure", "watermark", "quality", "export", "register")
 
 
-@dataclass
-class Tools:
-    """The heavy parts, loaded once per render run and shared across statements."""
+@dataclass(frozen=True)
+class RenderJob:
+    """What a claimed render needs, read once inside the claim's transaction."""
 
-    engines: dict[str, Any] = field(default_factory=dict)
-    presence: Any = None
-    transcriber: Any = None
-    announcer: Any = None
-
-    def engine(self, ref: Any) -> Any:
-        from pipeline.synth import create_engine, verify_model
-
-        verify_model(ref)  # every render: the consent covers this model, byte for byte
-        key = f"{ref.engine}:{ref.model_path}"
-        if key not in self.engines:
-            engine = create_engine(ref)
-            engine.load()
-            self.engines[key] = engine
-        return self.engines[key]
-
-    def presence_mark(self) -> Any:
-        if self.presence is None:
-            from pipeline.provenance.presence import PresenceMark
-
-            self.presence = PresenceMark().load()
-        return self.presence
-
-    def asr(self) -> Any:
-        if self.transcriber is None:
-            from pipeline.quality.asr import Transcriber
-
-            self.transcriber = Transcriber()
-            self.transcriber.load()
-        return self.transcriber
-
-    def announcer_engine(self) -> Any:
-        if self.announcer is None:
-            from pipeline.synth import PiperEngine, packaged_voice
-
-            onnx, config = packaged_voice()
-            self.announcer = PiperEngine(onnx, config)
-            self.announcer.load()
-        return self.announcer
+    text: str
+    language: str
+    voice: str
+    voice_name: str
+    ref: ModelRef
+    owner: str
+    consent_sha256: str
+    revision_sha256: str
+    actor: str
 
 
 @dataclass(frozen=True)
@@ -119,7 +91,7 @@ def claimable(ws: Workspace, now: datetime) -> list[int]:
         return [r.id for r in rows if r.state == State.TEXT_APPROVED.value or now - r.updated_at > STALE_CLAIM]
 
 
-def _claim(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime) -> tuple[int, dict[str, Any]]:
+def _claim(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime) -> tuple[int, RenderJob]:
     """Check the gates and move the statement to `rendering`; reserve the clip serial."""
     with ws.transaction() as s:
         who = ws.actor(s, actor, Role.REVIEWER, Role.SUBMITTER)
@@ -140,11 +112,9 @@ def _claim(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime
                        state=ClipState.RENDERING.value, created_at=now)
         s.add(clip)
         s.flush()
-        job = {
-            "text": rev.text, "language": row.language, "voice": voice.id, "voice_name": voice.name,
-            "ref": model_ref(voice, ws), "owner": consent.owner, "consent_sha256": consent.record_sha256,
-            "revision_sha256": rev.sha256, "actor": who.name,
-        }
+        job = RenderJob(text=rev.text, language=row.language, voice=voice.id, voice_name=voice.name,
+                        ref=model_ref(voice, ws), owner=consent.owner, consent_sha256=consent.record_sha256,
+                        revision_sha256=rev.sha256, actor=who.name)
         return clip.id, job
 
 
@@ -156,14 +126,14 @@ def render_statement(ws: Workspace, statement_id: int, tools: Tools, *, actor: s
         with tempfile.TemporaryDirectory(prefix="voxgate-render-", dir=ws.home) as tmp:
             figures, settings, labels, files = _produce(ws, clip_id, statement_id, job, tools, Path(tmp), now, progress)
             progress("register")
-            _register(ws, statement_id, clip_id, figures, settings, labels, files, actor=job["actor"], now=now)
+            _register(ws, statement_id, clip_id, figures, settings, labels, files, actor=job.actor, now=now)
     except BaseException as exc:
         _release_claim(ws, statement_id, clip_id, exc, now=now)
         raise
     return RenderResult(statement_id, clip_id, figures)
 
 
-def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any], tools: Tools, tmp: Path,
+def _produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, tools: Tools, tmp: Path,
              now: datetime, progress: Progress) -> tuple[dict, dict, dict, dict[str, Path]]:
     from pipeline.audio.loudness import normalise
     from pipeline.audio.mix import concat, join_with_pauses, join_with_timeline, resample
@@ -172,11 +142,11 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     from pipeline.synth.text import normalise_for_speech, split_sentences
 
     cfg = ws.config.render
-    lang = job["language"]
+    lang = job.language
     progress("synthesise")
-    written = split_sentences(job["text"], lang)
+    written = split_sentences(job.text, lang)
     sentences = [normalise_for_speech(x, lang) for x in written]
-    engine = tools.engine(job["ref"])
+    engine = tools.engine(job.ref)
     chunks = engine.synthesize(sentences)
     joined, spans = join_with_timeline(chunks, engine.sample_rate, pause_s=cfg.sentence_pause_s)
     speech = resample(joined, engine.sample_rate, MASTER_RATE)
@@ -192,7 +162,7 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
                 f"No announcer voice speaks {lang!r}, so the audible disclosure cannot be made; the clip was not "
                 "rendered. Install an announcer voice for it, or set render.disclosure = \"none\" if labels suffice."
             )
-        text = disclosure_text(lang, owner=job["owner"], organisation=ws.config.organisation,
+        text = disclosure_text(lang, owner=job.owner, organisation=ws.config.organisation,
                                templates=cfg.disclosure_texts or None)
         announcer = tools.announcer_engine()
         spoken = join_with_pauses(announcer.synthesize(split_sentences(text, "en")), announcer.sample_rate,
@@ -230,21 +200,23 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
         "engine": engine.name,
         "device": engine.device,
     }
-    figures.update(_asr_gate(tools, audio[speech_offset:speech_offset + len(speech)], job["text"], lang))
+    figures.update(_asr_gate(tools, audio[speech_offset:speech_offset + len(speech)], job.text, lang))
 
     progress("export")
     labels = ClipLabels(
-        clip_id=str(clip_id), statement_id=statement_id, voice_id=job["voice"], voice_name=job["voice_name"],
+        clip_id=str(clip_id), statement_id=statement_id, voice_id=job.voice, voice_name=job.voice_name,
         organisation=ws.config.organisation, language=lang, created_at=now.isoformat(),
-        ai_notice=ai_notice(owner=job["owner"], organisation=ws.config.organisation),
+        ai_notice=ai_notice(owner=job.owner, organisation=ws.config.organisation),
     )
     settings = {
-        "engine": job["ref"].engine, "model_sha256": job["ref"].sha256, "sample_rate": MASTER_RATE,
+        "engine": job.ref.engine, "model_sha256": job.ref.sha256, "sample_rate": MASTER_RATE,
         "target_lufs": cfg.target_lufs, "true_peak_dbtp": cfg.true_peak_dbtp, "sentence_pause_s": cfg.sentence_pause_s,
-        "disclosure": disclosure_at, "disclosure_text": text, "consent_sha256": job["consent_sha256"],
-        "revision_sha256": job["revision_sha256"], "timeline": timeline,
+        "disclosure": disclosure_at, "disclosure_text": text, "consent_sha256": job.consent_sha256,
+        "revision_sha256": job.revision_sha256, "timeline": timeline,
     }
-    manifest = _provenance(ws, clip_id, statement_id, job, settings, now).manifest()
+    manifest = clip_provenance(ws, clip_id, statement_id, voice=job.voice, voice_name=job.voice_name,
+                               language=job.language, consent_sha256=job.consent_sha256,
+                               revision_sha256=job.revision_sha256, settings=settings, now=now).manifest()
     files = export_signed(audio, tmp, f"clip-{clip_id}", labels, manifest, load_identity(ws.c2pa_dir))
     files[PREMASTER] = write_premaster(premaster, tmp / f"clip-{clip_id}.premaster.wav")
     # The lossy export a messaging app will carry must still carry both marks.
@@ -253,32 +225,6 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     figures["payload_confidence"] = marks["payload_confidence"]
     figures["payload_confidence_ogg"] = forwarded["payload_confidence"]
     return figures, settings, labels.as_tags(), files
-
-
-def _provenance(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any], settings: dict[str, Any],
-                now: datetime) -> ClipProvenance:
-    """What the clip's content credentials assert: the consent and text approvals it was rendered under.
-
-    Audio sign-off cannot be in the manifest: it is given on these very files,
-    after they are signed. It is in the registry and the audit log.
-    """
-    with ws.sessions() as s:
-        clip = s.get(ClipRow, clip_id)
-        consent = s.scalars(select(ConsentRow).where(ConsentRow.voice_id == job["voice"],
-                                                     ConsentRow.record_sha256 == job["consent_sha256"])
-                            .order_by(ConsentRow.id.desc()).limit(1)).one()
-        valid = verifier(s)
-        approvals = tuple(
-            SignedApproval(a.reviewer, a.stage.value, a.decision.value, hashlib.sha256(a.signature).hexdigest())
-            for a in approvals_of(s, statement_id)
-            if a.subject_hash == job["revision_sha256"] and a.decision is Decision.APPROVE and valid(a)
-        )
-    return ClipProvenance(
-        clip_id=clip_id, organisation=ws.config.organisation, voice_id=job["voice"], voice_name=job["voice_name"],
-        consent_id=consent.id, consent_sha256=job["consent_sha256"], statement_id=statement_id,
-        revision=clip.revision, revision_sha256=job["revision_sha256"], language=job["language"], created_at=now,
-        approvals=approvals, settings=settings,
-    )
 
 
 def _asr_gate(tools: Tools, speech: np.ndarray, text: str, lang: str) -> dict[str, Any]:
