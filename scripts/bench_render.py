@@ -28,7 +28,8 @@ from rich.table import Table  # noqa: E402
 
 from pipeline.domain import Decision  # noqa: E402
 from pipeline.services import review, statements, users, voices  # noqa: E402
-from pipeline.services.render import STEPS, Tools, render_statement  # noqa: E402
+from pipeline.services.render import STEPS, render_statement  # noqa: E402
+from pipeline.services.tools import Tools  # noqa: E402
 from pipeline.services.workspace import init_workspace, utcnow  # noqa: E402
 from pipeline.synth import PiperEngine, packaged_voice  # noqa: E402
 from pipeline.synth.text import normalise_for_speech, split_sentences  # noqa: E402

@@ -13,7 +13,8 @@ from pathlib import Path
 from conftest import DEMO_VOICE, ORG, PEOPLE, own_model_profile
 from pipeline.domain import Decision
 from pipeline.services import review, statements, users, voices
-from pipeline.services.render import Tools, render_statement
+from pipeline.services.render import render_statement
+from pipeline.services.tools import Tools
 from pipeline.services.tokens import issue_token
 from pipeline.services.workspace import Workspace, init_workspace, utcnow
 

@@ -11,7 +11,7 @@ from pipeline.cli.main import app
 from pipeline.errors import InputError, ProvenanceError
 from pipeline.provenance.disclosure import disclosure_text
 from pipeline.services import announcers
-from pipeline.services.render import Tools
+from pipeline.services.tools import Tools
 from pipeline.services.workspace import utcnow
 from pipeline.synth import packaged_voice
 from pipeline.synth.espeak import EspeakEngine, EspeakVoice

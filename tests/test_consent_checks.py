@@ -24,7 +24,8 @@ from pipeline.domain import Decision, Event
 from pipeline.errors import ApprovalError, ConsentError, EngineError, InputError, TransitionError
 from pipeline.services import clips, review, statements
 from pipeline.services.enrollment import renew_consent
-from pipeline.services.render import Tools, render_statement
+from pipeline.services.render import render_statement
+from pipeline.services.tools import Tools
 from pipeline.services.statements import get_statement, transition
 from pipeline.services.voices import add_voice, revoke_consent
 from pipeline.services.workspace import utcnow

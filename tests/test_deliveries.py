@@ -15,7 +15,7 @@ from pipeline.domain.serials import DELIVERY_BASE, clip_serial, delivery_serial,
 from pipeline.errors import ConsentError, InputError, ProvenanceError
 from pipeline.services import clips
 from pipeline.services.deliveries import deliveries_of
-from pipeline.services.render import Tools
+from pipeline.services.tools import Tools
 from pipeline.services.workspace import utcnow
 from pipeline.store.models import ClipRow
 from portal_fixtures import build_released

@@ -141,7 +141,8 @@ def test_a_voice_only_enrolled_has_no_model_and_a_profile_voice_no_recordings(en
     from pipeline.domain import Decision
     from pipeline.errors import EngineError
     from pipeline.services import review
-    from pipeline.services.render import Tools, render_statement
+    from pipeline.services.render import render_statement
+    from pipeline.services.tools import Tools
 
     review.decide(enrolled, sid, Decision.APPROVE, actor="rita", now=utcnow())
     assert review.decide(enrolled, sid, Decision.APPROVE, actor="joe", now=utcnow()).state == "text_approved"

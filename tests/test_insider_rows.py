@@ -22,7 +22,8 @@ from pipeline.domain import Decision
 from pipeline.errors import ApprovalError, ConsentError, EngineError
 from pipeline.portal.app import released_clips
 from pipeline.services import clips, review, statements, users, voices
-from pipeline.services.render import Tools, render_statement
+from pipeline.services.render import render_statement
+from pipeline.services.tools import Tools
 from pipeline.services.verify import verify_file
 from pipeline.services.workspace import Workspace, init_workspace, open_workspace, utcnow
 from pipeline.verify.verdict import Outcome

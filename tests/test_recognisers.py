@@ -63,7 +63,7 @@ def test_urdu_character_error_rate_normalises_both_sides(reference, heard, rate)
 
 
 def test_configured_recogniser_checks_real_speech(speech_clip, speech_clip_text) -> None:
-    from pipeline.services.render import Tools
+    from pipeline.services.tools import Tools
 
     spec = _config().recognisers[0]
     heard = Tools().asr(spec).transcribe(*speech_clip, language="en").text

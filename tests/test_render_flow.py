@@ -19,7 +19,8 @@ from pipeline.domain.serials import delivery_serial
 from pipeline.services.auditing import audit_log, audit_verify
 from pipeline.services.copies import payload_mark
 from pipeline.services.deliveries import deliveries_of
-from pipeline.services.render import Tools, _claim, claimable, render_statement
+from pipeline.services.render import _claim, claimable, render_statement
+from pipeline.services.tools import Tools
 from pipeline.services.voices import revoke_consent
 from pipeline.services.workspace import utcnow
 from pipeline.store.models import ClipRow

@@ -31,7 +31,8 @@ from pipeline.domain.serials import delivery_serial
 from pipeline.services.auditing import audit_log
 from pipeline.services.copies import payload_mark
 from pipeline.services.deliveries import deliveries_of
-from pipeline.services.render import Tools, render_statement
+from pipeline.services.render import render_statement
+from pipeline.services.tools import Tools
 from pipeline.services.users import add_user_from_keys
 from pipeline.services.verify import PUBLIC_ACTOR, VerifyReport, verify_file
 from pipeline.services.voices import add_voice, revoke_consent

@@ -31,6 +31,7 @@ from pipeline.identity.keys import verify
 from pipeline.services import render as render_service
 from pipeline.services import review, statements, users, voices
 from pipeline.services.auditing import audit_verify
+from pipeline.services.tools import Tools
 from pipeline.services.workspace import init_workspace, open_workspace, utcnow
 from pipeline.store.models import ApprovalRow, AuditRow, ClipRow, ConsentRow, StatementRow, UserRow
 
@@ -68,7 +69,7 @@ def template(tmp_path_factory) -> tuple[Path, tuple]:
     review.decide(sws, sid, Decision.APPROVE, actor="joe-delegate", now=utcnow())
     render_service._produce = keep
     try:
-        render_service.render_statement(sws, sid, render_service.Tools(), actor="rita", now=utcnow())
+        render_service.render_statement(sws, sid, Tools(), actor="rita", now=utcnow())
     finally:
         render_service._produce = real_produce
     sws.engine.dispose()
@@ -147,7 +148,7 @@ def test_no_release_without_valid_approvals_and_consent(template, tmp_path_facto
             sign_offs = [(text_by, Stage.TEXT), (owner_by, Stage.OWNER)]
             for by, stage in reversed(sign_offs) if owner_first else sign_offs:
                 self.sign_off(sid, by, stage)
-            self.attempt(render_service.render_statement, sid, render_service.Tools(), actor="rita")
+            self.attempt(render_service.render_statement, sid, Tools(), actor="rita")
             self.sign_off(sid, audio_by, Stage.AUDIO)
             self.attempt(review.release, sid, actor="rita")
             if statements.show_statement(self.ws, sid).state == "released":
@@ -175,7 +176,7 @@ def test_no_release_without_valid_approvals_and_consent(template, tmp_path_facto
 
         @rule(data=st.data(), by=st.sampled_from(people))
         def render(self, data, by) -> None:  # noqa: ANN001
-            self.attempt(render_service.render_statement, self.sid(data), render_service.Tools(), actor=by)
+            self.attempt(render_service.render_statement, self.sid(data), Tools(), actor=by)
 
         @rule(data=st.data(), by=st.sampled_from(people))
         def release(self, data, by) -> None:  # noqa: ANN001

@@ -26,8 +26,9 @@ from pipeline.domain import Decision
 from pipeline.errors import VoxgateError
 from pipeline.services import clips, review, statements, users, voices
 from pipeline.services.auditing import audit_verify
-from pipeline.services.render import STEPS, Tools, claimable, render_statement
 from pipeline.identity.personal import PASSPHRASE_ENV, Keyring, env_passphrases
+from pipeline.services.render import STEPS, claimable, render_statement
+from pipeline.services.tools import Tools
 from pipeline.services.workspace import init_workspace, utcnow
 
 DEMO_PASSPHRASE = "voxgate demo passphrase"

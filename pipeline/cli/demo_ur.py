@@ -132,7 +132,8 @@ def run_demo_ur(home: str | None) -> None:
     from pipeline.errors import VoxgateError
     from pipeline.services import clips, review, statements, users, voices
     from pipeline.services.auditing import audit_verify
-    from pipeline.services.render import Tools, render_statement
+    from pipeline.services.render import render_statement
+    from pipeline.services.tools import Tools
     from pipeline.services.verify import verify_file
     from pipeline.services.workspace import init_workspace, utcnow
 

@@ -36,7 +36,7 @@ def add(
     as_user: AsUser = None,
 ) -> None:
     """Register a recorded disclosure: checked for loudness, length, speech and (where a recogniser exists) words."""
-    from pipeline.services.render import Tools
+    from pipeline.services.tools import Tools
 
     row = svc.add_recording(open_workspace(home), lang, voice, file, Tools(), actor=as_user, now=utcnow())
     success(f"Recorded disclosure {row.sha256[:12]} registered for {row.language!r} ({voice}); renders use it verbatim.")

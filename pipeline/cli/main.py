@@ -90,7 +90,7 @@ def render(
     Any number of `render --all` may run at once, on one machine or several sharing a PostgreSQL store:
     each statement is rendered by exactly one of them.
     """
-    from pipeline.services.render import Tools
+    from pipeline.services.tools import Tools
     from pipeline.services.workspace import open_workspace
     from pipeline.store.scratch import sweep
 
@@ -124,7 +124,7 @@ def worker(
     """
     import time
 
-    from pipeline.services.render import Tools
+    from pipeline.services.tools import Tools
     from pipeline.services.workspace import open_workspace
     from pipeline.store.scratch import sweep
 

@@ -34,7 +34,7 @@ from pipeline.portal.security import (
 from pipeline.provenance.credentials import SIDECAR_SUFFIX
 from pipeline.services import clips as clip_service
 from pipeline.services.gates import released_standing
-from pipeline.services.render import Tools
+from pipeline.services.tools import Tools
 from pipeline.services.tokens import authenticate
 from pipeline.services.workspace import Workspace, open_workspace, utcnow
 from pipeline.store.models import ClipRow, StatementRow, UserRow, VoiceRow

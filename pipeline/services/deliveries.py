@@ -61,11 +61,11 @@ def personal_copy(ws: Workspace, clip_id: int, fmt: str, recipient: str, *, now:
     """`recipient`'s copy of a released clip in `fmt`, made and registered on first request.
 
     The caller has checked that the clip may be handed out (released, consent in force), and serves
-    a copy made already with `registered_copy`, which takes no lock. `tools` (services.render.Tools)
+    a copy made already with `registered_copy`, which takes no lock. `tools` (services.tools.Tools)
     is reused when given, so a server loads its models once.
     """
     if tools is None:
-        from pipeline.services.render import Tools
+        from pipeline.services.tools import Tools
 
         tools = Tools()  # loads nothing until a model is needed
     if fmt in CAPTION_FORMATS:

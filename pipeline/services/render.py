@@ -23,7 +23,6 @@ goes back to `text_approved`, and no clip is registered.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 import secrets
@@ -31,7 +30,7 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -39,11 +38,12 @@ from typing import Any, Final
 import numpy as np
 from sqlalchemy import select
 
-from pipeline.domain import ClipEvent, ClipState, Decision, Event, Role, State
+from pipeline.domain import ClipEvent, ClipState, Event, Role, State
 from pipeline.domain.policy import check_voice_renders
 from pipeline.errors import ConsentError, ProvenanceError, TransitionError, VoxgateError
 from pipeline.domain.serials import clip_serial
-from pipeline.provenance.credentials import ClipProvenance, SignedApproval, load_identity
+from pipeline.provenance.credentials import load_identity
+from pipeline.services.clip_provenance import clip_provenance
 from pipeline.services.copies import (
     MASTER_RATE,
     PREMASTER,
@@ -53,12 +53,14 @@ from pipeline.services.copies import (
     payload_mark,
     write_premaster,
 )
-from pipeline.services.review import approvals_of, require_text_approved, verifier
+from pipeline.services.review import require_text_approved
 from pipeline.services.statements import clip_transition, get_statement, transition
+from pipeline.services.tools import Tools
 from pipeline.services.voices import current_consent, get_voice, model_ref
 from pipeline.services.workspace import Workspace, utcnow
-from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, StatementRow
+from pipeline.store.models import ClipFileRow, ClipRow, StatementRow
 from pipeline.store.scratch import job_folder
+from pipeline.synth.base import ModelRef
 
 log = logging.getLogger(__name__)
 
@@ -74,62 +76,20 @@ Progress = Callable[[str], None]
 STEPS: Final = ("claim", "synthesise", "loudness", "disclosure", "watermark", "quality", "export", "register")
 
 
-@dataclass
-class Tools:
-    """The heavy parts, loaded once per render run and shared across statements."""
+@dataclass(frozen=True)
+class RenderJob:
+    """What a claimed render needs, read once inside the claim's transaction."""
 
-    engines: dict[str, Any] = field(default_factory=dict)
-    presence: Any = None
-    transcriber: Any = None
-    disclosures: dict[str, np.ndarray] = field(default_factory=dict)
-    loaded: dict[str, Any] = field(default_factory=dict)
-
-    def engine(self, ref: Any) -> Any:
-        from pipeline.synth import create_engine, verify_model
-
-        verify_model(ref)  # every render: the consent covers this model, byte for byte
-        key = f"{ref.engine}:{ref.model_path}"
-        if key not in self.engines:
-            engine = create_engine(ref)
-            engine.load()
-            self.engines[key] = engine
-        return self.engines[key]
-
-    def presence_mark(self) -> Any:
-        if self.presence is None:
-            from pipeline.provenance.presence import PresenceMark
-
-            self.presence = PresenceMark().load()
-        return self.presence
-
-    def asr(self, spec: Any = None) -> Any:
-        """The bundled recogniser, or with `spec` a configured one (checked against its pin, loaded once)."""
-        if spec is not None and spec.path is not None:
-            from pipeline.quality.asr import Transcriber
-            from pipeline.quality.recognisers import check_pinned
-
-            check_pinned(spec)
-            return self.cached(f"asr:{spec.path}", lambda: Transcriber(spec.path, languages=spec.languages))
-        if self.transcriber is None:
-            from pipeline.quality.asr import Transcriber
-
-            self.transcriber = Transcriber()
-            self.transcriber.load()
-        return self.transcriber
-
-    def disclosure(self, key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
-        """The spoken disclosure for `key` (made once per announcer, text and settings, then reused)."""
-        if key not in self.disclosures:
-            self.disclosures[key] = make()
-        return self.disclosures[key]
-
-    def cached(self, key: str, build: Callable[[], Any]) -> Any:
-        """An engine (announcers) built and loaded once per run."""
-        if key not in self.loaded:
-            engine = build()
-            engine.load()
-            self.loaded[key] = engine
-        return self.loaded[key]
+    text: str
+    language: str
+    voice: str
+    voice_name: str
+    ref: ModelRef
+    owner: str
+    consent_sha256: str
+    revision_sha256: str
+    actor: str
+    worker: str  # the process holding the claim's lease
 
 
 @dataclass(frozen=True)
@@ -167,7 +127,7 @@ def claimable(ws: Workspace, now: datetime) -> list[int]:
 
 
 def _claim(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime,
-           worker: str | None = None) -> tuple[int, dict[str, Any]]:
+           worker: str | None = None) -> tuple[int, RenderJob]:
     """Check the gates and move the statement to `rendering` under `worker`'s lease; reserve the clip serial."""
     worker = worker or worker_id()
     with ws.transaction() as s:
@@ -194,11 +154,9 @@ def _claim(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime
                        state=ClipState.RENDERING.value, created_at=now, worker=worker, lease_until=now + LEASE)
         s.add(clip)
         s.flush()
-        job = {
-            "text": rev.text, "language": row.language, "voice": voice.id, "voice_name": voice.name,
-            "ref": model_ref(voice, ws), "owner": consent.owner, "consent_sha256": consent.record_sha256,
-            "revision_sha256": rev.sha256, "actor": who.name, "worker": worker,
-        }
+        job = RenderJob(text=rev.text, language=row.language, voice=voice.id, voice_name=voice.name,
+                        ref=model_ref(voice, ws), owner=consent.owner, consent_sha256=consent.record_sha256,
+                        revision_sha256=rev.sha256, actor=who.name, worker=worker)
         return clip.id, job
 
 
@@ -260,7 +218,7 @@ def render_statement(ws: Workspace, statement_id: int, tools: Tools, *, actor: s
 
             figures, settings, labels, files = _produce(ws, clip_id, statement_id, job, tools, tmp, now, step)
             step("register")
-            _register(ws, statement_id, clip_id, figures, settings, labels, files, actor=job["actor"], now=now,
+            _register(ws, statement_id, clip_id, figures, settings, labels, files, actor=job.actor, now=now,
                       worker=worker)
     except BaseException as exc:
         _release_claim(ws, statement_id, clip_id, exc, now=now, worker=worker)
@@ -268,7 +226,7 @@ def render_statement(ws: Workspace, statement_id: int, tools: Tools, *, actor: s
     return RenderResult(statement_id, clip_id, figures)
 
 
-def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any], tools: Tools, tmp: Path,
+def _produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, tools: Tools, tmp: Path,
              now: datetime, progress: Progress) -> tuple[dict, dict, dict, dict[str, Path]]:
     from pipeline.audio.loudness import normalise
     from pipeline.audio.mix import concat, join_with_timeline, resample
@@ -277,11 +235,11 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     from pipeline.synth.text import normalise_for_speech, split_sentences
 
     cfg = ws.config.render
-    lang = job["language"]
+    lang = job.language
     progress("synthesise")
-    written = split_sentences(job["text"], lang)
+    written = split_sentences(job.text, lang)
     sentences = [normalise_for_speech(x, lang, names=ws.config.urdu_names) for x in written]
-    engine = tools.engine(job["ref"])
+    engine = tools.engine(job.ref)
     chunks = engine.synthesize(sentences)
     joined, spans = join_with_timeline(chunks, engine.sample_rate, pause_s=cfg.sentence_pause_s)
     speech = resample(joined, engine.sample_rate, MASTER_RATE)
@@ -295,8 +253,8 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
         from pipeline.services import announcers
 
         with ws.sessions() as s:
-            announcer = announcers.choose(ws, s, lang, job["voice"])
-        text = disclosure_text(lang, owner=job["owner"], organisation=ws.config.organisation,
+            announcer = announcers.choose(ws, s, lang, job.voice)
+        text = disclosure_text(lang, owner=job.owner, organisation=ws.config.organisation,
                                templates=cfg.disclosure_texts or None)
 
         def speak() -> np.ndarray:
@@ -340,24 +298,26 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     }
     # Speech recognition runs beside the export (they only read the marked audio); its gate is
     # checked before anything is registered.
-    heard = _pool().submit(_asr_gate, tools, audio[speech_offset:speech_offset + len(speech)], job["text"], lang,
+    heard = _pool().submit(_asr_gate, tools, audio[speech_offset:speech_offset + len(speech)], job.text, lang,
                            ws.config.recognisers)
 
     progress("export")
-    notices = ai_notices(lang, owner=job["owner"], organisation=ws.config.organisation)
+    notices = ai_notices(lang, owner=job.owner, organisation=ws.config.organisation)
     labels = ClipLabels(
-        clip_id=str(clip_id), statement_id=statement_id, voice_id=job["voice"], voice_name=job["voice_name"],
+        clip_id=str(clip_id), statement_id=statement_id, voice_id=job.voice, voice_name=job.voice_name,
         organisation=ws.config.organisation, language=lang, created_at=now.isoformat(),
         ai_notice=notices["en"], local_notice=next((v for k, v in notices.items() if k != "en"), ""),
     )
     settings = {
-        "engine": job["ref"].engine, "model_sha256": job["ref"].sha256, "sample_rate": MASTER_RATE,
+        "engine": job.ref.engine, "model_sha256": job.ref.sha256, "sample_rate": MASTER_RATE,
         "target_lufs": cfg.target_lufs, "true_peak_dbtp": cfg.true_peak_dbtp, "sentence_pause_s": cfg.sentence_pause_s,
         "disclosure": disclosure_at, "disclosure_text": text,
-        "announcer": announcer.as_dict() if announcer else None, "consent_sha256": job["consent_sha256"],
-        "revision_sha256": job["revision_sha256"], "timeline": timeline, "ai_label": notices,
+        "announcer": announcer.as_dict() if announcer else None, "consent_sha256": job.consent_sha256,
+        "revision_sha256": job.revision_sha256, "timeline": timeline, "ai_label": notices,
     }
-    manifest = _provenance(ws, clip_id, statement_id, job, settings, now).manifest()
+    manifest = clip_provenance(ws, clip_id, statement_id, voice=job.voice, voice_name=job.voice_name,
+                               language=job.language, consent_sha256=job.consent_sha256,
+                               revision_sha256=job.revision_sha256, settings=settings, now=now).manifest()
     try:
         files = export_signed(audio, tmp, f"clip-{clip_id}", labels, manifest, load_identity(ws.c2pa_dir))
         files[PREMASTER] = write_premaster(premaster, tmp / f"clip-{clip_id}.premaster.wav")
@@ -369,32 +329,6 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any]
     figures["payload_confidence"] = marks["payload_confidence"]
     figures["payload_confidence_ogg"] = forwarded["payload_confidence"]
     return figures, settings, labels.as_tags(), files
-
-
-def _provenance(ws: Workspace, clip_id: int, statement_id: int, job: dict[str, Any], settings: dict[str, Any],
-                now: datetime) -> ClipProvenance:
-    """What the clip's content credentials assert: the consent and text approvals it was rendered under.
-
-    Audio sign-off cannot be in the manifest: it is given on these very files,
-    after they are signed. It is in the registry and the audit log.
-    """
-    with ws.sessions() as s:
-        clip = s.get(ClipRow, clip_id)
-        consent = s.scalars(select(ConsentRow).where(ConsentRow.voice_id == job["voice"],
-                                                     ConsentRow.record_sha256 == job["consent_sha256"])
-                            .order_by(ConsentRow.id.desc()).limit(1)).one()
-        valid = verifier(s, ws)
-        approvals = tuple(
-            SignedApproval(a.reviewer, a.stage.value, a.decision.value, hashlib.sha256(a.signature).hexdigest())
-            for a in approvals_of(s, statement_id)
-            if a.subject_hash == job["revision_sha256"] and a.decision is Decision.APPROVE and valid(a)
-        )
-    return ClipProvenance(
-        clip_id=clip_id, organisation=ws.config.organisation, voice_id=job["voice"], voice_name=job["voice_name"],
-        consent_id=consent.id, consent_sha256=job["consent_sha256"], statement_id=statement_id,
-        revision=clip.revision, revision_sha256=job["revision_sha256"], language=job["language"], created_at=now,
-        approvals=approvals, settings=settings,
-    )
 
 
 @functools.cache

@@ -37,7 +37,7 @@ class ReleaseContext:
 
 def release_context(ws: Workspace, clip_id: int, now: datetime) -> ReleaseContext:
     """The labels and manifest of a registered clip, as its render wrote them (`now` dates the new file)."""
-    from pipeline.services.render import _provenance
+    from pipeline.services.clip_provenance import clip_provenance
 
     with ws.sessions() as s:
         clip = s.get(ClipRow, clip_id)
@@ -45,11 +45,11 @@ def release_context(ws: Workspace, clip_id: int, now: datetime) -> ReleaseContex
             raise NotFoundError(f"No clip {clip_id}; list released clips with `voxgate clips list`.")
         statement = s.get(StatementRow, clip.statement_id)
         voice = s.get(VoiceRow, clip.voice_id)
-        job = {"voice": voice.id, "voice_name": voice.name, "language": statement.language,
-               "consent_sha256": clip.settings["consent_sha256"], "revision_sha256": clip.revision_sha256}
+        subject = {"voice": voice.id, "voice_name": voice.name, "language": statement.language,
+                   "consent_sha256": clip.settings["consent_sha256"], "revision_sha256": clip.revision_sha256}
         labels = _labels(ws, clip, statement, voice)
         settings = dict(clip.settings)
-    provenance = _provenance(ws, clip_id, statement.id, job, settings, now)
+    provenance = clip_provenance(ws, clip_id, statement.id, **subject, settings=settings, now=now)
     return ReleaseContext(labels, provenance)
 
 
@@ -57,7 +57,7 @@ def ensure_derived(ws: Workspace, clip_id: int, fmt: str, tools: Any, *, now: da
                    progress: Callable[[float], None] | None = None) -> None:
     """Make and register `fmt` for a released clip unless it is registered already.
 
-    `tools` (services.render.Tools) lends the recogniser and the watermark model, loaded once per process.
+    `tools` (services.tools.Tools) lends the recogniser and the watermark model, loaded once per process.
     """
     if fmt not in DERIVED_FORMATS:
         raise InputError(f"{fmt!r} is not a video or caption format ({', '.join(DERIVED_FORMATS)}).")
