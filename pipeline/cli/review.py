@@ -69,18 +69,21 @@ def show(
                      for a in d["approvals"]])
 
 
-def _decide(decision: Decision, statement_id: int, comment: str, revision: int | None, home, as_user) -> None:  # noqa: ANN001
+def _decide(decision: Decision, statement_id: int, comment: str, revision: int | None, home, as_user,  # noqa: ANN001
+            listened: bool = False) -> None:
     row = svc.decide(open_workspace(home), statement_id, decision, comment=comment, revision=revision,
-                     actor=as_user, now=utcnow())
+                     listened=listened, actor=as_user, now=utcnow())
     success(f"Statement {row.id}: {decision.value} recorded and signed; it is now {row.state}.")
 
 
 @app.command("approve")
 @handles_errors
 def approve(statement_id: int, comment: Comment = "", revision: Revision = None,
+            listened: Annotated[bool, typer.Option(
+                "--listened", help="Audio stage: you heard the whole draft (signed with your decision).")] = False,
             home: Home = HOME_DEFAULT, as_user: AsUser = None) -> None:
     """Approve the text (or, for a rendered draft, the audio); signed with your key."""
-    _decide(Decision.APPROVE, statement_id, comment, revision, home, as_user)
+    _decide(Decision.APPROVE, statement_id, comment, revision, home, as_user, listened)
 
 
 @app.command("reject")
