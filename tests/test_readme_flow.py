@@ -7,6 +7,7 @@ own and a passphrase in the environment, as a new user would type it.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -61,5 +62,8 @@ def test_the_readme_flow_runs_verbatim(tmp_path: Path, monkeypatch: pytest.Monke
         if args[:2] == ["audit", "verify"]:
             assert "OK" in result.stdout
     assert (tmp_path / "draft-1.wav").read_bytes()[:4] == b"RIFF"
+    shown = runner.invoke(app, ["review", "show", "1", "--json", "--home", "ws"])
+    audio = [a for a in json.loads(shown.stdout)["approvals"] if a["stage"] == "audio"]
+    assert [(a["reviewer"], a["listened"], a["signature_valid"]) for a in audio] == [("rita", True, True)]
     assert list(tmp_path.glob("*.ogg")), "the distributor's export is missing"
     assert not (tmp_path / "ws" / "keys" / "users").exists()

@@ -308,6 +308,7 @@ def review_details(ws: Workspace, statement_id: int) -> dict:
                  "listened": a.listened,
                  "subject_sha256": a.subject_hash, "signature_valid": verify_fn(a),
                  "revision": a.revision, "payload_version": a.version, "key": a.key_fingerprint,
+                 "listened": a.listened,
                  "current": (a.subject_hash in {row.revisions[-1].sha256, clip.audio_sha256 if clip else ""}
                              and a.revision in (None, row.revision))}
                 for a in approvals_of(s, row.id)
