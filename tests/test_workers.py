@@ -57,3 +57,35 @@ def test_four_workers_render_forty_statements_exactly_once(workspace) -> None:
     assert actions["voxgate.statement.render_claimed"] == actions["voxgate.statement.rendered"] == STATEMENTS
     assert actions["voxgate.statement.render_failed"] == 0
     assert audit_verify(workspace).ok
+
+
+def test_a_live_worker_takes_over_the_render_of_a_dead_one(workspace) -> None:
+    """A claim whose lease ran out (its worker died a minute ago) is rendered by `voxgate worker` unprompted."""
+    import signal
+    import time
+    from datetime import timedelta
+
+    from pipeline.services.render import LEASE, _claim
+
+    sid = statements.submit(workspace, voice_id="demo", purpose="public-statement", channel="social", language="en",
+                            text="We ask for a fair and public trial.", actor="sam", now=utcnow()).id
+    review.decide(workspace, sid, Decision.APPROVE, actor="rita", now=utcnow())
+    review.decide(workspace, sid, Decision.APPROVE, actor="joe-delegate", now=utcnow())
+    _claim(workspace, sid, actor="rita", now=utcnow() - LEASE - timedelta(seconds=1), worker="dead-host:1:gone")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    worker = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "worker", "--poll", "1", "--home",
+                               str(workspace.home), "--as", "ravi"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while statements.show_statement(workspace, sid).state != "draft_ready":
+            assert worker.poll() is None and time.monotonic() < deadline, worker.stderr.read()[-2000:]
+            time.sleep(1)
+    finally:
+        worker.send_signal(signal.SIGINT)
+        out, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 0 and "Worker stopped" in out
+    with workspace.sessions() as s:
+        assert [(c.state, c.worker.split(":")[1]) for c in s.scalars(select(ClipRow).order_by(ClipRow.id))] == [
+            ("failed", "1"), ("draft", str(worker.pid))]
+    assert audit_verify(workspace).ok
