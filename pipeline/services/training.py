@@ -251,6 +251,7 @@ def train_voice(
         voice.model_ref = str(run.model_path.relative_to(voice_dir))
         voice.config_ref = str(run.config_path.relative_to(voice_dir))
         voice.model_sha256 = run.model_sha256
+        voice.config_sha256 = sha256_file(run.config_path)  # the trained model's own config, pinned like its weights
         voice.state = "trained"
         ws.record(s, "voxgate.voice.trained", actor=who, subject=voice_id, now=clock(), data={
             "model_sha256": run.model_sha256, "base_sha256": base_model.sha256, "base_kind": base_model.kind,
