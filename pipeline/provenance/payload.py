@@ -30,6 +30,7 @@ content above 8 kHz of a 48 kHz master is untouched.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, replace
 from typing import Final
@@ -65,9 +66,15 @@ MIN_DURATION_S: Final = 4.0
 #: and the harshest attacks (Opus 24k, noise at 20 dB) keep 55–65 % of it.
 DEFAULT_MARGIN: Final = 30.0
 MIN_KEY_BYTES: Final = 16
-#: Design bound on false positives per checked clip: every (alignment, rotation) tried is one
-#: chance for a random 32-bit tag to match.
-FALSE_POSITIVE_BOUND: Final = ALIGNMENTS * MESSAGE_BITS * 2.0**-TAG_BITS
+
+#: Clips shorter than this are read on the embedded grid only: the time-scale estimate needs the mark's
+#: period to repeat at least twice (2 × 2.048 s, up to 12 % longer) with room to spare.
+MIN_SEARCH_S: Final = 6.0
+#: Grids the time-scale search decodes (each is MESSAGE_BITS more chances for a random tag).
+SEARCH_DECODES: Final = 8
+#: Design bound on false positives per checked clip: every (grid, rotation) decoded is one chance for a
+#: random 32-bit tag to match: ALIGNMENTS grids as embedded, then SEARCH_DECODES from the search.
+FALSE_POSITIVE_BOUND: Final = (ALIGNMENTS + SEARCH_DECODES) * MESSAGE_BITS * 2.0**-TAG_BITS
 
 _STRONGER: Final = (0.85, 1.0)  # max_strength retries of embed_and_verify
 _NEIGHBOUR_BANDS: Final = 9  # a tile is compared with the mean of this many bands around it
@@ -83,6 +90,14 @@ _KNEE_BINS: Final = 2048  # histogram resolution of the knee search (0.03 in log
 _KNEE_LOG_RANGE: Final = (-46.0, 20.0)  # natural log of cell power: 1e-20 to above full scale
 _LAST_BIN: Final = FIRST_BIN + BANDS * BINS_PER_BAND
 _MARKED_BINS: Final = slice(FIRST_BIN, _LAST_BIN)
+_CELLS: Final = (TILE // DETECT_HOP) * BINS_PER_BAND  # detector cells in one tile of one band
+_TIME_SCALE_RANGE: Final = (0.88, 1.12)  # tempo and speed 0.9–1.1 stretch the period by 1/0.9–1/1.1
+_TIME_CANDIDATES: Final = 2  # best periods tried besides 1.0
+# Pitch ±2 semitones (0.891–1.122) and speed 0.9–1.1: scanned every 1 %, then refined to 0.1 %.
+_COARSE_FREQUENCY_SCALES: Final = np.arange(0.88, 1.135, 0.01)
+_FINE_FREQUENCY_STEPS: Final = np.arange(-0.004, 0.0041, 0.002)
+_FINE_TIME_STEPS: Final = np.array([-0.001, 0.0, 0.001])
+_REFINED: Final = 2  # coarse points refined
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,10 @@ class Detection:
     confidence: float
     offset_s: float | None  # where in the clip the first full period of the mark starts
     alignment: int | None = None  # sub-tile offset (in detector hops) that decoded
+    #: How much longer the clip's timeline is than the embedded one (1.1 after tempo or speed 0.909).
+    time_scale: float = 1.0
+    #: How much higher its frequencies are (1.122 after a pitch shift of +2 semitones or speed 1.122).
+    frequency_scale: float = 1.0
 
 
 def derive_key(workspace_secret: bytes, purpose: str = "payload-v1") -> bytes:
@@ -144,23 +163,19 @@ class PayloadMark:
         return _add_without_new_clipping(x, mark)
 
     def detect(self, x: np.ndarray, sr: int) -> Detection:
-        """Read the payload blind; `payload` is None unless the keyed tag checks."""
-        x16 = resample(_checked_signal(x, sr), sr, INTERNAL_RATE)
-        power = _power(x16, DETECT_HOP)
-        # every other detector frame is (to 2 ms) where the embedder's frames were
-        knee = self._knee(x16, np.sqrt(power[:: HOP // DETECT_HOP]))
-        soft = _folded_soft_chips(power, knee)  # (ALIGNMENTS, MESSAGE_BITS, BANDS)
-        keys = self._keys()
-        decoded = payload_code.decode(soft, keys)
-        # How well each alignment's decoded path fits the clip (the reported confidence).
-        fit = [payload_code.correlation_z(soft[a], payload_code.chips(decoded[a], keys)) for a in range(ALIGNMENTS)]
-        for alignment in sorted(range(ALIGNMENTS), key=fit.__getitem__, reverse=True):
-            opened = payload_code.open_rotation(decoded[alignment], keys)
-            if opened is not None:
-                payload, rotation = opened
-                offset = (alignment * DETECT_HOP + (-rotation % MESSAGE_BITS) * TILE) / INTERNAL_RATE
-                return Detection(payload=payload, confidence=fit[alignment], offset_s=offset, alignment=alignment)
-        return Detection(payload=None, confidence=max(fit), offset_s=None)
+        """Read the payload blind; `payload` is None unless the keyed tag checks.
+
+        First on the tile grid as embedded (every cut, codec and gain), then,
+        if that fails and the clip is long enough, on the grids of the time and
+        frequency scales `_stretch_candidates` finds (tempo, speed, pitch).
+        """
+        reading = _Reading(resample(_checked_signal(x, sr), sr, INTERNAL_RATE), self)
+        found = reading.decode([(1.0, 1.0, alignment) for alignment in range(ALIGNMENTS)])
+        if found.payload is None and reading.duration_s >= MIN_SEARCH_S:
+            searched = reading.decode(reading.search())
+            found = searched if searched.payload is not None else replace(
+                found, confidence=max(found.confidence, searched.confidence))
+        return found
 
     def embed_and_verify(
         self, x: np.ndarray, sr: int, payload: int, *, margin: float = DEFAULT_MARGIN
@@ -234,51 +249,200 @@ class PayloadMark:
         return float(np.sqrt(max(knee2, 0.0)))
 
 
-def _power(x16: np.ndarray, hop: int) -> np.ndarray:
-    """|STFT|² of the marked bins, (frames, bins)."""
-    spectrum = np.fft.rfft(_frames(x16, hop) * _WINDOW, axis=1)[:, _MARKED_BINS]
-    return spectrum.real**2 + spectrum.imag**2
+Grid = tuple[float, float, int]  # (time scale, frequency scale, alignment in detector hops)
 
 
-def _folded_soft_chips(power: np.ndarray, knee: float) -> np.ndarray:
-    """Soft chip values of one period for each alignment: (ALIGNMENTS, MESSAGE_BITS, BANDS).
+class _Reading:
+    """One clip at the detector's resolution, weighted as the embedder marked it, read on any tile grid.
 
-    `power` comes from frames DETECT_HOP apart. A tile's level is the weighted
-    mean log power of its cells; its chip value is that level minus the mean of
-    its neighbouring bands, times the tile's mean weight.
+    A grid is (time scale a, frequency scale b, alignment): the embedder's
+    tile k lies at detector frames alignment + 8·a·[k, k+1) and its band j
+    at bins (FIRST_BIN + 2j − ½)·b + ½ onwards, both read off running sums
+    with linear interpolation. (1, 1, alignment) is the grid as embedded and
+    gives exactly the integer sums of the first design; tempo changes a,
+    pitch changes b, speed changes both (a = 1/b).
     """
-    from scipy.ndimage import uniform_filter1d
 
+    def __init__(self, x16: np.ndarray, mark: PayloadMark) -> None:
+        self.duration_s = len(x16) / INTERNAL_RATE
+        self.keys = mark._keys()
+        spectrum = np.fft.rfft(_frames(x16, DETECT_HOP) * _WINDOW, axis=1)
+        power = spectrum.real**2 + spectrum.imag**2  # (frames, all bins)
+        # every other detector frame is (to 2 ms) where the embedder's frames were
+        knee = mark._knee(x16, np.sqrt(power[:: HOP // DETECT_HOP, _MARKED_BINS]))
+        cell_floor = _cell_floor(power)
+        # Weight = the strength the embedder used here (relative) × how far the cell is above the floor.
+        safe = np.maximum(power, 1e-30)
+        weight = np.minimum(1.0, knee / np.sqrt(safe)) * np.clip(1.0 - cell_floor / safe, 0.0, 1.0)
+        level = weight * np.log(power + cell_floor)
+        self.n_frames = len(power)
+        self._sums = [_running(a) for a in (level, weight)]  # (frames + 1, bins) each
+
+    def tiles(self, a: float, alignment: int) -> list[np.ndarray]:
+        """Weighted level and weight summed over each tile of the time grid (a, alignment): (tiles, bins) each."""
+        per_tile = (TILE // DETECT_HOP) * a
+        n_tiles = max(int((self.n_frames - alignment) // per_tile), 0)
+        edges = alignment + per_tile * np.arange(n_tiles + 1)
+        return [np.diff(_at(s, edges), axis=0) for s in self._sums]
+
+    def soft(self, tiles: list[np.ndarray], b: float) -> np.ndarray:
+        """Folded soft chips (MESSAGE_BITS, BANDS) of `tiles` on the band grid scaled by `b`.
+
+        A tile's level in a band is its weighted mean log power; its chip value
+        is that level minus the mean of its neighbouring bands, times the
+        tile's mean weight.
+        """
+        from scipy.ndimage import uniform_filter1d
+
+        n_tiles = len(tiles[0])
+        if n_tiles == 0:
+            return np.zeros((MESSAGE_BITS, BANDS))
+        edges = (FIRST_BIN - 0.5 + BINS_PER_BAND * np.arange(BANDS + 1)) * b + 0.5
+        both = np.diff(_at(_running(np.concatenate(tiles).T), edges), axis=0).T
+        num, den = both[:n_tiles], both[n_tiles:]
+        level = num / np.maximum(den, 1e-30)
+        residual = level - uniform_filter1d(level, _NEIGHBOUR_BANDS, axis=1, mode="nearest")
+        contribution = (den / _CELLS) * np.clip(residual, -_RESIDUAL_CLIP, _RESIDUAL_CLIP)
+        periods = -(-n_tiles // MESSAGE_BITS)  # fold the periods onto each other
+        padded = np.pad(contribution, ((0, periods * MESSAGE_BITS - n_tiles), (0, 0)))
+        return padded.reshape(periods, MESSAGE_BITS, BANDS).sum(axis=0)
+
+    def decode(self, grids: list[Grid]) -> Detection:
+        """Decode each grid; the first (best fitting) whose tag checks for some rotation wins."""
+        tiles: dict[tuple[float, int], list[np.ndarray]] = {}
+        rows = []
+        for a, b, alignment in grids:
+            if (a, alignment) not in tiles:
+                tiles[(a, alignment)] = self.tiles(a, alignment)
+            rows.append(self.soft(tiles[(a, alignment)], b))
+        soft = np.stack(rows)
+        decoded = payload_code.decode(soft, self.keys)
+        fit = [payload_code.correlation_z(soft[i], payload_code.chips(decoded[i], self.keys)) for i in range(len(grids))]
+        for i in sorted(range(len(grids)), key=fit.__getitem__, reverse=True):
+            opened = payload_code.open_rotation(decoded[i], self.keys)
+            if opened is not None:
+                payload, rotation = opened
+                a, b, alignment = grids[i]
+                offset = (alignment * DETECT_HOP + (-rotation % MESSAGE_BITS) * TILE * a) / INTERNAL_RATE
+                return Detection(payload=payload, confidence=fit[i], offset_s=offset, alignment=alignment,
+                                 time_scale=a, frequency_scale=b)
+        return Detection(payload=None, confidence=max(fit), offset_s=None)
+
+    def search(self) -> list[Grid]:
+        """The `SEARCH_DECODES` grids worth decoding for a clip re-timed or re-pitched.
+
+        The time scale comes from the mark's own period (`_time_scales`, no
+        key needed); the frequency scale and alignment from how well each step
+        of the folded tiles matches one of the key's chip labels (`label_fit`),
+        first on a coarse grid, then refined around the best points. Both
+        stages rank on `binned` tiles (residuals per bin, folded, then summed
+        into bands), which makes a frequency scale cost one small product.
+        """
+        coarse: list[tuple[float, float, float, int]] = []
+        for a in self._time_scales():
+            for alignment in range(0, ALIGNMENTS, ALIGNMENTS // 2):
+                folded = self.binned(self.tiles(a, alignment))
+                coarse += [(self.label_fit(folded @ _band_matrix(round(float(b), 6))), a, float(b), alignment)
+                           for b in _COARSE_FREQUENCY_SCALES]
+        coarse.sort(reverse=True)
+        fine: dict[Grid, float] = {}
+        for _fit, a0, b0, _alignment in coarse[:_REFINED]:
+            for a in a0 + _FINE_TIME_STEPS:
+                for alignment in range(ALIGNMENTS):
+                    folded = self.binned(self.tiles(float(a), alignment))
+                    for b in b0 + _FINE_FREQUENCY_STEPS:
+                        grid = (round(float(a), 6), round(float(b), 6), alignment)
+                        if grid not in fine:
+                            fine[grid] = self.label_fit(folded @ _band_matrix(grid[1]))
+        return sorted(fine, key=fine.__getitem__, reverse=True)[:SEARCH_DECODES]
+
+    def binned(self, tiles: list[np.ndarray]) -> np.ndarray:
+        """Like `soft` but per bin, before any band grid: folded (MESSAGE_BITS, bins) residuals."""
+        from scipy.ndimage import uniform_filter1d
+
+        num, den = tiles
+        n_tiles = len(num)
+        if n_tiles == 0:
+            return np.zeros((MESSAGE_BITS, num.shape[1]))
+        level = num / np.maximum(den, 1e-30)
+        residual = level - uniform_filter1d(level, _NEIGHBOUR_BANDS * BINS_PER_BAND, axis=1, mode="nearest")
+        contribution = (den / _CELLS) * np.clip(residual, -_RESIDUAL_CLIP, _RESIDUAL_CLIP)
+        periods = -(-n_tiles // MESSAGE_BITS)
+        padded = np.pad(contribution, ((0, periods * MESSAGE_BITS - n_tiles), (0, 0)))
+        return padded.reshape(periods, MESSAGE_BITS, -1).sum(axis=0)
+
+    def label_fit(self, soft: np.ndarray) -> float:
+        """Mean over steps of the best |correlation| of a step with any chip label (a cheap Viterbi stand-in)."""
+        norms = np.sqrt(np.sum(soft * soft, axis=1)) + 1e-30
+        return float(np.mean(np.max(np.abs(soft @ self.keys.labels.T), axis=1) / norms))
+
+    def _time_scales(self) -> list[float]:
+        """1.0 and the best `_TIME_CANDIDATES` time scales by the period of the mark (keyless).
+
+        The mark repeats every 512 detector frames of the embedded clip, so the
+        tile residuals correlate with themselves at lag 512·a·m (m = 1, 2, …)
+        and at no other lag; speech does not.
+        """
+        from scipy.ndimage import uniform_filter1d
+        from scipy.signal import find_peaks
+
+        num, den = (uniform_filter1d(np.diff(s, axis=0)[:, _MARKED_BINS], TILE // DETECT_HOP, axis=0)
+                    for s in self._sums)
+        num, den = (x.reshape(len(x), BANDS, BINS_PER_BAND).sum(axis=2) for x in (num, den))
+        level = num / np.maximum(den, 1e-30)
+        residual = (den / BINS_PER_BAND) * np.clip(
+            level - uniform_filter1d(level, _NEIGHBOUR_BANDS, axis=1, mode="nearest"), -_RESIDUAL_CLIP, _RESIDUAL_CLIP)
+        residual -= residual.mean(axis=0)
+        n = len(residual)
+        size = 1 << int(np.ceil(np.log2(2 * n)))
+        autocorrelation = np.fft.irfft(np.sum(np.abs(np.fft.rfft(residual, size, axis=0)) ** 2, axis=1), size)[:n]
+        scales = np.arange(_TIME_SCALE_RANGE[0], _TIME_SCALE_RANGE[1], 0.0005)
+        score = np.zeros(len(scales))
+        period = MESSAGE_BITS * TILE / DETECT_HOP
+        for m in range(1, int(n / (period * _TIME_SCALE_RANGE[0])) + 1):
+            lag = m * period * scales
+            usable = lag < n - period / 4
+            score += np.where(usable, np.interp(lag, np.arange(n), autocorrelation) * np.sqrt(np.maximum(n - lag, 0)), 0)
+        peaks, _ = find_peaks(score)
+        best = peaks[np.argsort(score[peaks])[::-1][:_TIME_CANDIDATES]]
+        return sorted({1.0, *(round(float(scales[i]), 4) for i in best)})
+
+
+def _cell_floor(power: np.ndarray) -> np.ndarray:
+    """Each bin's noise floor, (bins,): from its band's quietest tiles, bands as embedded (the received axis)."""
     per_tile = TILE // DETECT_HOP
-    cells = per_tile * BINS_PER_BAND
-    n_frames = len(power)
-    soft = np.zeros((ALIGNMENTS, MESSAGE_BITS, BANDS))
-    if n_frames < per_tile + ALIGNMENTS:
-        return soft
-    band_power = power.reshape(n_frames, BANDS, BINS_PER_BAND).sum(axis=2)
-    running = np.concatenate([np.zeros((1, BANDS)), np.cumsum(band_power, axis=0)])
-    starts = np.arange(0, n_frames - per_tile + 1, per_tile // 2)  # tiles every half tile suffice here
+    bins = power[:, _MARKED_BINS]
+    band_power = bins.reshape(len(bins), BANDS, BINS_PER_BAND).sum(axis=2)
+    running = _running(band_power)
+    starts = np.arange(0, len(power) - per_tile + 1, per_tile // 2)  # tiles every half tile suffice here
+    if len(starts) == 0:
+        return np.full(power.shape[1], 1e-20)
     tile_power = running[starts + per_tile] - running[starts]
     floor_pct, loud = np.percentile(tile_power, [_FLOOR_PERCENTILE, 95], axis=0)
     floor = np.maximum(floor_pct, _FLOOR_REL * loud) + 1e-20
-    cell_floor = np.repeat(_FLOOR_SCALE * floor / cells, BINS_PER_BAND).astype(power.dtype)
-    # Weight = the strength the embedder used here (relative) × how far the cell is above the floor.
-    safe = np.maximum(power, 1e-30)
-    weight = np.minimum(1.0, knee / np.sqrt(safe)) * np.clip(1.0 - cell_floor / safe, 0.0, 1.0)
-    weighted_level = weight * np.log(power + cell_floor)
-    per_band = [a.reshape(n_frames, BANDS, BINS_PER_BAND).sum(axis=2) for a in (weighted_level, weight)]
-    sums = [np.concatenate([np.zeros((1, BANDS)), np.cumsum(a, axis=0, dtype=np.float64)]) for a in per_band]
-    for alignment in range(ALIGNMENTS):
-        n_tiles = (n_frames - alignment) // per_tile
-        edges = alignment + per_tile * np.arange(n_tiles + 1)
-        num, den = (s[edges[1:]] - s[edges[:-1]] for s in sums)
-        level = num / np.maximum(den, 1e-30)
-        residual = level - uniform_filter1d(level, _NEIGHBOUR_BANDS, axis=1, mode="nearest")
-        contribution = (den / cells) * np.clip(residual, -_RESIDUAL_CLIP, _RESIDUAL_CLIP)
-        for start in range(0, n_tiles, MESSAGE_BITS):  # fold the periods onto each other
-            chunk = contribution[start : start + MESSAGE_BITS]
-            soft[alignment, : len(chunk)] += chunk
-    return soft
+    band = np.clip((np.arange(power.shape[1]) - FIRST_BIN) // BINS_PER_BAND, 0, BANDS - 1)
+    return (_FLOOR_SCALE * floor / _CELLS)[band].astype(power.dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _band_matrix(b: float) -> np.ndarray:
+    """(bins, BANDS): how much of each bin falls in each band of the grid scaled by `b` (a bin spans [k, k+1))."""
+    edges = (FIRST_BIN - 0.5 + BINS_PER_BAND * np.arange(BANDS + 1)) * b + 0.5
+    k = np.arange(FRAME // 2 + 1)[:, None]
+    return np.clip(np.minimum(k + 1, edges[None, 1:]) - np.maximum(k, edges[None, :-1]), 0.0, None)
+
+
+def _running(x: np.ndarray) -> np.ndarray:
+    """Running sums along the first axis with a zero row on top: sum of rows [i, j) is r[j] − r[i]."""
+    return np.concatenate([np.zeros((1, *x.shape[1:])), np.cumsum(x, axis=0, dtype=np.float64)])
+
+
+def _at(running: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """`running` (rows on axis 0) at fractional row positions `u`, linearly interpolated; exact at integers."""
+    u = np.clip(u, 0.0, len(running) - 1.0)
+    i = np.minimum(u.astype(np.int64), len(running) - 2)
+    f = (u - i).reshape((-1,) + (1,) * (running.ndim - 1))
+    return running[i] * (1.0 - f) + running[i + 1] * f
 
 
 def _frames(x16: np.ndarray, hop: int) -> np.ndarray:
