@@ -8,16 +8,21 @@ The full protocol of the issue "Provenance anyone can check":
   synthesis); each clip is marked with a fresh random key and serial;
 * every attack of the issue on every marked clip, read back blind; the Perth
   presence mark goes through the same attacks beside ours (`--no-perth` skips it);
-* `--unmarked` segments (default 2,000) of unmarked speech from both voices
-  and of non-speech (noises, tones and chords, silence, clips marked under
-  another key) checked for a false positive;
+* issue 11's time-scale attacks (tempo 0.9/1.1 by atempo, 0.95 by rubberband,
+  speed 0.9/1.1, pitch ±2 semitones; alone and followed by Opus 24k), and
+  excerpts of 4 s and 3 s of the Opus 24k copy, read blind and by `match`
+  among 100 serials;
+* `--unmarked` segments (default 2,000, 2.5–14 s) of unmarked speech from both
+  voices and of non-speech (noises, tones and chords, silence, clips marked
+  under another key) checked for a false positive, blind with the whole
+  search and by `match`; the analytic bounds are printed beside the counts;
 * SNR and wideband PESQ of the mark, embed/detect speed on one core, and the
   collusion measurement (20 clips averaged).
 
     .venv/bin/python scripts/bench_watermark.py [--clips N] [--quick]
 
 Clips are cached in the temp directory (`--cache`), so a rerun skips synthesis.
-The full run takes about 15 minutes on two free cores.
+The full run takes about 40 minutes on two free cores (the search runs on every unmarked segment).
 """
 
 from __future__ import annotations
