@@ -212,8 +212,8 @@ class PayloadMark:
         """Read the payload blind; `payload` is None unless the keyed tag checks.
 
         First on the tile grid as embedded (every cut, codec and gain), then,
-        if that fails and the clip is long enough, on the grids of the time and
-        frequency scales `_stretch_candidates` finds (tempo, speed, pitch).
+        if that fails and the clip lasts `MIN_SEARCH_S`, on the grids of the
+        time and frequency scales `_Reading.search` finds (tempo, speed, pitch).
         """
         reading = _Reading(resample(_checked_signal(x, sr, MIN_DETECT_S), sr, INTERNAL_RATE), self)
         found = reading.decode([(1.0, 1.0, alignment) for alignment in range(ALIGNMENTS)])
@@ -241,6 +241,8 @@ class PayloadMark:
         that is not in `serials` can lean a little towards one that is.
         """
         wanted = sorted({int(s) for s in serials})
+        if wanted and not (0 <= wanted[0] and wanted[-1] < 1 << PAYLOAD_BITS):
+            raise InputError(f"Serials to match must be {PAYLOAD_BITS}-bit (0 to {(1 << PAYLOAD_BITS) - 1}).")
         reading = _Reading(resample(_checked_signal(x, sr, MIN_DETECT_S), sr, INTERNAL_RATE), self)
         threshold = match_threshold(len(wanted), false_positives)
         best = Detection(payload=None, confidence=0.0, offset_s=None)
@@ -255,8 +257,8 @@ class PayloadMark:
                 if z > best.confidence:
                     best = Detection(payload=serial if z >= threshold else None, confidence=z, offset_s=None)
                     if z >= threshold:
-                        best = replace(best, offset_s=(alignment * DETECT_HOP + rotation * TILE * time_scale)
-                                       / INTERNAL_RATE, alignment=alignment, time_scale=time_scale,
+                        start = alignment * DETECT_HOP + (-rotation % MESSAGE_BITS) * TILE * time_scale
+                        best = replace(best, offset_s=start / INTERNAL_RATE, alignment=alignment, time_scale=time_scale,
                                        frequency_scale=frequency_scale)
         return best
 
