@@ -42,7 +42,12 @@ Design (measured figures: scripts/bench_watermark.py):
   pattern or stretch-invariant features, which change the embedding (and its
   SNR/PESQ) for what the mark's own periodicity already gives. Cost: about
   0.3–0.6 s of CPU per 12 s clip when the search runs (only when the embedded
-  grid fails, i.e. on stretched or unmarked audio).
+  grid fails, i.e. on stretched or unmarked audio). The search decodes 8
+  more grids than before, so `FALSE_POSITIVE_BOUND` went from 1.2e-7 to
+  2.4e-7 per call: under 1e-6 with the 32-bit tag, which therefore stays
+  (a longer tag would lengthen the period and cost the short clips). Memory:
+  two float64 running sums of frames × 257 bins, about 1 MB per second of
+  audio (cap what you read).
 * Short clips: reading needs `MIN_DETECT_S` (one period and a fifth). Blind
   decoding read 4 s excerpts after Opus 24k in 40 of 40 trials, 3 s in 27
   of 40: below two periods a pause can blank a run of steps the trellis
