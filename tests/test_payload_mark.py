@@ -22,9 +22,13 @@ from pipeline.provenance.payload import (
     BANDS,
     DEFAULT_MARGIN,
     FALSE_POSITIVE_BOUND,
+    MATCH_FALSE_POSITIVES,
+    MIN_DETECT_S,
     MIN_DURATION_S,
+    MIN_SEARCH_S,
     PayloadMark,
     derive_key,
+    match_threshold,
 )
 
 KEY = derive_key(b"test workspace secret, 32 bytes!")
@@ -155,12 +159,15 @@ def test_silence_cannot_be_marked(mark: PayloadMark) -> None:
 
 
 def test_too_short_clip_is_refused(mark: PayloadMark, speech_clip: tuple[np.ndarray, int]) -> None:
+    """Marking needs two periods; reading needs one and a bit (shorter excerpts are read, see below)."""
     samples, sr = speech_clip
-    short = samples[: int((MIN_DURATION_S - 0.1) * sr)]
-    with pytest.raises(ProvenanceError, match="at least"):
-        mark.embed(short, sr, 1)
-    with pytest.raises(ProvenanceError, match="at least"):
-        mark.detect(short, sr)
+    with pytest.raises(ProvenanceError, match="at least 4 s to be marked"):
+        mark.embed(samples[: int((MIN_DURATION_S - 0.1) * sr)], sr, 1)
+    too_short = samples[: int((MIN_DETECT_S - 0.1) * sr)]
+    with pytest.raises(ProvenanceError, match="at least 2.5 s to be read"):
+        mark.detect(too_short, sr)
+    with pytest.raises(ProvenanceError, match="at least 2.5 s to be read"):
+        mark.match(too_short, sr, [1])
 
 
 def test_shortest_supported_clip_marks_with_margin(mark: PayloadMark, speech_clip: tuple[np.ndarray, int]) -> None:
@@ -237,5 +244,130 @@ def test_any_flipped_bit_fails_the_tag() -> None:
         assert payload_code.open_rotation(flipped, keys) is None
 
 
-def test_false_positive_design_bound() -> None:
+
+
+# --- time-scale changes (issue 11): the detector searches tempo, speed and pitch ---------------------
+
+def _tempo(factor: float) -> list[str]:
+    return ["-af", f"atempo={factor}"]
+
+
+def _speed(factor: float, sr: int) -> list[str]:
+    return ["-af", f"asetrate={round(sr * factor)},aresample={sr}"]
+
+
+def _pitch(semitones: float, sr: int) -> list[str]:
+    ratio = 2 ** (semitones / 12)
+    return ["-af", f"asetrate={round(sr * ratio)},aresample={sr},atempo={1 / ratio:.6f}"]
+
+
+OPUS_24K = ["-c:a", "libopus", "-b:a", "24k"]
+
+# (ffmpeg arguments, container, time scale and frequency scale the detector must report)
+STRETCHES = {
+    "tempo_0.9": (lambda sr: _tempo(0.9), ".wav", 1 / 0.9, 1.0),  # atempo: WSOLA, pitch kept
+    "tempo_1.1": (lambda sr: _tempo(1.1), ".wav", 1 / 1.1, 1.0),
+    "speed_0.9": (lambda sr: _speed(0.9, sr), ".wav", 1 / 0.9, 0.9),  # resampled: pitch moves too
+    "speed_1.1": (lambda sr: _speed(1.1, sr), ".wav", 1 / 1.1, 1.1),
+    "pitch_minus_2st": (lambda sr: _pitch(-2, sr), ".wav", 1.0, 2 ** (-2 / 12)),
+    "pitch_plus_2st": (lambda sr: _pitch(2, sr), ".wav", 1.0, 2 ** (2 / 12)),
+    # the forwarded voice note: stretched, then squeezed by a messenger's codec
+    "tempo_1.1_then_opus_24k": (lambda sr: [*_tempo(1.1), *OPUS_24K], ".ogg", 1 / 1.1, 1.0),
+}
+
+
+@pytest.mark.parametrize("stretch", list(STRETCHES))
+def test_serial_survives_time_scale_change(
+    mark: PayloadMark, marked: tuple[np.ndarray, int], stretch: str, tmp_path: Path
+) -> None:
+    """Issue 11: a released clip made 10 % faster or slower, or re-pitched, was no longer traced."""
+    samples, sr = marked
+    arguments, suffix, time_scale, frequency_scale = STRETCHES[stretch]
+    found = mark.detect(_through_ffmpeg(samples, sr, tmp_path, suffix, *arguments(sr)), sr)
+    assert found.payload == SERIAL
+    assert found.confidence >= READ_MIN_CONFIDENCE
+    assert found.time_scale == pytest.approx(time_scale, abs=0.003)
+    assert found.frequency_scale == pytest.approx(frequency_scale, abs=0.005)
+
+
+@pytest.fixture(scope="module")
+def marked_opus(marked: tuple[np.ndarray, int], tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    samples, sr = marked
+    return _through_ffmpeg(samples, sr, tmp_path_factory.mktemp("opus"), ".ogg", *OPUS_24K)
+
+
+@pytest.mark.parametrize("start_s", [0.4, 3.3, 7.9])  # excerpts that start mid-period, anywhere in the clip
+def test_four_second_excerpt_after_opus_reads_blind(
+    mark: PayloadMark, marked: tuple[np.ndarray, int], marked_opus: np.ndarray, start_s: float
+) -> None:
+    sr = marked[1]
+    excerpt = marked_opus[int(start_s * sr) : int((start_s + 4.0) * sr)]
+    found = mark.detect(excerpt, sr)
+    assert found.payload == SERIAL
+    assert found.confidence >= READ_MIN_CONFIDENCE
+
+
+@pytest.mark.parametrize("start_s", [1.0, 6.2])
+def test_three_second_excerpt_after_opus_matches_its_serial(
+    mark: PayloadMark, marked: tuple[np.ndarray, int], marked_opus: np.ndarray, start_s: float
+) -> None:
+    """Under two periods the blind decoder can lose a paused stretch; the registry's serials still match."""
+    sr = marked[1]
+    excerpt = marked_opus[int(start_s * sr) : int((start_s + 3.0) * sr)]
+    others = [int(s) for s in np.random.default_rng(4).integers(0, 2**32, 99)]
+    found = mark.match(excerpt, sr, [*others, SERIAL])
+    assert found.payload == SERIAL
+    assert found.confidence >= match_threshold(100)
+
+
+def test_match_reads_a_stretched_window_on_the_files_grid(
+    mark: PayloadMark, marked: tuple[np.ndarray, int], tmp_path: Path
+) -> None:
+    """What per-window localisation does: detect once on the file, then match each window on its grid."""
+    samples, sr = marked
+    slower = _through_ffmpeg(samples, sr, tmp_path, ".wav", *_tempo(0.9))
+    whole = mark.detect(slower, sr)
+    window = slower[int(5.0 * sr) : int(8.0 * sr)]
+    found = mark.match(window, sr, [SERIAL], time_scale=whole.time_scale, frequency_scale=whole.frequency_scale)
+    assert found.payload == SERIAL
+
+
+def _unmarked_segments(piper: np.ndarray, espeak: np.ndarray, sr: int) -> list[tuple[str, np.ndarray, int]]:
+    """A modest spread of unmarked audio at lengths that switch the search on (the bench checks 2,000)."""
+    rng = np.random.default_rng(11)
+    segments = []
+    for name, source in (("piper", piper), ("espeak", espeak)):
+        for length in (3.0, 6.5, 9.0):
+            start = int(rng.integers(0, len(source) - int(length * sr)))
+            segments.append((f"{name} {length} s", source[start : start + int(length * sr)], sr))
+    segments.append(("other key", PayloadMark(derive_key(b"another workspace secret, 32 byt")).embed(piper, sr, 5), sr))
+    n = 10 * 16_000
+    segments.append(("white noise", (0.1 * rng.standard_normal(n)).astype(np.float32), 16_000))
+    t = np.arange(n) / 16_000
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) * (0.5 + 0.5 * np.sin(2 * np.pi * 2 * t))
+    segments.append(("pulsed chord", (0.2 * chord).astype(np.float32), 16_000))
+    segments.append(("silence", np.zeros(n, np.float32), 16_000))
+    return segments
+
+
+def test_unmarked_audio_reads_nothing_with_the_whole_search(
+    mark: PayloadMark, piper_8s: tuple[np.ndarray, int], espeak_8s: tuple[np.ndarray, int]
+) -> None:
+    piper, sr = piper_8s
+    espeak = resample(espeak_8s[0], espeak_8s[1], sr)
+    others = [int(s) for s in np.random.default_rng(12).integers(0, 2**32, 100)]
+    for name, x, rate in _unmarked_segments(piper, espeak, sr):
+        assert mark.detect(x, rate).payload is None, name
+        found = mark.match(x, rate, others)
+        assert found.payload is None, name
+        assert found.confidence < match_threshold(len(others)), name
+
+
+def test_false_positive_bounds_count_every_try() -> None:
+    """Blind: every grid decoded × 64 rotations × 2^-32; match: Hoeffding per (serial, alignment, rotation)."""
     assert FALSE_POSITIVE_BOUND <= 1e-6
+    assert MATCH_FALSE_POSITIVES <= 1e-6
+    threshold = match_threshold(100)
+    assert 100 * 8 * 64 * np.exp(-threshold**2 / 2) == pytest.approx(MATCH_FALSE_POSITIVES)
+    assert match_threshold(10_000) > threshold  # more serials, a higher bar
+    assert MIN_SEARCH_S < 8.0  # the robustness figures are for clips of 8 s and more: all searched

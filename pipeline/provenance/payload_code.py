@@ -103,9 +103,8 @@ def open_rotation(bits: np.ndarray, keys: CodeKeys) -> tuple[int, int] | None:
 
 def chips(message: np.ndarray, keys: CodeKeys) -> np.ndarray:
     """The (MESSAGE_BITS, chips) ±1 pattern of one period: step i carries ±labels[state before bit i]."""
-    states = _states(message)
     signs = 2.0 * message - 1.0
-    return signs[:, None] * keys.labels[states]
+    return signs[:, None] * keys.labels[states(message)]
 
 
 def decode(soft: np.ndarray, keys: CodeKeys) -> np.ndarray:
@@ -152,8 +151,8 @@ def correlation_z(soft: np.ndarray, pattern: np.ndarray) -> float:
     return float(np.sum(soft * pattern)) / np.sqrt(energy)
 
 
-def _states(message: np.ndarray) -> np.ndarray:
-    """Register contents before each step of the circular message: bit k of the state is bit i-1-k."""
+def states(message: np.ndarray) -> np.ndarray:
+    """Register contents (the label row each step uses) before each step of the circular message: bit k of the state is bit i-1-k."""
     states = np.zeros(len(message), dtype=np.int64)
     for k in range(MEMORY):
         states |= np.roll(message.astype(np.int64), k + 1) << k
