@@ -19,13 +19,14 @@ from pipeline.cli.output import (
     print_fields,
     print_json,
 )
+from pipeline.verify.timeline import LEGEND
 from pipeline.verify.verdict import Outcome
 
 if TYPE_CHECKING:
     from pipeline.services.verify import VerifyReport
 
 _STYLE = {Outcome.AUTHENTIC: "bold green", Outcome.DERIVED: "bold yellow", Outcome.REVOKED: "bold red",
-          Outcome.UNRELEASED: "bold red", Outcome.UNKNOWN: "bold"}
+          Outcome.UNRELEASED: "bold red", Outcome.UNKNOWN: "bold", Outcome.ALTERED: "bold red"}
 
 
 @handles_errors
@@ -38,7 +39,8 @@ def verify(
 ) -> None:
     """Check a clip against this workspace: content credentials, labels, watermarks and the registry.
 
-    Exit status: 0 AUTHENTIC, 10 DERIVED, 11 REVOKED, 12 UNRELEASED, 13 UNKNOWN, 1 the check itself failed.
+    Exit status: 0 AUTHENTIC, 10 DERIVED, 11 REVOKED, 12 UNRELEASED, 13 UNKNOWN, 14 ALTERED,
+    1 the check itself failed.
     """
     from pipeline.services.verify import verify_file
     from pipeline.services.workspace import open_workspace, utcnow
@@ -68,12 +70,23 @@ def _print(report: VerifyReport) -> None:
                + f" (confidence {e.payload.confidence:.1f})")
     content = "; ".join(f"clip {clip}: {m.matched_s:.0f} of {m.audible_s:.0f} s found ({m.coverage:.0%})"
                         for clip, m in e.content.items()) or "nothing to compare"
+    t = report.verdict.timeline
+    timeline = [] if t is None else [
+        (f"second by second vs clip {t.clip_id}", f"{t.bar()}  {t.genuine_s} of {t.audible_s} audible s genuine"),
+        ("", LEGEND)]
     print_fields(f"Evidence for {report.path.name}", [
         ("sha256", report.sha256), ("registry file", registered), ("content credentials", credentials),
         ("metadata labels (a claim)", labels), ("presence mark", presence), ("payload mark", payload),
-        ("audio vs registered master", content),
+        ("audio vs registered master", content), *timeline,
     ])
-    if (clip := report.clip) is not None:
+    altered = report.verdict.outcome is Outcome.ALTERED
+    if (clip := report.clip) is not None and altered:  # its text and approvals are the clip's, not this file's
+        print_fields(f"Clip {clip.clip_id}, the source of the genuine fragment only", [
+            ("state", clip.state), ("statement", f"{clip.statement_id}, revision {clip.revision}"),
+            ("voice", f"{clip.voice_name} ({clip.voice_id})"),
+            ("text and approvals", "not shown: they vouch for the clip, not for this file"),
+        ])
+    elif clip is not None:
         approvals = ", ".join(
             f"{a['reviewer']} ({a['stage']}, {a['decision']}{'' if a['signature_valid'] else ', SIGNATURE INVALID'})"
             for a in clip.approvals)
@@ -87,7 +100,8 @@ def _print(report: VerifyReport) -> None:
     console.print(Text.assemble((v.outcome.value, _STYLE[v.outcome]),
                                 f"  clip {v.clip_id}" if v.clip_id is not None else ""))
     if v.trace is not None:  # the workspace's own check: the public /verify page never names the recipient
-        console.print(Text.assemble("  traced to ", (v.trace.recipient, "bold"),
+        console.print(Text.assemble("  genuine fragment traced to " if altered else "  traced to ",
+                                    (v.trace.recipient, "bold"),
                                     f" (delivery {v.trace.delivery}, by its {v.trace.by})"))
     for reason in v.reasons:
         console.print(Text(f"  - {reason}"), soft_wrap=True)

@@ -12,7 +12,8 @@ audit log as `voxgate.verify.checked`, by "public" unless a user is named.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,12 +36,15 @@ from pipeline.services.workspace import Workspace
 from pipeline.domain.serials import parse_serial
 from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, DeliveryFileRow, DeliveryRow, StatementRow, VoiceRow
 from pipeline.verify import match
-from pipeline.verify.verdict import ClipFacts, Evidence, PayloadReading, Trace, Verdict, decide
+from pipeline.verify.verdict import ClipFacts, Evidence, Outcome, PayloadReading, Trace, Verdict, decide
 
 if TYPE_CHECKING:
     from pipeline.provenance.presence import PresenceMark
 
 PUBLIC_ACTOR: Final = "public"
+#: The shape of `VerifyReport.as_dict` (`voxgate verify --json`, `POST /api/verify`); 2 added ALTERED and the timeline.
+REPORT_VERSION: Final = 2
+MARK_WINDOW_S: Final = 4  # the payload mark needs 4 s to read (payload.MIN_DURATION_S): its windows' length
 _LABEL_TAGS: Final = (AI_GENERATED_TAG.lower(), CLIP_ID_TAG.lower(), "voxgate_statement", "voxgate_voice")
 
 
@@ -76,14 +80,19 @@ class VerifyReport:
     def as_dict(self) -> dict[str, Any]:
         """For `--json`: stable keys, plain values."""
         e = self.evidence
+        v = self.verdict
+        traced = None if v.trace is None else {
+            **vars(v.trace), "of": "the genuine fragment" if v.outcome is Outcome.ALTERED else "the file"}
         return {
+            "version": REPORT_VERSION,
             "file": str(self.path),
             "sha256": self.sha256,
             "verdict": self.verdict.outcome.value,
             "exit_code": self.verdict.exit_code,
             "clip_id": self.verdict.clip_id,
             "reasons": list(self.verdict.reasons),
-            "traced_to": None if self.verdict.trace is None else vars(self.verdict.trace),
+            "traced_to": traced,
+            "timeline": None if v.timeline is None else v.timeline.as_dict(),
             "evidence": {
                 "registered_file": None if e.registered_file is None else
                 {"clip": e.registered_file[0], "format": e.registered_file[1]},
@@ -114,11 +123,23 @@ def verify_file(ws: Workspace, path: Path, *, now: datetime, actor: str | None =
     samples, rate = decode(path)
     credentials = read_credentials(path, load_trust(ws.c2pa_dir))
     notes: dict[str, str] = {}
-    presence_score = _presence(samples, rate, presence, notes)
-    payload = _payload(ws, samples, rate, notes)
-    tags_clip = _clip_number(tags.get(CLIP_ID_TAG.lower()))
     with ws.sessions() as s:
         registered, traces = _registered(s, digest)
+    intact = {registered[0]} if registered else set()
+    if credentials.status is CredentialStatus.TRUSTED and credentials.clip_id is not None:
+        intact.add(credentials.clip_id)
+    x16 = resample(samples, rate, match.RATE)
+    silent = _silent_seconds(x16)
+    # A file proven whole by its bytes or its credentials needs no presence model (the slowest thing to load).
+    presence_score = None if intact else _presence(samples, rate, presence, notes)
+    if intact:
+        notes["presence"] = "not needed: the file is proven whole by its bytes or its content credentials"
+    mark = payload_mark(ws)
+    payload = _payload(mark, x16, notes)
+    if not intact and (payload is None or payload.serial is None):
+        payload = _search_windows(mark, x16, silent, notes) or payload
+    tags_clip = _clip_number(tags.get(CLIP_ID_TAG.lower()))
+    with ws.sessions() as s:
         payload = _trace_payload(s, payload, traces, notes)
         named = {registered[0] if registered else None, credentials.clip_id, tags_clip,
                  payload.serial if payload else None} - {None}
@@ -126,28 +147,98 @@ def verify_file(ws: Workspace, path: Path, *, now: datetime, actor: str | None =
         facts = {clip: ClipFacts(clip, row.state, _consent(s, row).revoked_at is not None, row.released_at)
                  for clip, row in rows.items()}
         masters = {clip: row.audio_sha256 for clip, row in rows.items() if row.audio_sha256}
-    intact = {registered[0]} if registered else set()
-    if credentials.status is CredentialStatus.TRUSTED and credentials.clip_id is not None:
-        intact.add(credentials.clip_id)
-    suspect = resample(samples, rate, match.RATE)
-    content = {clip: match.match_audio(suspect, decode(ws.files.open_checked(sha), match.RATE)[0])
+    content = {clip: match.match_audio(x16, decode(ws.files.open_checked(sha), match.RATE)[0])
                for clip, sha in masters.items() if clip not in intact}
+    marks: tuple[int | None, ...] = ()
+    if payload is not None and payload.serial is not None and payload.serial not in intact:
+        found = content.get(payload.serial)
+        unexplained = [i for i, quiet in enumerate(silent) if not quiet and (
+            found is None or found.blocks[i] not in (match.Block.GENUINE, match.Block.MIXED))]
+        with ws.sessions() as s:
+            marks = _mark_seconds(mark, x16, unexplained, lambda serial: _clip_of(s, serial))
     evidence = Evidence(
         registered_file=(registered[0], registered[1]) if registered else None,
         credentials=credentials.status, credentials_clip=credentials.clip_id, credentials_signer=credentials.signer,
         credentials_problems=credentials.problems, tags_clip=tags_clip, presence=presence_score, payload=payload,
-        content=content, clips=facts, traces=tuple(traces),
+        content=content, clips=facts, traces=tuple(traces), marks=marks, silent=silent,
     )
     verdict = decide(evidence)
     with ws.transaction() as s:
         who = ws.actor(s, actor).name if actor else PUBLIC_ACTOR
-        record = _record(s, verdict.clip_id) if verdict.clip_id in rows else None
+        record = (_record(s, verdict.clip_id, vouches=verdict.outcome is not Outcome.ALTERED)
+                  if verdict.clip_id in rows else None)
         ws.record(s, "voxgate.verify.checked", actor=who,
                   subject=verdict.clip_id if verdict.clip_id is not None else digest,
                   data={"verdict": verdict.outcome.value, "sha256": digest, "clip": verdict.clip_id,
                         "credentials": credentials.status.value,
                         "delivery": verdict.trace.delivery if verdict.trace else None}, now=now)
     return VerifyReport(path, digest, tags, credentials, evidence, verdict, record, notes)
+
+
+def _silent_seconds(x16: np.ndarray) -> tuple[bool, ...]:
+    """Per whole second of the file (the match's blocks): too quiet to judge."""
+    seconds = len(x16) // match.BLOCK
+    blocks = np.asarray(x16[:seconds * match.BLOCK], dtype=np.float64).reshape(seconds, match.BLOCK)
+    return tuple(bool(q) for q in np.sqrt(np.mean(blocks * blocks, axis=1)) < match.SILENCE_RMS)
+
+
+def _search_windows(mark: Any, x16: np.ndarray, silent: tuple[bool, ...], notes: dict[str, str]) -> PayloadReading | None:
+    """The mark read in 4 s windows two seconds apart, when the whole file does not read.
+
+    A fragment of a clip inside other audio can hide the mark from a reading of the whole file. One
+    window reading by chance is ~1e-7 (the detector's own bound); the same serial in two windows is
+    asked for, so a file's chance stays far below that however many windows it has.
+    """
+    starts = [s for s in range(0, len(silent) - MARK_WINDOW_S + 1, 2)
+              if not all(silent[s:s + MARK_WINDOW_S])]
+    readings = {s: _window(mark, x16, s) for s in starts}
+    serials = Counter(r.payload for r in readings.values() if r.payload is not None)
+    if not serials:
+        return None
+    serial, times = serials.most_common(1)[0]
+    if times < 2:
+        return None
+    best = max((r for r in readings.values() if r.payload == serial), key=lambda r: r.confidence)
+    notes["payload"] = f"read in {times} of {len(readings)} windows of {MARK_WINDOW_S} s, not in the whole file"
+    return PayloadReading(serial, float(best.confidence))
+
+
+def _mark_seconds(mark: Any, x16: np.ndarray, seconds: list[int],
+                  clip_of: Callable[[int], int | None]) -> tuple[int | None, ...]:
+    """Per second: the clip whose mark reads in most of the 4 s windows over it (only `seconds` are read)."""
+    total = len(x16) // match.BLOCK
+    if total < MARK_WINDOW_S or not seconds:
+        return ()
+    covering = {i: range(max(0, i - MARK_WINDOW_S + 1), min(i, total - MARK_WINDOW_S) + 1) for i in seconds}
+    starts = sorted({s for r in covering.values() for s in r})
+    clips = {}
+    for start in starts:
+        found = _window(mark, x16, start).payload
+        clips[start] = None if found is None else clip_of(found)
+    marks: list[int | None] = [None] * total
+    for i, windows in covering.items():
+        votes = Counter(clips[s] for s in windows)
+        clip, n = votes.most_common(1)[0]
+        marks[i] = clip if clip is not None and n * 2 > len(windows) else None
+    return tuple(marks)
+
+
+def _window(mark: Any, x16: np.ndarray, start: int) -> Any:
+    try:
+        return mark.detect(x16[start * match.BLOCK:(start + MARK_WINDOW_S) * match.BLOCK], match.RATE)
+    except ProvenanceError:  # a window too quiet to read
+        from pipeline.provenance.payload import Detection
+
+        return Detection(None, 0.0, None)
+
+
+def _clip_of(s: Session, serial: int) -> int | None:
+    """The clip a payload serial names (a delivery's clip for a recipient's copy)."""
+    parsed = parse_serial(serial)
+    if parsed.delivery is None:
+        return serial
+    delivery = s.get(DeliveryRow, parsed.delivery)
+    return None if delivery is None else delivery.clip_id
 
 
 def _presence(samples: np.ndarray, rate: int, mark: PresenceMark | None, notes: dict[str, str]) -> float | None:
@@ -160,9 +251,9 @@ def _presence(samples: np.ndarray, rate: int, mark: PresenceMark | None, notes: 
         return None
 
 
-def _payload(ws: Workspace, samples: np.ndarray, rate: int, notes: dict[str, str]) -> PayloadReading | None:
+def _payload(mark: Any, x16: np.ndarray, notes: dict[str, str]) -> PayloadReading | None:
     try:
-        found = payload_mark(ws).detect(samples, rate)
+        found = mark.detect(x16, match.RATE)
     except ProvenanceError as exc:  # too short to carry a full period of the mark
         notes["payload"] = str(exc)
         return None
@@ -211,7 +302,8 @@ def _consent(s: Session, clip: ClipRow) -> ConsentRow:
     return made_under or current_consent(s, clip.voice_id)
 
 
-def _record(s: Session, clip_id: int) -> ClipRecord:
+def _record(s: Session, clip_id: int, *, vouches: bool = True) -> ClipRecord:
+    """The clip as the registry has it; for a file only partly from the clip, without its text and approvals."""
     clip = s.get(ClipRow, clip_id)
     statement = s.get(StatementRow, clip.statement_id)
     voice = s.get(VoiceRow, clip.voice_id)
@@ -223,5 +315,7 @@ def _record(s: Session, clip_id: int) -> ClipRecord:
         for a in approvals_of(s, clip.statement_id) if a.subject_hash in (clip.revision_sha256, clip.audio_sha256)
     )
     text = next(r.text for r in statement.revisions if r.number == clip.revision) if clip.released_at else None
+    if not vouches:  # an ALTERED file: the clip's words and sign-offs are not this file's
+        text, approvals = None, ()
     return ClipRecord(clip.id, clip.state, clip.statement_id, clip.revision, text, voice.id, voice.name, consent.owner,
                       approvals, clip.created_at, clip.released_at, clip.revoked_at or consent.revoked_at)
