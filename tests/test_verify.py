@@ -595,10 +595,17 @@ def test_a_copy_with_a_second_of_other_speech_after_it_is_still_derived(registry
 @pytest.mark.parametrize("codec", [["-c:a", "libmp3lame", "-b:a", "128k"], ["-c:a", "libopus", "-b:a", "24k"]])
 def test_other_speech_mixed_over_a_released_clip_at_minus_12_db_is_altered(registry, tools, tmp_path, codec) -> None:
     """Regression (issue 11): correlation stays ≈ 0.97 under a -12 dB overlay; the residual does not."""
-    fake = espeak(OTHER_SPEECH, tmp_path / "fake.wav")
+    from pipeline.audio.loudness import measure
+
+    speech, rate = sf.read(espeak(OTHER_SPEECH, tmp_path / "fake.wav"), dtype="float32")
+    clip, clip_rate = sf.read(registry.exports["wav"], dtype="float32")
+    # 12 dB under the clip's integrated loudness, measured the same way for both
+    gain = 10 ** ((measure(clip, clip_rate).integrated_lufs - 12 - measure(speech, rate).integrated_lufs) / 20)
+    sf.write(tmp_path / "under.wav", speech * gain, rate)
+    fake = tmp_path / "under.wav"
     path = tmp_path / ("overlay.ogg" if "libopus" in codec else "overlay.mp3")
     ffmpeg("-i", str(registry.exports["mp3"]), "-stream_loop", "-1", "-i", str(fake), "-filter_complex",
-           "[1]aresample=48000,aformat=channel_layouts=mono,volume=-12dB[f];"
+           "[1]aresample=48000,aformat=channel_layouts=mono[f];"
            "[0]aformat=channel_layouts=mono[c];[c][f]amix=inputs=2:duration=first:normalize=0", *codec, str(path))
     report = check(registry, tools, path)
     v = report.verdict
