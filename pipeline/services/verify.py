@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 PUBLIC_ACTOR: Final = "public"
 #: The shape of `VerifyReport.as_dict` (`voxgate verify --json`, `POST /api/verify`); 2 added ALTERED and the timeline.
 REPORT_VERSION: Final = 2
+PRESENCE_S: Final = 60
 MARK_WINDOW_S: Final = 4  # the payload mark needs 4 s to read (payload.MIN_DURATION_S): its windows' length
 _LABEL_TAGS: Final = (AI_GENERATED_TAG.lower(), CLIP_ID_TAG.lower(), "voxgate_statement", "voxgate_voice")
 
@@ -77,12 +79,23 @@ class VerifyReport:
     clip: ClipRecord | None
     notes: Mapping[str, str]  # checks that could not run, and why
 
-    def as_dict(self) -> dict[str, Any]:
-        """For `--json`: stable keys, plain values."""
+    def as_dict(self, *, public: bool = False) -> dict[str, Any]:
+        """For `--json` and `POST /api/verify`: stable keys, plain values.
+
+        `public` leaves out what only the workspace may see: the recipient of a personal copy and the
+        names of the publisher's reviewers (the copy is said to be traceable, the approvals by stage).
+        """
         e = self.evidence
         v = self.verdict
         traced = None if v.trace is None else {
-            **vars(v.trace), "of": "the genuine fragment" if v.outcome is Outcome.ALTERED else "the file"}
+            **({"traceable": True} if public else vars(v.trace)),
+            "of": "the genuine fragment" if v.outcome is Outcome.ALTERED else "the file"}
+        clip = None if self.clip is None else dict(vars(self.clip))
+        if clip is not None and public:
+            clip["approvals"] = [{k: a[k] for k in ("stage", "decision", "signature_valid")} for a in clip["approvals"]]
+        if clip is not None:
+            clip["approvals"] = list(clip["approvals"])
+            clip.update({k: v.isoformat(timespec="seconds") for k, v in clip.items() if isinstance(v, datetime)})
         return {
             "version": REPORT_VERSION,
             "file": str(self.path),
@@ -103,41 +116,70 @@ class VerifyReport:
                 "tags": dict(self.tags),
                 "presence": e.presence,
                 "payload": None if e.payload is None else
-                {"clip": e.payload.serial, "delivery": e.payload.delivery, "confidence": e.payload.confidence},
+                {"clip": e.payload.serial, "delivery": None if public else e.payload.delivery,
+                 "confidence": e.payload.confidence},
                 "content": {str(clip): {"audible_s": m.audible_s, "matched_s": m.matched_s, "coverage": m.coverage}
                             for clip, m in e.content.items()},
             },
-            "clip": None if self.clip is None else vars(self.clip),
+            "clip": clip,
             "notes": dict(self.notes),
         }
 
 
 def verify_file(ws: Workspace, path: Path, *, now: datetime, actor: str | None = None,
-                presence: PresenceMark | None = None) -> VerifyReport:
-    """Check `path` against this workspace's registry and record the check; `presence` is reused if given."""
+                presence: PresenceMark | None = None, record: bool = True,
+                max_audio_s: float | None = None) -> VerifyReport:
+    """Check `path` against this workspace's registry and record the check; `presence` is reused if given.
+
+    `record=False` leaves the audit log to the caller (the portal counts public checks in batches);
+    `max_audio_s` checks only the first so many seconds of audio, and the report says so.
+    """
     path = path.expanduser()
     if not path.is_file():
         raise InputError(f"{path} is not a file; give the path of the audio file to check.")
     digest = sha256_file(path)
-    tags = {k: v for k, v in probe(path).tags.items() if k in _LABEL_TAGS}
-    samples, rate = decode(path)
-    credentials = read_credentials(path, load_trust(ws.c2pa_dir))
-    notes: dict[str, str] = {}
     with ws.sessions() as s:
         registered, traces = _registered(s, digest)
-    intact = {registered[0]} if registered else set()
-    if credentials.status is CredentialStatus.TRUSTED and credentials.clip_id is not None:
-        intact.add(credentials.clip_id)
-    x16 = resample(samples, rate, match.RATE)
-    silent = _silent_seconds(x16)
-    # A file proven whole by its bytes or its credentials needs no presence model (the slowest thing to load).
-    presence_score = None if intact else _presence(samples, rate, presence, notes)
-    if intact:
-        notes["presence"] = "not needed: the file is proven whole by its bytes or its content credentials"
-    mark = payload_mark(ws)
-    payload = _payload(mark, x16, notes)
-    if not intact and (payload is None or payload.serial is None):
-        payload = _search_windows(mark, x16, silent, notes) or payload
+    # Perth (torch and its network, ~3 s) is the slowest thing to load, and a file registered byte for byte
+    # does not need it; otherwise it loads on a second thread while the file is decoded and matched.
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxgate-presence")
+    try:
+        loading = None if registered else background.submit(_loaded_presence, presence)
+        info = probe(path)
+        tags = {k: v for k, v in info.tags.items() if k in _LABEL_TAGS}
+        notes: dict[str, str] = {}
+        if max_audio_s and info.duration > max_audio_s:
+            notes["decoded"] = f"only the first {max_audio_s / 60:g} minutes of {info.duration / 60:.0f} were checked"
+        samples, rate = decode(path, limit_s=max_audio_s)
+        credentials = read_credentials(path, load_trust(ws.c2pa_dir))
+        intact = {registered[0]} if registered else set()
+        if credentials.status is CredentialStatus.TRUSTED and credentials.clip_id is not None:
+            intact.add(credentials.clip_id)
+        # The presence mark is only a claim: its first minute is enough to report it, and bounds Perth's memory.
+        scoring = None if intact or loading is None else background.submit(
+            lambda: _presence(samples[:PRESENCE_S * rate], rate, loading.result(), notes))
+        if intact:
+            notes["presence"] = "not needed: the file is proven whole by its bytes or its content credentials"
+        x16 = resample(samples, rate, match.RATE)
+        del samples  # the 16 kHz copy is all the rest needs
+        silent = _silent_seconds(x16)
+        mark = payload_mark(ws)
+        payload = _payload(mark, x16, notes)
+        if not intact and (payload is None or payload.serial is None):
+            payload = _search_windows(mark, x16, silent, notes) or payload
+        report = _judge(ws, path, digest, tags, credentials, registered, traces, intact, x16, silent, mark, payload,
+                        notes, now=now, actor=actor, record=record,
+                        presence_score=lambda: None if scoring is None else scoring.result())
+    finally:
+        background.shutdown(wait=False, cancel_futures=True)
+    return report
+
+
+def _judge(ws: Workspace, path: Path, digest: str, tags: dict[str, str], credentials: CredentialReport,
+           registered: tuple[int, str] | None, traces: list[tuple[int, Trace]], intact: set[int], x16: np.ndarray,
+           silent: tuple[bool, ...], mark: Any, payload: PayloadReading | None, notes: dict[str, str], *,
+           now: datetime, actor: str | None, record: bool, presence_score: Callable[[], float | None]) -> VerifyReport:
+    """The registry's side: the clips named, their masters matched second by second, the verdict recorded."""
     tags_clip = _clip_number(tags.get(CLIP_ID_TAG.lower()))
     with ws.sessions() as s:
         payload = _trace_payload(s, payload, traces, notes)
@@ -159,20 +201,21 @@ def verify_file(ws: Workspace, path: Path, *, now: datetime, actor: str | None =
     evidence = Evidence(
         registered_file=(registered[0], registered[1]) if registered else None,
         credentials=credentials.status, credentials_clip=credentials.clip_id, credentials_signer=credentials.signer,
-        credentials_problems=credentials.problems, tags_clip=tags_clip, presence=presence_score, payload=payload,
+        credentials_problems=credentials.problems, tags_clip=tags_clip, presence=presence_score(), payload=payload,
         content=content, clips=facts, traces=tuple(traces), marks=marks, silent=silent,
     )
     verdict = decide(evidence)
-    with ws.transaction() as s:
-        who = ws.actor(s, actor).name if actor else PUBLIC_ACTOR
-        record = (_record(s, verdict.clip_id, vouches=verdict.outcome is not Outcome.ALTERED)
-                  if verdict.clip_id in rows else None)
-        ws.record(s, "voxgate.verify.checked", actor=who,
-                  subject=verdict.clip_id if verdict.clip_id is not None else digest,
-                  data={"verdict": verdict.outcome.value, "sha256": digest, "clip": verdict.clip_id,
-                        "credentials": credentials.status.value,
-                        "delivery": verdict.trace.delivery if verdict.trace else None}, now=now)
-    return VerifyReport(path, digest, tags, credentials, evidence, verdict, record, notes)
+    with ws.transaction() if record else ws.sessions() as s:
+        clip = (_record(s, verdict.clip_id, vouches=verdict.outcome is not Outcome.ALTERED)
+                if verdict.clip_id in rows else None)
+        if record:
+            who = ws.actor(s, actor).name if actor else PUBLIC_ACTOR
+            ws.record(s, "voxgate.verify.checked", actor=who,
+                      subject=verdict.clip_id if verdict.clip_id is not None else digest,
+                      data={"verdict": verdict.outcome.value, "sha256": digest, "clip": verdict.clip_id,
+                            "credentials": credentials.status.value,
+                            "delivery": verdict.trace.delivery if verdict.trace else None}, now=now)
+    return VerifyReport(path, digest, tags, credentials, evidence, verdict, clip, notes)
 
 
 def _silent_seconds(x16: np.ndarray) -> tuple[bool, ...]:
@@ -241,11 +284,22 @@ def _clip_of(s: Session, serial: int) -> int | None:
     return None if delivery is None else delivery.clip_id
 
 
-def _presence(samples: np.ndarray, rate: int, mark: PresenceMark | None, notes: dict[str, str]) -> float | None:
+def _loaded_presence(mark: PresenceMark | None) -> PresenceMark | ProvenanceError:
+    """The presence detector, loaded (or why it cannot be)."""
     from pipeline.provenance.presence import PresenceMark
 
     try:
-        return float((mark or PresenceMark().load()).detect(samples, rate))
+        return (mark or PresenceMark()).load()
+    except ProvenanceError as exc:
+        return exc
+
+
+def _presence(samples: np.ndarray, rate: int, mark: PresenceMark | ProvenanceError,
+              notes: dict[str, str]) -> float | None:
+    try:
+        if isinstance(mark, ProvenanceError):
+            raise mark
+        return float(mark.detect(samples, rate))
     except ProvenanceError as exc:  # Perth missing, or too short or quiet to judge: the other checks still count
         notes["presence"] = str(exc)
         return None
