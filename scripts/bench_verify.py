@@ -82,8 +82,9 @@ def cold(code: Path, home: Path, path: Path) -> tuple[float, float, int]:
               "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode; "
               "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc)")
     env = {**os.environ, "PYTHONPATH": str(code)}
-    out = subprocess.run([sys.executable, "-c", script, sys.executable, "-m", "pipeline.cli.main", "verify",
-                          str(path), "--home", str(home)], capture_output=True, text=True, env=env, check=True)
+    cli = [sys.executable, "-c", "import sys; from pipeline.cli.main import main; sys.argv[0] = 'voxgate'; main()"]
+    out = subprocess.run([sys.executable, "-c", script, *cli, "verify", str(path), "--home", str(home)],
+                         capture_output=True, text=True, env=env, check=True)
     seconds, kb, rc = out.stdout.split()
     return float(seconds), int(kb) / 1024, int(rc)
 

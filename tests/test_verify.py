@@ -646,3 +646,46 @@ def test_cli_prints_the_map_of_an_altered_file_and_exits_14(registry, tmp_path) 
     data = json.loads(CliRunner().invoke(app, [str(path), "--home", str(registry.ws.home), "--json"]).stdout)
     assert data["verdict"] == "ALTERED" and data["exit_code"] == 14 and data["version"] == 2
     assert data["timeline"]["seconds"][:2] == ["genuine", "genuine"] and data["clip"]["approvals"] == []
+
+
+# --- the public registry and its mirrors (issue 11) ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_mirror_verifies_the_workspaces_files_alone_and_refuses_an_edit_or_another_key(registry, tmp_path) -> None:
+    from pipeline.services.registry import export_registry
+
+    head = export_registry(registry.ws, tmp_path / "published", now=utcnow())
+    mirror = tmp_path / "mirror"
+    shutil.copytree(tmp_path / "published", mirror)  # anyone's copy, on a machine without the workspace
+    app = typer.Typer()
+    app.command()(verify)
+    runner = CliRunner()
+    nowhere = ["--home", str(tmp_path / "no-workspace-here")]  # never opened: a mirror needs no workspace
+
+    def check_offline(path: Path, key: str = head["fingerprint"]):
+        return runner.invoke(app, [str(path), *nowhere, "--registry", str(mirror), "--registry-key", key, "--json"])
+
+    result = check_offline(registry.exports["mp3"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["verdict"] == "AUTHENTIC" and data["clip_id"] == registry.released
+    assert data["notes"]["payload"].startswith("needs the publisher") and "delivery" in data["notes"]["copy"]
+    assert "dana" not in result.stdout
+    assert check_offline(registry.revoked_file).exit_code == 11  # revoked, from the consent's revocation event
+    reencoded = tmp_path / "reencoded.mp3"
+    ffmpeg("-i", str(registry.exports["mp3"]), "-c:a", "libmp3lame", "-b:a", "64k", str(reencoded))
+    assert check_offline(reencoded).exit_code == 13  # the mark and the waveform need the publisher, and it says so
+    assert not (tmp_path / "no-workspace-here").exists()
+
+    other = check_offline(registry.exports["mp3"], key="0000-1111-2222-3333")
+    assert other.exit_code == 1 and "refused" in other.stderr and head["fingerprint"] in other.stderr
+    entries = mirror / "entries.jsonl"
+    lines = entries.read_text().splitlines()
+    edited = next(i for i, line in enumerate(lines) if '"kind":"revoked"' in line)
+    lines[edited] = lines[edited].replace(f"[{registry.revoked}]", "[]")  # hide a revocation
+    entries.write_text("\n".join(lines) + "\n")
+    refused = check_offline(registry.revoked_file)
+    assert refused.exit_code == 1 and "do not match their signed head" in refused.stderr
+    missing = runner.invoke(app, [str(registry.revoked_file), *nowhere, "--registry", str(mirror)])
+    assert missing.exit_code == 1 and "--registry-key" in missing.stderr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.text import Text
@@ -36,18 +36,32 @@ def verify(
     home: Home = HOME_DEFAULT,
     as_json: AsJson = False,
     as_user: AsUser = None,
+    registry: Annotated[Optional[Path], typer.Option(
+        help="Check against this registry mirror instead of a workspace (no keys needed).")] = None,
+    registry_key: Annotated[Optional[str], typer.Option(
+        help="The registry key fingerprint the publisher posted; a mirror signed by another key is refused.")] = None,
 ) -> None:
     """Check a clip against this workspace: content credentials, labels, watermarks and the registry.
 
     Exit status: 0 AUTHENTIC, 10 DERIVED, 11 REVOKED, 12 UNRELEASED, 13 UNKNOWN, 14 ALTERED,
     1 the check itself failed.
     """
-    from pipeline.services.verify import verify_file
+    from pipeline.errors import InputError
+    from pipeline.services.verify import verify_file, verify_with_mirror
     from pipeline.services.workspace import open_workspace, utcnow
 
-    ws = open_workspace(home)
-    with err_console.status(f"Checking {file.name} …"):
-        report = verify_file(ws, file, now=utcnow(), actor=as_user)
+    if registry is not None:
+        from pipeline.services.registry import open_mirror
+
+        if not registry_key:
+            raise InputError("Give --registry-key FINGERPRINT too: the key fingerprint the publisher posted on "
+                             "their own channels, so a forged mirror is refused.")
+        with err_console.status(f"Checking {file.name} against the registry in {registry} …"):
+            report = verify_with_mirror(open_mirror(registry, registry_key), file)
+    else:
+        ws = open_workspace(home)
+        with err_console.status(f"Checking {file.name} …"):
+            report = verify_file(ws, file, now=utcnow(), actor=as_user)
     if as_json:
         print_json(report.as_dict())
     else:

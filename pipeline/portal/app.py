@@ -239,14 +239,12 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None) -> FastAPI:
             await asyncio.to_thread(counter.flush, ws, utcnow())
         return result
 
-    @app.on_event("startup")
-    def start_pool() -> None:
-        pool.start()
-
-    @app.on_event("shutdown")
     def close_pool() -> None:
         pool.close()
         counter.flush(ws, utcnow())
+
+    app.router.on_startup.append(pool.start)  # workers load their models before the first upload
+    app.router.on_shutdown.append(close_pool)
 
     app.state.workspace = ws
     return app

@@ -41,6 +41,7 @@ from pipeline.verify.verdict import ClipFacts, Evidence, Outcome, PayloadReading
 
 if TYPE_CHECKING:
     from pipeline.provenance.presence import PresenceMark
+    from pipeline.services.registry import Mirror
 
 PUBLIC_ACTOR: Final = "public"
 #: The shape of `VerifyReport.as_dict` (`voxgate verify --json`, `POST /api/verify`); 2 added ALTERED and the timeline.
@@ -373,3 +374,36 @@ def _record(s: Session, clip_id: int, *, vouches: bool = True) -> ClipRecord:
         text, approvals = None, ()
     return ClipRecord(clip.id, clip.state, clip.statement_id, clip.revision, text, voice.id, voice.name, consent.owner,
                       approvals, clip.created_at, clip.released_at, clip.revoked_at or consent.revoked_at)
+
+
+#: What a mirror cannot do without the publisher, said in every offline report.
+_OFFLINE_NOTES: Final = {
+    "payload": "needs the publisher: the keyed payload mark, which names the clip and the recipient of a re-encoded "
+               "or cut copy, can only be read with their secret",
+    "content": "needs the publisher: the waveform match compares with masters that are never handed out",
+    "presence": "not checked against a mirror: the presence mark is only a claim (anyone can add it)",
+}
+
+
+def verify_with_mirror(mirror: Mirror, path: Path) -> VerifyReport:
+    """Check `path` against a registry mirror alone (no workspace, no secret): exact bytes and content credentials."""
+    path = path.expanduser()
+    if not path.is_file():
+        raise InputError(f"{path} is not a file; give the path of the audio file to check.")
+    digest = sha256_file(path)
+    tags = {k: v for k, v in probe(path).tags.items() if k in _LABEL_TAGS}
+    credentials = read_credentials(path, load_trust(mirror.folder))
+    found = mirror.file(digest)
+    notes = dict(_OFFLINE_NOTES)
+    if found is not None and found[2] is not None:
+        notes["copy"] = (f"a personal copy (delivery {found[2]}): only the publisher can say whom it was handed to")
+    released, revoked = mirror.released(), mirror.revoked()
+    named = {found[0] if found else None, credentials.clip_id, _clip_number(tags.get(CLIP_ID_TAG.lower()))} - {None}
+    facts = {clip: ClipFacts(clip, "revoked" if clip in revoked else "released", clip in revoked)
+             for clip in named if clip in released}
+    evidence = Evidence(
+        registered_file=(found[0], found[1]) if found else None, credentials=credentials.status,
+        credentials_clip=credentials.clip_id, credentials_signer=credentials.signer,
+        credentials_problems=credentials.problems, tags_clip=_clip_number(tags.get(CLIP_ID_TAG.lower())), clips=facts,
+    )
+    return VerifyReport(path, digest, tags, credentials, evidence, decide(evidence), None, notes)
