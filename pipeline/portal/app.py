@@ -3,8 +3,10 @@
 Distributors sign in with a token from `voxgate user token NAME`, see released
 clips with their text, voice and labels, play and download them (each
 download lands in the audit log under their name). Revoked clips vanish from
-the list and their downloads answer 410 with the reason. `/verify` is public:
-an upload is checked in a temporary folder and deleted with the request.
+the list and their downloads answer 410 with the reason. `/verify` (a page)
+and `POST /api/verify` (JSON) are public: an upload is refused by its declared
+size before it is read, checked in a worker process (`services.verify_pool`)
+from a temporary folder, and deleted with the request.
 """
 
 from __future__ import annotations
@@ -192,7 +194,7 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None) -> FastAPI:
 
     @app.post("/verify")
     async def verify_upload(request: Request, csrf: str = "") -> Response:
-        """The public page's check; the form's CSRF token rides in the URL too, so it is checked before the body."""
+        """The public page's check; the form's CSRF token rides in its URL, so it is checked before the body."""
         user = current_user(request)
         name = user.name if user else None
 

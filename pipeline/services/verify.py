@@ -157,8 +157,9 @@ def verify_file(ws: Workspace, path: Path, *, now: datetime, actor: str | None =
         if credentials.status is CredentialStatus.TRUSTED and credentials.clip_id is not None:
             intact.add(credentials.clip_id)
         # The presence mark is only a claim: its first minute is enough to report it, and bounds Perth's memory.
+        head = samples[:PRESENCE_S * rate].copy()  # a copy: the full decode is freed below
         scoring = None if intact or loading is None else background.submit(
-            lambda: _presence(samples[:PRESENCE_S * rate], rate, loading.result(), notes))
+            lambda: _presence(head, rate, loading.result(), notes))
         if intact:
             notes["presence"] = "not needed: the file is proven whole by its bytes or its content credentials"
         x16 = resample(samples, rate, match.RATE)
