@@ -36,6 +36,8 @@ def verify(
     home: Home = HOME_DEFAULT,
     as_json: AsJson = False,
     as_user: AsUser = None,
+    presence: Annotated[bool, typer.Option(
+        "--presence", help="Also check the public presence mark (a claim only; loads Perth: ~10 s, ~800 MB).")] = False,
     registry: Annotated[Optional[Path], typer.Option(
         help="Check against this registry mirror instead of a workspace (no keys needed).")] = None,
     registry_key: Annotated[Optional[str], typer.Option(
@@ -61,7 +63,7 @@ def verify(
     else:
         ws = open_workspace(home)
         with err_console.status(f"Checking {file.name} …"):
-            report = verify_file(ws, file, now=utcnow(), actor=as_user)
+            report = verify_file(ws, file, now=utcnow(), actor=as_user, check_presence=presence)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -77,7 +79,7 @@ def _print(report: VerifyReport) -> None:
     credentials += (f", names clip {e.credentials_clip}" if e.credentials_clip is not None else "")
     credentials += (" (sidecar)" if creds.sidecar else "") + "".join(f"; {p}" for p in e.credentials_problems)
     labels = ", ".join(f"{k}={v}" for k, v in report.tags.items()) or "none"
-    presence = (f"{e.presence:.3f}" if e.presence is not None else f"not checked: {report.notes.get('presence', '')}")
+    presence = f"{e.presence:.3f}" if e.presence is not None else report.notes.get("presence", "not checked")
     payload = ("not checked: " + report.notes.get("payload", "") if e.payload is None
                else "none of ours" if e.payload.serial is None
                else f"clip {e.payload.serial}" + (f", delivery {e.payload.delivery}" if e.payload.delivery else "")

@@ -128,9 +128,13 @@ class VerifyReport:
 
 
 def verify_file(ws: Workspace, path: Path, *, now: datetime, actor: str | None = None,
-                presence: PresenceMark | None = None, record: bool = True,
+                presence: PresenceMark | None = None, check_presence: bool = False, record: bool = True,
                 max_audio_s: float | None = None) -> VerifyReport:
-    """Check `path` against this workspace's registry and record the check; `presence` is reused if given.
+    """Check `path` against this workspace's registry and record the check.
+
+    The presence mark is checked only when asked (`check_presence`, or a loaded `presence` detector to
+    reuse): it is a claim anyone can add and never changes the verdict, while Perth costs ~10 s and
+    ~800 MB to load (torch), twice the whole check's budget (issue 11).
 
     `record=False` leaves the audit log to the caller (the portal counts public checks in batches);
     `max_audio_s` checks only the first so many seconds of audio, and the report says so.
@@ -141,27 +145,33 @@ def verify_file(ws: Workspace, path: Path, *, now: datetime, actor: str | None =
     digest = sha256_file(path)
     with ws.sessions() as s:
         registered, traces = _registered(s, digest)
-    # Perth (torch and its network, ~3 s) is the slowest thing to load, and a file registered byte for byte
-    # does not need it; otherwise it loads on a second thread while the file is decoded and matched.
+    # Perth is the slowest thing to load, and a file registered byte for byte does not need it; when asked
+    # for, it loads on a second thread while the file is decoded and matched.
+    wanted = (check_presence or presence is not None) and not registered
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxgate-presence")
     try:
-        loading = None if registered else background.submit(_loaded_presence, presence)
+        loading = background.submit(_loaded_presence, presence) if wanted else None
         info = probe(path)
         tags = {k: v for k, v in info.tags.items() if k in _LABEL_TAGS}
         notes: dict[str, str] = {}
         if max_audio_s and info.duration > max_audio_s:
             notes["decoded"] = f"only the first {max_audio_s / 60:g} minutes of {info.duration / 60:.0f} were checked"
-        samples, rate = decode(path, limit_s=max_audio_s)
+        # Without the presence mark everything works at 16 kHz: ffmpeg resamples while it streams, a third
+        # of the samples a 48 kHz decode would hold.
+        samples, rate = decode(path, None if wanted else match.RATE, limit_s=max_audio_s)
         credentials = read_credentials(path, load_trust(ws.c2pa_dir))
         intact = {registered[0]} if registered else set()
         if credentials.status is CredentialStatus.TRUSTED and credentials.clip_id is not None:
             intact.add(credentials.clip_id)
         # The presence mark is only a claim: its first minute is enough to report it, and bounds Perth's memory.
-        head = samples[:PRESENCE_S * rate].copy()  # a copy: the full decode is freed below
+        head = samples[:PRESENCE_S * rate].copy() if loading else None  # a copy: the decode is freed below
         scoring = None if intact or loading is None else background.submit(
             lambda: _presence(head, rate, loading.result(), notes))
         if intact:
             notes["presence"] = "not needed: the file is proven whole by its bytes or its content credentials"
+        elif not wanted:
+            notes["presence"] = ("not checked: it is a claim anyone can add and never changes the verdict "
+                                 "(`--presence` checks it)")
         x16 = resample(samples, rate, match.RATE)
         del samples  # the 16 kHz copy is all the rest needs
         silent = _silent_seconds(x16)
