@@ -204,6 +204,9 @@ def test_two_seconds_of_a_clip_before_new_speech_is_altered_and_says_which_part_
 
 @pytest.mark.parametrize("blocks, outcome", [
     ((G,) * 8 + (A, A), Outcome.DERIVED),  # 80 %: the threshold itself
+    ((G,) * 4 + (A,) + (G,) * 4 + (A,), Outcome.DERIVED),  # a missed second at a cut and at the end
+    ((G,) * 12 + (A,) * 3, Outcome.ALTERED),  # 80 %, but three seconds in a row inserted
+    ((G,) * 12 + (A, S, A, S, A), Outcome.ALTERED),  # pauses do not break an inserted run
     ((G,) * 7 + (A,) * 3, Outcome.ALTERED),  # 70 %
     ((G,) * 3 + (S,) * 6 + (A,), Outcome.ALTERED),  # silence counts for nothing: 3 of 4 audible seconds
     ((G,) * 4 + (S,) * 6, Outcome.DERIVED),  # a clip followed by silence

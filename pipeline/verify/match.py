@@ -23,6 +23,15 @@ correlation of each block:
     the same text 5 % slower; other text            ≤ 0.37
     =============================================  ==========
 
+Correlation alone cannot tell a re-encode from a clip with other speech
+mixed over it (a -12 dB overlay still correlates 0.94–0.99). So each found
+second is also judged by its residual: the master, aligned and gain-matched,
+is subtracted, and what is left above the master's own level frame by frame
+(`foreign_share`) marks the second as *mixed* (figures at `MIXED_SHARE`).
+Each second's state is kept (`ContentMatch.blocks`), with where in the master
+it was found, so a verdict can say which seconds are genuine, whether they
+come in the clip's order and how much of the clip the file covers.
+
 Heavy filtering and time-stretching (0.42–0.80 at 5 %) defeat it: that is
 left to the payload mark. A waveform search across the whole master for every block would cost
 minutes on long clips, so each block is first looked for where the previous
@@ -54,9 +63,15 @@ CANDIDATES: Final = 5  # places tried for a block that is not where the previous
 FRAME: Final = RATE // 50  # 20 ms frames for the residual after subtracting the master
 #: A found second whose residual above the master (`foreign_share`) reaches this is a mix. Measured on
 #: a 9 s marked Piper clip, per second: re-encodes (MP3 32k/64k, AAC 48k, Opus 8k-voip/12k/16k/24k)
-#: 0.000-0.015; espeak-ng speech mixed over it at -12 dB 0.053-0.19 (correlation still 0.94-0.99),
+#: 0.000-0.015 (0.021 at worst on a 43 s release in Opus 12k); espeak-ng speech over it at -12 dB 0.053-0.19 (correlation still 0.94-0.99),
 #: at -18 dB 0.012-0.042, at -24 dB 0.002-0.008 (a murmur under the clip: left as a re-encode).
 MIXED_SHARE: Final = 0.03
+#: ... and over the whole file: the found seconds' foreign shares weighted by their energy. At or above
+#: this the file is a mix, and each of its seconds at or above it is marked mixed. Measured on a 43 s
+#: release (scripts/bench_verify.py): Opus 12k 0.0033 (its worst second 0.021), Opus 24k and MP3 64k
+#: 0.0000; espeak-ng speech 12 dB under the clip's loudness, then MP3 128k, 0.020 (median second 0.014,
+#: only 12 of 42 seconds above `MIXED_SHARE`); 18 dB under 0.004, 24 dB under 0.0008 (left as re-encodes).
+MIXED_FILE_SHARE: Final = 0.01
 
 
 class Block(str, Enum):
@@ -107,6 +122,8 @@ def match_audio(suspect: np.ndarray, master: np.ndarray) -> ContentMatch:
     contour = _contour(m)
     blocks: list[Block] = []
     at: list[float | None] = []
+    foreign: dict[int, float] = {}
+    foreign_energy = found_energy = 0.0
     expected: int | None = None
     for start in range(0, len(suspect) - BLOCK + 1, BLOCK):
         block = np.asarray(suspect[start:start + BLOCK], dtype=np.float64)
@@ -123,10 +140,18 @@ def match_audio(suspect: np.ndarray, master: np.ndarray) -> ContentMatch:
         if where is None:
             blocks.append(Block.ABSENT)
         else:
-            blocks.append(Block.MIXED if foreign_share(block, m[where:where + BLOCK]) >= MIXED_SHARE
-                          else Block.GENUINE)
+            share = foreign_share(block, m[where:where + BLOCK])
+            blocks.append(Block.GENUINE)
+            foreign[len(blocks) - 1] = share
+            foreign_energy += share * float(block @ block)
+            found_energy += float(block @ block)
         at.append(None if where is None else where / RATE)
         expected = None if where is None else where + BLOCK
+    # Speech mixed thinly over a whole clip shows in the sum before it shows in any one second.
+    overlaid = found_energy > 0 and foreign_energy / found_energy >= MIXED_FILE_SHARE
+    for i, share in foreign.items():
+        if share >= MIXED_SHARE or (overlaid and share >= MIXED_FILE_SHARE):
+            blocks[i] = Block.MIXED
     audible = sum(b is not Block.SILENT for b in blocks)
     matched = sum(b in (Block.GENUINE, Block.MIXED) for b in blocks)
     mixed = sum(b is Block.MIXED for b in blocks)
