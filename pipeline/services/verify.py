@@ -238,7 +238,8 @@ def _silent_seconds(x16: np.ndarray) -> tuple[bool, ...]:
     return tuple(bool(q) for q in np.sqrt(np.mean(blocks * blocks, axis=1)) < match.SILENCE_RMS)
 
 
-def _search_windows(mark: Any, x16: np.ndarray, silent: tuple[bool, ...], notes: dict[str, str]) -> PayloadReading | None:
+def _search_windows(mark: Any, x16: np.ndarray, silent: tuple[bool, ...],
+                    notes: dict[str, str]) -> PayloadReading | None:
     """The mark read in 4 s windows two seconds apart (at most 60 of them), when the whole file does not read.
 
     A fragment of a clip inside other audio can hide the mark from a reading of the whole file. One

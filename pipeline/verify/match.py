@@ -63,7 +63,8 @@ CANDIDATES: Final = 5  # places tried for a block that is not where the previous
 FRAME: Final = RATE // 50  # 20 ms frames for the residual after subtracting the master
 #: A found second whose residual above the master (`foreign_share`) reaches this is a mix. Measured on
 #: a 9 s marked Piper clip, per second: re-encodes (MP3 32k/64k, AAC 48k, Opus 8k-voip/12k/16k/24k)
-#: 0.000-0.015 (0.021 at worst on a 43 s release in Opus 12k); espeak-ng speech over it at -12 dB 0.053-0.19 (correlation still 0.94-0.99),
+#: 0.000-0.015 (0.021 at worst on a 43 s release in Opus 12k); espeak-ng speech over it at -12 dB
+#: 0.053-0.19 (correlation still 0.94-0.99),
 #: at -18 dB 0.012-0.042, at -24 dB 0.002-0.008 (a murmur under the clip: left as a re-encode).
 MIXED_SHARE: Final = 0.03
 #: ... and over the whole file: the found seconds' foreign shares weighted by their energy. At or above

@@ -30,7 +30,7 @@ INSERTED_RUN_S: Final = 3
 #: Under this share of the clip's own audible seconds, a derived file is called an excerpt.
 EXCERPT_BELOW: Final = 0.9
 SYMBOLS: Final = {Block.GENUINE: "█", Block.MIXED: "▒", Block.ABSENT: "░", Block.SILENT: "·"}
-LEGEND: Final = "█ genuine  ▒ clip with other audio over it  ░ not from the clip  · silent  (one mark per second)"
+LEGEND: Final = "█ genuine  ▒ clip with other audio over it  ░ not from the clip  · silent  (one per second)"
 
 
 @dataclass(frozen=True)

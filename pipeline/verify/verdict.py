@@ -162,9 +162,10 @@ def decide(e: Evidence) -> Verdict:
     if altered:
         reasons.append(f"neither clip {clip_id}'s approved text nor its approvals vouch for this file")
         return Verdict(Outcome.ALTERED, clip_id, tuple(reasons), trace, timeline)
+    by_mark = (f" ({sum(timeline.by_mark)} shown by the payload mark where the waveform no longer matches)"
+               if any(timeline.by_mark) else "")
     reasons.append(f"{timeline.genuine_s} of its {timeline.audible_s} audible seconds ({timeline.share:.0%}) come "
-                   f"from clip {clip_id}, in order" + (f" ({sum(timeline.by_mark)} shown by the payload mark where "
-                                                       "the waveform no longer matches)" if any(timeline.by_mark) else ""))
+                   f"from clip {clip_id}, in order{by_mark}")
     if timeline.clip_covered is not None and timeline.clip_covered < EXCERPT_BELOW:
         reasons.append(f"it is an excerpt: it covers {timeline.clip_covered:.0%} of clip {clip_id}'s audible "
                        "seconds, so words of the clip are left out")
