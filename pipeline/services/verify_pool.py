@@ -51,7 +51,8 @@ class PoolLimits:
     workers: int = 1  # a 2-core machine: one check at a time leaves a core to the downloads
     queue: int = 4
     timeout_s: float = 90.0
-    #: Resident size of one worker: a check of a 43 s clip peaks at ~320 MB, of the 10-minute cap at ~? MB.
+    #: Resident size of one worker. Measured: `voxgate verify` of a 43 s clip peaks at 250-300 MB (no
+    #: Perth); the 10-minute cap adds ~40 MB of 16 kHz samples (and as much again while decoding).
     max_rss_bytes: int = 800 * MB
     max_audio_s: float = MAX_AUDIO_S
 
