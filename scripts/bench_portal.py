@@ -4,9 +4,13 @@ The baseline is the same 1 MB file served by a bare Starlette FileResponse on
 the same server (no token check, no checksum, no audit event), measured in the
 same run, so the ratio is the cost of voxgate's checks. Every distributor gets
 their own copy, marked with their delivery serial (services.deliveries): the
-first request makes it (timed on its own, once), later ones serve it:
+first request makes it (timed on its own, once), later ones serve it.
 
-    .venv/bin/python scripts/bench_portal.py [--clients 50] [--requests 1000]
+Then the same downloads again while 20 hostile clients keep uploading 20
+minutes of 6 kbps Opus (about 1 MB, costly to decode) to `POST /api/verify`,
+against the idle run (issue 11: a distributor's p99 within 2x of idle):
+
+    .venv/bin/python scripts/bench_portal.py [--clients 50] [--requests 1000] [--hostile 20]
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import asyncio
 import os
 import statistics
+from collections import Counter
 import sys
 import tempfile
 import time
@@ -58,6 +63,36 @@ async def hammer(url: str, headers: dict[str, str], clients: int, requests: int)
         return time.perf_counter() - start, latencies, received
 
 
+async def hostile(url: str, body: bytes, clients: int, stop: asyncio.Event) -> Counter[int]:
+    """`clients` uploaders posting `body` to the verify API until `stop`; the status codes they got."""
+    codes: Counter[int] = Counter()
+
+    async def uploader(client: httpx.AsyncClient) -> None:
+        while not stop.is_set():
+            try:
+                response = await client.post(url, content=body)
+                codes[response.status_code] += 1
+            except httpx.HTTPError:
+                codes[0] += 1
+            await asyncio.sleep(0.05)
+
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=clients), timeout=300) as client:
+        await asyncio.gather(*(uploader(client) for _ in range(clients)))
+    return codes
+
+
+async def under_attack(base: str, url: str, headers: dict[str, str], clients: int, requests: int, body: bytes,
+                       attackers: int) -> tuple[tuple[float, list[float], int], Counter[int]]:
+    stop = asyncio.Event()
+    attack = asyncio.create_task(hostile(f"{base}/api/verify", body, attackers, stop))
+    await asyncio.sleep(3)  # let the uploads reach the worker first
+    try:
+        result = await hammer(url, headers, clients, requests)
+    finally:
+        stop.set()
+    return result, await attack
+
+
 def serve(home: Path, port: int, blob: Path) -> None:
     """The server side, in its own process so the clients do not share its interpreter lock."""
     import uvicorn
@@ -74,6 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--hostile", type=int, default=20, help="concurrent hostile verify uploads")
     parser.add_argument("--serve", nargs=3, metavar=("HOME", "PORT", "BLOB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -111,11 +147,19 @@ def main() -> None:
             t0 = time.perf_counter()
             httpx.get(f"{base}/api/clips/{released.clip_id}/wav", headers=auth, timeout=300).raise_for_status()
             first_s = time.perf_counter() - t0
+            download = f"{base}/api/clips/{released.clip_id}/wav"
             results = {
                 "baseline: bare FileResponse": asyncio.run(hammer(f"{base}/baseline", {}, args.clients, args.requests)),
                 "portal download (token, own copy, checksum, audit)": asyncio.run(
-                    hammer(f"{base}/api/clips/{released.clip_id}/wav", auth, args.clients, args.requests)),
+                    hammer(download, auth, args.clients, args.requests)),
             }
+            long_opus = Path(tmp) / "long.ogg"
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "anoisesrc=d=1200:c=pink:a=0.1:r=16000",
+                            "-c:a", "libopus", "-b:a", "6k", "-application", "voip", str(long_opus)], check=True)
+            attacked, codes = asyncio.run(under_attack(base, download, auth, args.clients, args.requests,
+                                                       long_opus.read_bytes(), args.hostile))
+            upload_mb = long_opus.stat().st_size / 1e6
+            results[f"portal download while {args.hostile} clients upload 20 min Opus to /api/verify"] = attacked
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -129,6 +173,11 @@ def main() -> None:
                       f"{statistics.median(lat) * 1e3:.1f}", f"{lat[int(0.99 * (len(lat) - 1))] * 1e3:.1f}",
                       f"{seconds / baseline_s:.2f}")
     console.print(table)
+    idle = sorted(results["portal download (token, own copy, checksum, audit)"][1])
+    busy = sorted(attacked[1])
+    p99 = lambda lat: lat[int(0.99 * (len(lat) - 1))]  # noqa: E731
+    console.print(f"download p99 under hostile verifies / idle p99: {p99(busy) / p99(idle):.2f}x (target <= 2x); "
+                  f"the uploads got {dict(sorted(codes.items()))} ({upload_mb:.1f} MB each)")
     console.print(f"first download, which makes the distributor's marked copy of the {wav.size / 1e6:.2f} MB clip "
                   f"in every audio format: {first_s:.2f} s")
 

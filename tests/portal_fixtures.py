@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from conftest import DEMO_VOICE, ORG, PEOPLE, own_model_profile
 from pipeline.domain import Decision
@@ -56,14 +57,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(home: Path) -> Iterator[str]:
+def serving(home: Path, **options: Any) -> Iterator[str]:
     """Run the portal in a real uvicorn server on a free loopback port; yield its base URL."""
     import uvicorn
 
     from pipeline.portal.app import create_app
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(home), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(home, **options), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

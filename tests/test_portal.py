@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import re
+import socket
+import subprocess
+import tempfile
+import threading
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +17,7 @@ from typer.testing import CliRunner
 from conftest import store_dump
 from pipeline.cli.main import app as cli
 from pipeline.portal.security import RateLimiter
+from pipeline.services.verify_pool import PoolLimits
 from pipeline.provenance.credentials import CredentialStatus
 from pipeline.services.auditing import audit_log
 from pipeline.services.verify import verify_file
@@ -93,9 +99,9 @@ def test_videos_and_captions_download_in_every_listed_format(base_url, released)
 def test_the_public_verify_page_names_neither_distributor_nor_reviewers(base_url, released) -> None:
     client = signed_in(base_url, released.token)
     copy = client.get(f"/clips/{released.clip_id}/download/wav").content
-    public = httpx.Client(base_url=base_url)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', public.get("/verify").text).group(1)
-    page = public.post("/verify", data={"csrf": csrf}, files={"file": ("clip.wav", copy, "audio/wav")})
+    public = httpx.Client(base_url=base_url, timeout=300)
+    csrf = re.search(r'action="/verify\?csrf=([^"]+)"', public.get("/verify").text).group(1)
+    page = public.post(f"/verify?csrf={csrf}", files={"file": ("clip.wav", copy, "audio/wav")})
     assert page.status_code == 200 and "AUTHENTIC" in page.text and "personal copy" in page.text
     assert "audio (approve, signature valid)" in page.text
     for person in ("dana", "rita", "ravi", "joe-delegate"):  # neither the distributor nor the publisher's reviewers
@@ -196,3 +202,94 @@ def test_api_and_pull_with_a_bearer_token(base_url, released, tmp_path) -> None:
     assert report.credentials.sidecar and report.credentials.status is CredentialStatus.TRUSTED
     refused = CliRunner().invoke(cli, ["pull", "--url", base_url, "--token", "vxg_bad", "--out", str(tmp_path)])
     assert refused.exit_code == 1 and "refused the token" in refused.stderr
+
+
+# --- the verify service under hostile uploads (issue 11) ----------------------------------------
+
+
+def raw_post(base_url: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
+    """Send a request by hand (so a Content-Length can lie about what follows); the status line back."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": host, **headers}.items())
+        sock.sendall(f"POST {path} HTTP/1.1\r\n{head}\r\n".encode() + body)
+        return sock.recv(4096).split(b"\r\n", 1)[0]
+
+
+def verify_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("voxgate-verify-*"))
+
+
+@pytest.mark.parametrize("path", ["/api/verify", "/verify"])
+def test_a_600_mb_upload_is_refused_before_its_body_is_read(base_url, path) -> None:
+    before = verify_dirs()
+    status = raw_post(base_url, path, {"Content-Length": str(600 << 20), "Content-Type": "audio/mpeg"}, b"ID3" + b"\0" * 1000)
+    assert status.startswith(b"HTTP/1.1 413"), status
+    assert verify_dirs() == before  # nothing of it was written anywhere
+    # A body without a declared length is refused too: the cap must be known before reading.
+    status = raw_post(base_url, path, {"Transfer-Encoding": "chunked"}, b"3\r\nID3\r\n0\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 411"), status
+
+
+def test_the_api_gives_the_same_verdict_object_as_the_cli_without_names(base_url, released) -> None:
+    client = signed_in(base_url, released.token)
+    copy = client.get(f"/clips/{released.clip_id}/download/mp3").content
+    answer = httpx.post(f"{base_url}/api/verify", content=copy, timeout=300)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    assert data["version"] == 2 and data["verdict"] == "AUTHENTIC" and data["exit_code"] == 0
+    assert data["traced_to"] == {"traceable": True, "of": "the file"} and data["evidence"]["payload"]["delivery"] is None
+    assert "dana" not in answer.text and "rita" not in answer.text
+    assert httpx.post(f"{base_url}/api/verify", content=b"not audio at all, just text", timeout=60).status_code == 415
+
+
+@pytest.fixture(scope="module")
+def twenty_minutes(tmp_path_factory) -> Path:
+    """20 minutes of 6 kbps Opus (about 1 MB): cheap to send, costly to decode whole."""
+    path = tmp_path_factory.mktemp("long") / "long.ogg"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "anoisesrc=d=1200:c=pink:a=0.1:r=16000",
+                    "-c:a", "libopus", "-b:a", "6k", "-application", "voip", str(path)], check=True)
+    return path
+
+
+def test_a_long_upload_is_checked_only_up_to_the_cap_while_distributors_are_served(released, twenty_minutes) -> None:
+    with serving(released.ws.home, pool_limits=PoolLimits(max_audio_s=60)) as url:
+        auth = {"Authorization": f"Bearer {released.token}"}
+        httpx.get(f"{url}/api/clips/{released.clip_id}/wav", headers=auth, timeout=300).raise_for_status()  # made once
+        result: dict = {}
+        check = threading.Thread(target=lambda: result.update(
+            r=httpx.post(f"{url}/api/verify", content=twenty_minutes.read_bytes(), timeout=300)))
+        check.start()
+        served_meanwhile = 0
+        while check.is_alive():
+            response = httpx.get(f"{url}/api/clips/{released.clip_id}/wav", headers=auth, timeout=30)
+            assert response.status_code == 200
+            served_meanwhile += check.is_alive()
+        check.join()
+        assert served_meanwhile >= 1  # the distributor was answered while the check ran
+        answer = result["r"]
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["notes"]["decoded"] == "only the first 1 minutes of 20 were checked"
+        assert answer.json()["verdict"] == "UNKNOWN"
+
+
+@pytest.mark.parametrize("limits, message", [
+    (PoolLimits(max_rss_bytes=120 << 20), "needed more than 120 MB"),
+    (PoolLimits(timeout_s=0.5), "took longer than 0 s"),
+])
+def test_a_check_past_its_memory_or_time_bound_is_stopped_and_the_portal_answers(released, twenty_minutes, limits,
+                                                                                message) -> None:
+    with serving(released.ws.home, pool_limits=limits) as url:
+        answer = httpx.post(f"{url}/api/verify", content=twenty_minutes.read_bytes(), timeout=300)
+        assert answer.status_code == 413 and message in answer.json()["error"], answer.text
+        assert httpx.get(f"{url}/verify", timeout=30).status_code == 200
+
+
+def test_public_checks_are_counted_in_the_audit_log_in_batches(released, twenty_minutes) -> None:
+    before = len(audit_log(released.ws))
+    with serving(released.ws.home, pool_limits=PoolLimits(max_audio_s=5)) as url:
+        for _ in range(3):
+            assert httpx.post(f"{url}/api/verify", content=twenty_minutes.read_bytes(), timeout=300).status_code == 200
+    events = audit_log(released.ws)[before:]
+    assert [e.action for e in events] == ["voxgate.verify.counted"], [e.action for e in events]
+    assert events[0].data["checks"] == 3 and events[0].data["verdicts"] == {"UNKNOWN": 3}

@@ -115,3 +115,39 @@ def test_public_verify_page_gives_the_verdict_for_an_upload(browser, released, t
         assert "not an audio file" in page.locator("#error").inner_text()
     leftovers = set(Path(tempfile.gettempdir()).glob("voxgate-verify-*")) - before
     assert not leftovers, f"uploads must not outlive the request: {leftovers}"
+
+
+def test_public_verify_page_draws_which_seconds_are_genuine(browser, released, tmp_path) -> None:
+    """A forgery built on 2 s of a copy: ALTERED, a timeline bar of genuine / not found / silent, no clip text."""
+    import subprocess
+
+    from pipeline.services import clips
+    from pipeline.services.workspace import utcnow
+
+    copy = clips.export_clip(released.ws, released.clip_id, "mp3", tmp_path, actor="dana", now=utcnow())
+    fake = tmp_path / "fake.wav"
+    subprocess.run(["espeak-ng", "-w", str(fake), "The trial is over and we accept the verdict of the court. "
+                    "We ask our supporters to stop sharing messages and to go home quietly now."], check=True)
+    forged = tmp_path / "forged.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(copy), "-stream_loop", "-1", "-i", str(fake),
+                    "-filter_complex", "[0]atrim=0:2,aresample=48000,aformat=channel_layouts=mono,asetpts=N/SR/TB[a];"
+                    "[1]atrim=0:12,aresample=48000,aformat=channel_layouts=mono,asetpts=N/SR/TB[b];"
+                    "[a][b]concat=n=2:v=0:a=1", str(forged)], check=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with serving(released.ws.home) as url:
+        page = browser.new_page()
+        page.goto(f"{url}/verify")
+        page.set_input_files("#file", str(forged))
+        page.click("#check")
+        assert page.locator("#result .verdict").inner_text() == "ALTERED"
+        bar = page.locator("#timeline")
+        assert bar.locator(".sec.genuine").count() >= 1 and bar.locator(".sec.absent").count() >= 10
+        first = bar.locator(".sec").first.evaluate("el => getComputedStyle(el).backgroundColor")
+        last = bar.locator(".sec.absent").last.evaluate("el => getComputedStyle(el).backgroundColor")
+        assert first == "rgb(27, 127, 59)" and last == "rgb(179, 38, 30)"  # the stylesheet's colours drew it
+        text = page.locator("#result").inner_text()
+        assert "forgery built on a real clip" in text and "We ask for an open trial" not in text
+        assert "dana" not in text.lower()
+        shot = SHOTS / "portal-verify-altered.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert_not_blank(shot)

@@ -10,7 +10,9 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from pipeline.cli import audit, clips, disclosure, jobs, keys, portal, review, statements, training, users, verify, voices
+from pipeline.cli import (
+    audit, clips, disclosure, jobs, keys, portal, registry, review, statements, training, users, verify, voices,
+)
 from pipeline.cli.output import HOME_DEFAULT, AsUser, Home, fail, handles_errors, print_table, success
 from pipeline.errors import InputError, TransitionError, VoxgateError
 from pipeline.identity.personal import KEYS_ENV
@@ -33,6 +35,7 @@ app.add_typer(clips.app, name="clips")
 app.add_typer(audit.app, name="audit")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(disclosure.app, name="disclosure")
+app.add_typer(registry.app, name="registry")
 app.command("submit")(handles_errors(statements.submit))
 app.command("revise")(handles_errors(statements.revise))
 app.command("withdraw")(handles_errors(statements.withdraw))

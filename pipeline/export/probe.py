@@ -87,14 +87,19 @@ def probe(path: Path) -> ProbeInfo:
     )
 
 
-def decode(path: Path, sr: int | None = None) -> tuple[np.ndarray, int]:
-    """Decode to float32 mono at `sr` (default: the file's own rate); channels are averaged."""
+def decode(path: Path, sr: int | None = None, *, limit_s: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode to float32 mono at `sr` (default: the file's own rate); channels are averaged.
+
+    ffmpeg reads the file as a stream; `limit_s` stops it after that many seconds of audio, so the
+    decoded samples (not the file) bound the memory a check needs.
+    """
     rate = sr if sr is not None else probe(path).sample_rate
     if rate <= 0:
         raise AudioError(f"Cannot decode {path} at sample rate {rate}.")
     result = _run(
         [require_tool("ffmpeg"), "-v", "error", "-nostdin", "-i", str(path),
-         "-map", "0:a:0", "-ac", "1", "-ar", str(rate), "-f", "f32le", "pipe:1"],
+         "-map", "0:a:0", "-ac", "1", "-ar", str(rate), *(("-t", f"{limit_s:g}") if limit_s else ()),
+         "-f", "f32le", "pipe:1"],
         what=f"ffmpeg could not decode {path}",
         text=False,
     )

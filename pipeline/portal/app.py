@@ -3,18 +3,22 @@
 Distributors sign in with a token from `voxgate user token NAME`, see released
 clips with their text, voice and labels, play and download them (each
 download lands in the audit log under their name). Revoked clips vanish from
-the list and their downloads answer 410 with the reason. `/verify` is public:
-an upload is checked in a temporary folder and deleted with the request.
+the list and their downloads answer 410 with the reason. `/verify` (a page)
+and `POST /api/verify` (JSON) are public: an upload is refused by its declared
+size before it is read, checked in a worker process (`services.verify_pool`)
+from a temporary folder, and deleted with the request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 from pathlib import Path
 from typing import Any, Final
 
-from fastapi import FastAPI, Form, Request, UploadFile
+from fastapi import FastAPI, Form, Request
+from starlette.datastructures import UploadFile as StarletteUpload
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -28,6 +32,7 @@ from pipeline.portal.security import (
     SESSION_COOKIE,
     RateLimiter,
     SecurityHeaders,
+    UploadLimit,
     csrf_ok,
     new_csrf_token,
 )
@@ -36,6 +41,7 @@ from pipeline.services import clips as clip_service
 from pipeline.services.gates import released_standing
 from pipeline.services.tools import Tools
 from pipeline.services.tokens import authenticate
+from pipeline.services.verify_pool import CheckCounter, JobRefused, PoolBusy, PoolLimits, VerifyPool
 from pipeline.services.workspace import Workspace, open_workspace, utcnow
 from pipeline.store.models import ClipRow, StatementRow, UserRow, VoiceRow
 
@@ -63,14 +69,16 @@ def sniff_audio(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # an MPEG audio frame sync
 
 
-def create_app(home: Path) -> FastAPI:
+def create_app(home: Path, pool_limits: PoolLimits | None = None) -> FastAPI:
     ws = open_workspace(home)
     app = FastAPI(title="voxgate portal", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(UploadLimit, paths=("/verify", "/api/verify"), max_bytes=MAX_UPLOAD_BYTES)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
     sign_in_limit, verify_limit = RateLimiter(*SIGN_IN_LIMIT), RateLimiter(*VERIFY_LIMIT)
     tools = Tools()  # the watermark model, loaded on the first personal copy and kept
+    pool, counter = VerifyPool(home, pool_limits), CheckCounter()
 
     def page(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
         csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
@@ -200,32 +208,60 @@ def create_app(home: Path) -> FastAPI:
         return page(request, "verify.html", user=user.name if user else None)
 
     @app.post("/verify")
-    async def verify_upload(request: Request, file: UploadFile, csrf: str = Form("")) -> Response:
+    async def verify_upload(request: Request, csrf: str = "") -> Response:
+        """The public page's check; the form's CSRF token rides in its URL, so it is checked before the body."""
         user = current_user(request)
         name = user.name if user else None
+
+        def refuse(code: int, error: str) -> Response:
+            return page(request, "verify.html", code=code, user=name, error=error)
+
         if not verify_limit.allow(client(request)):
-            return page(request, "verify.html", code=429, user=name, error="Too many checks; wait a minute.")
+            return refuse(429, "Too many checks; wait a minute.")
         if not csrf_ok(request, csrf):
-            return page(request, "verify.html", code=403, user=name, error="The form expired; reload and try again.")
+            return refuse(403, "The form expired; reload and try again.")
         with tempfile.TemporaryDirectory(prefix="voxgate-verify-") as tmp:
             dest = Path(tmp) / "upload"  # our name, never the client's
-            size = 0
-            with dest.open("wb") as out:
-                while chunk := await file.read(1 << 20):
-                    size += len(chunk)
-                    if size > MAX_UPLOAD_BYTES:
-                        return page(request, "verify.html", code=413, user=name,
-                                    error=f"The file is larger than {MAX_UPLOAD_BYTES >> 20} MB.")
-                    out.write(chunk)
-            with dest.open("rb") as f:
-                if not sniff_audio(f.read(16)):
-                    return page(request, "verify.html", code=415, user=name,
-                                error="That is not an audio file we can read (WAV, MP3, Ogg, FLAC, MP4/M4A).")
+            form = await request.form(max_files=1, max_fields=4)
+            upload = form.get("file")
+            if not isinstance(upload, StarletteUpload):
+                return refuse(400, "Choose an audio file to check.")
+            if (problem := await _save_capped(upload, dest)) is not None:
+                return refuse(*problem)
             try:
-                result = check_upload(ws, dest)
+                result = await run_check(dest)
             except VoxgateError as exc:
-                return page(request, "verify.html", code=422, user=name, error=str(exc))
-        return page(request, "verify.html", user=name, result=result)
+                return refuse(_status_of(exc), str(exc))
+        return page(request, "verify.html", user=name, result=page_result(result, ws.config.organisation))
+
+    @app.post("/api/verify")
+    async def api_verify(request: Request) -> Response:
+        """The same check for scripts: the file as the raw request body; the verdict object as JSON."""
+        if not verify_limit.allow(client(request)):
+            return JSONResponse({"error": "too many checks; wait a minute"}, status_code=429)
+        with tempfile.TemporaryDirectory(prefix="voxgate-verify-") as tmp:
+            dest = Path(tmp) / "upload"
+            if (problem := await _save_capped(request.stream(), dest)) is not None:
+                return JSONResponse({"error": problem[1]}, status_code=problem[0])
+            try:
+                result = await run_check(dest)
+            except VoxgateError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=_status_of(exc))
+        return JSONResponse(result)
+
+    async def run_check(path: Path) -> dict[str, Any]:
+        """Verify in the pool (never on the event loop) and count the check for the audit log."""
+        result = await pool.check(path)
+        if counter.add(result["verdict"], utcnow()):
+            await asyncio.to_thread(counter.flush, ws, utcnow())
+        return result
+
+    def close_pool() -> None:
+        pool.close()
+        counter.flush(ws, utcnow())
+
+    app.router.on_startup.append(pool.start)  # workers load their models before the first upload
+    app.router.on_shutdown.append(close_pool)
 
     app.state.workspace = ws
     return app
@@ -273,27 +309,64 @@ def released_clips(ws: Workspace) -> list[dict[str, Any]]:
         return out
 
 
-def check_upload(ws: Workspace, path: Path) -> dict[str, Any]:
-    """The verdict for an uploaded file, shaped for the page: the same verdict as `voxgate verify`."""
-    from pipeline.services.verify import verify_file
+async def _save_capped(source: Any, dest: Path) -> tuple[int, str] | None:
+    """Stream an upload (a form's file or the raw body) to `dest`, stopping at the cap; the refusal, if any.
 
-    report = verify_file(ws, path, now=utcnow())  # recorded in the audit log as a public check
-    v, clip = report.verdict, report.clip
-    details: list[tuple[str, Any]] = [(f"reason {i + 1}", r) for i, r in enumerate(v.reasons)]
-    if clip is not None:
-        details += [("clip", clip.clip_id), ("state", clip.state), ("voice", f"{clip.voice_name}, consent of {clip.owner}"),
-                    ("statement", clip.text if clip.text is not None else "(not released)"),
+    `UploadLimit` already refused a body whose declared length is too large, before it was read;
+    this counts what actually arrives, in case a client lied.
+    """
+    size = 0
+    with dest.open("wb") as out:
+        chunks = source if not hasattr(source, "read") else _read_chunks(source)
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > MAX_UPLOAD_BYTES:
+                return 413, f"The file is larger than {MAX_UPLOAD_BYTES >> 20} MB."
+            out.write(chunk)
+    with dest.open("rb") as f:
+        if not sniff_audio(f.read(16)):
+            return 415, "That is not an audio file we can read (WAV, MP3, Ogg, FLAC, MP4/M4A)."
+    return None
+
+
+async def _read_chunks(upload: Any) -> Any:
+    while chunk := await upload.read(1 << 20):
+        yield chunk
+
+
+def _status_of(exc: VoxgateError) -> int:
+    return {PoolBusy: 503, JobRefused: 413}.get(type(exc), 422)
+
+
+_SUMMARY: Final = {
+    "AUTHENTIC": "This is an authentic, released clip.",
+    "DERIVED": "This derives from a released clip: re-encoded or cut, and most of it is the clip, in order.",
+    "ALTERED": "Only part of this comes from a released clip; the rest does not. Treat it as a forgery built on a "
+               "real clip: the clip's text and approvals do not vouch for it.",
+    "REVOKED": "This names a clip whose voice's consent was revoked: do not share it.",
+    "UNRELEASED": "This names a clip that was never released (a leaked draft).",
+    "UNKNOWN": "No mark of ours was found: this is not a clip we published.",
+}
+
+
+def page_result(report: dict[str, Any], organisation: str) -> dict[str, Any]:
+    """The public verdict object (`VerifyReport.as_dict(public=True)`) shaped for the page."""
+    verdict, clip = report["verdict"], report["clip"]
+    details: list[tuple[str, Any]] = [(f"reason {i + 1}", r) for i, r in enumerate(report["reasons"])]
+    if clip is not None and verdict == "ALTERED":  # the clip is only the source of a fragment
+        details += [("genuine fragment from clip", clip["clip_id"]), ("its state", clip["state"]),
+                    ("its voice", clip["voice_name"])]
+    elif clip is not None:
+        details += [("clip", clip["clip_id"]), ("state", clip["state"]),
+                    ("voice", f"{clip['voice_name']}, consent of {clip['owner']}"),
+                    ("statement", clip["text"] if clip["text"] is not None else "(not released)"),
                     # Stages, not names: the public must not learn who works for the publisher.
                     ("approvals", ", ".join(f"{a['stage']} ({a['decision']}, signature "
                                             f"{'valid' if a['signature_valid'] else 'INVALID'})"
-                                            for a in clip.approvals)),
-                    ("released", clip.released_at.isoformat(timespec="seconds") if clip.released_at else ""),
-                    ("revoked", clip.revoked_at.isoformat(timespec="seconds") if clip.revoked_at else "")]
-        if clip.text is not None:
-            details.append(("labels", "AI-generated voice, " + ws.config.organisation))
-    summary = {"AUTHENTIC": "This is an authentic, released clip.",
-               "DERIVED": "This derives from a released clip, but was re-encoded, cut or altered.",
-               "REVOKED": "This names a clip whose voice's consent was revoked: do not share it.",
-               "UNRELEASED": "This names a clip that was never released (a leaked draft).",
-               "UNKNOWN": "No mark of ours was found: this is not a clip we published."}[v.outcome.value]
-    return {"verdict": v.outcome.value, "summary": summary, "details": details}
+                                            for a in clip["approvals"])),
+                    ("released", clip["released_at"] or ""), ("revoked", clip["revoked_at"] or "")]
+        if clip["text"] is not None:
+            details.append(("labels", "AI-generated voice, " + organisation))
+    details += [(f"note ({k})", v) for k, v in report["notes"].items() if k == "decoded"]
+    timeline = report.get("timeline")
+    return {"verdict": verdict, "summary": _SUMMARY[verdict], "details": details, "timeline": timeline}

@@ -1,4 +1,4 @@
-"""Web hardening for the portal: security headers, CSRF tokens, and a rate limiter.
+"""Web hardening for the portal: security headers, CSRF tokens, a rate limiter and an upload size limit.
 
 Kept apart from the routes so each rule can be read (and tested) on its own.
 """
@@ -10,11 +10,11 @@ import secrets
 import threading
 import time
 from collections import defaultdict, deque
-from typing import Final
+from typing import Any, Final
 
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 CSRF_COOKIE: Final = "vx_csrf"
 SESSION_COOKIE: Final = "vx_session"
@@ -80,3 +80,34 @@ class RateLimiter:
             while events and events[0] <= now - self.window_s:
                 events.popleft()
             return len(events) >= self.limit
+
+
+class UploadLimit:
+    """Refuse an upload to `paths` before its body is read: 411 without a length, 413 over `max_bytes`.
+
+    A plain ASGI middleware, so nothing of the body is received (let alone written to disk) when the
+    declared length is too large; the handler still counts what arrives against the same cap.
+    """
+
+    def __init__(self, app: Any, *, paths: tuple[str, ...], max_bytes: int) -> None:
+        self.app, self.paths, self.max_bytes = app, paths, max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length", b"").decode("latin-1")
+            problem = None
+            if not length.isdigit():
+                problem = 411, "Send the file with a Content-Length header."
+            elif int(length) > self.max_bytes:
+                problem = 413, f"The file is larger than {self.max_bytes >> 20} MB."
+            if problem is not None:
+                code, message = problem
+                response = (JSONResponse({"error": message}, status_code=code) if scope["path"].startswith("/api/")
+                            else PlainTextResponse(message, status_code=code))
+                response.headers["Connection"] = "close"  # do not wait for the rest of the body
+                for name, value in SECURITY_HEADERS.items():
+                    response.headers.setdefault(name, value)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

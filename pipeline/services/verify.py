@@ -12,7 +12,9 @@ audit log as `voxgate.verify.checked`, by "public" unless a user is named.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,12 +39,18 @@ from pipeline.services.workspace import Workspace
 from pipeline.domain.serials import parse_serial
 from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, DeliveryFileRow, DeliveryRow, StatementRow, VoiceRow
 from pipeline.verify import match
-from pipeline.verify.verdict import ClipFacts, Evidence, PayloadReading, Trace, Verdict, decide
+from pipeline.verify.verdict import ClipFacts, Evidence, Outcome, PayloadReading, Trace, Verdict, decide
 
 if TYPE_CHECKING:
     from pipeline.provenance.presence import PresenceMark
+    from pipeline.services.registry import Mirror
 
 PUBLIC_ACTOR: Final = "public"
+#: The shape of `VerifyReport.as_dict` (`voxgate verify --json`, `POST /api/verify`); 2 added ALTERED and the timeline.
+REPORT_VERSION: Final = 2
+PRESENCE_S: Final = 60
+MAX_SEARCH_WINDOWS: Final = 60  # ~50 ms each: the search costs at most ~3 s, whatever the file's length
+MARK_WINDOW_S: Final = 4  # the payload mark needs 4 s to read (payload.MIN_DURATION_S): its windows' length
 _LABEL_TAGS: Final = (AI_GENERATED_TAG.lower(), CLIP_ID_TAG.lower(), "voxgate_statement", "voxgate_voice")
 
 
@@ -76,17 +84,33 @@ class VerifyReport:
     clip: ClipRecord | None
     notes: Mapping[str, str]  # checks that could not run, and why
 
-    def as_dict(self) -> dict[str, Any]:
-        """For `--json`: stable keys, plain values."""
+    def as_dict(self, *, public: bool = False) -> dict[str, Any]:
+        """For `--json` and `POST /api/verify`: stable keys, plain values.
+
+        `public` leaves out what only the workspace may see: the recipient of a personal copy and the
+        names of the publisher's reviewers (the copy is said to be traceable, the approvals by stage).
+        """
         e = self.evidence
+        v = self.verdict
+        traced = None if v.trace is None else {
+            **({"traceable": True} if public else vars(v.trace)),
+            "of": "the genuine fragment" if v.outcome is Outcome.ALTERED else "the file"}
+        clip = None if self.clip is None else dict(vars(self.clip))
+        if clip is not None and public:
+            clip["approvals"] = [{k: a[k] for k in ("stage", "decision", "signature_valid")} for a in clip["approvals"]]
+        if clip is not None:
+            clip["approvals"] = list(clip["approvals"])
+            clip.update({k: v.isoformat(timespec="seconds") for k, v in clip.items() if isinstance(v, datetime)})
         return {
+            "version": REPORT_VERSION,
             "file": str(self.path),
             "sha256": self.sha256,
             "verdict": self.verdict.outcome.value,
             "exit_code": self.verdict.exit_code,
             "clip_id": self.verdict.clip_id,
             "reasons": list(self.verdict.reasons),
-            "traced_to": None if self.verdict.trace is None else vars(self.verdict.trace),
+            "traced_to": traced,
+            "timeline": None if v.timeline is None else v.timeline.as_dict(),
             "evidence": {
                 "registered_file": None if e.registered_file is None else
                 {"clip": e.registered_file[0], "format": e.registered_file[1]},
@@ -97,74 +121,210 @@ class VerifyReport:
                 "tags": dict(self.tags),
                 "presence": e.presence,
                 "payload": None if e.payload is None else
-                {"clip": e.payload.serial, "delivery": e.payload.delivery, "confidence": e.payload.confidence},
+                {"clip": e.payload.serial, "delivery": None if public else e.payload.delivery,
+                 "confidence": e.payload.confidence},
                 "content": {str(clip): {"audible_s": m.audible_s, "matched_s": m.matched_s, "coverage": m.coverage}
                             for clip, m in e.content.items()},
             },
-            "clip": None if self.clip is None else vars(self.clip),
+            "clip": clip,
             "notes": dict(self.notes),
         }
 
 
 def verify_file(ws: Workspace, path: Path, *, now: datetime, actor: str | None = None,
-                presence: PresenceMark | None = None) -> VerifyReport:
-    """Check `path` against this workspace's registry and record the check; `presence` is reused if given."""
+                presence: PresenceMark | None = None, check_presence: bool = False, record: bool = True,
+                max_audio_s: float | None = None) -> VerifyReport:
+    """Check `path` against this workspace's registry and record the check.
+
+    The presence mark is checked only when asked (`check_presence`, or a loaded `presence` detector to
+    reuse): it is a claim anyone can add and never changes the verdict, while Perth costs ~10 s and
+    ~800 MB to load (torch), twice the whole check's budget (issue 11).
+
+    `record=False` leaves the audit log to the caller (the portal counts public checks in batches);
+    `max_audio_s` checks only the first so many seconds of audio, and the report says so.
+    """
     path = path.expanduser()
     if not path.is_file():
         raise InputError(f"{path} is not a file; give the path of the audio file to check.")
     digest = sha256_file(path)
-    tags = {k: v for k, v in probe(path).tags.items() if k in _LABEL_TAGS}
-    samples, rate = decode(path)
-    credentials = read_credentials(path, load_trust(ws.c2pa_dir))
-    notes: dict[str, str] = {}
-    presence_score = _presence(samples, rate, presence, notes)
-    payload = _payload(ws, samples, rate, notes)
-    tags_clip = _clip_number(tags.get(CLIP_ID_TAG.lower()))
     with ws.sessions() as s:
         registered, traces = _registered(s, digest)
+    # Perth is the slowest thing to load, and a file registered byte for byte does not need it; when asked
+    # for, it loads on a second thread while the file is decoded and matched.
+    wanted = (check_presence or presence is not None) and not registered
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxgate-presence")
+    try:
+        loading = background.submit(_loaded_presence, presence) if wanted else None
+        info = probe(path)
+        tags = {k: v for k, v in info.tags.items() if k in _LABEL_TAGS}
+        notes: dict[str, str] = {}
+        if max_audio_s and info.duration > max_audio_s:
+            notes["decoded"] = f"only the first {max_audio_s / 60:g} minutes of {info.duration / 60:.0f} were checked"
+        # Without the presence mark everything works at 16 kHz: ffmpeg resamples while it streams, a third
+        # of the samples a 48 kHz decode would hold.
+        samples, rate = decode(path, None if wanted else match.RATE, limit_s=max_audio_s)
+        credentials = read_credentials(path, load_trust(ws.c2pa_dir))
+        intact = {registered[0]} if registered else set()
+        if credentials.status is CredentialStatus.TRUSTED and credentials.clip_id is not None:
+            intact.add(credentials.clip_id)
+        # The presence mark is only a claim: its first minute is enough to report it, and bounds Perth's memory.
+        head = samples[:PRESENCE_S * rate].copy() if loading else None  # a copy: the decode is freed below
+        scoring = None if intact or loading is None else background.submit(
+            lambda: _presence(head, rate, loading.result(), notes))
+        if intact:
+            notes["presence"] = "not needed: the file is proven whole by its bytes or its content credentials"
+        elif not wanted:
+            notes["presence"] = ("not checked: it is a claim anyone can add and never changes the verdict "
+                                 "(`--presence` checks it)")
+        x16 = resample(samples, rate, match.RATE)
+        del samples  # the 16 kHz copy is all the rest needs
+        silent = _silent_seconds(x16)
+        mark = payload_mark(ws)
+        payload = _payload(mark, x16, notes)
+        if not intact and (payload is None or payload.serial is None):
+            payload = _search_windows(mark, x16, silent, notes) or payload
+        report = _judge(ws, path, digest, tags, credentials, registered, traces, intact, x16, silent, mark, payload,
+                        notes, now=now, actor=actor, record=record,
+                        presence_score=lambda: None if scoring is None else scoring.result())
+    finally:
+        background.shutdown(wait=False, cancel_futures=True)
+    return report
+
+
+def _judge(ws: Workspace, path: Path, digest: str, tags: dict[str, str], credentials: CredentialReport,
+           registered: tuple[int, str] | None, traces: list[tuple[int, Trace]], intact: set[int], x16: np.ndarray,
+           silent: tuple[bool, ...], mark: Any, payload: PayloadReading | None, notes: dict[str, str], *,
+           now: datetime, actor: str | None, record: bool, presence_score: Callable[[], float | None]) -> VerifyReport:
+    """The registry's side: the clips named, their masters matched second by second, the verdict recorded."""
+    tags_clip = _clip_number(tags.get(CLIP_ID_TAG.lower()))
+    with ws.sessions() as s:
         payload = _trace_payload(s, payload, traces, notes)
         named = {registered[0] if registered else None, credentials.clip_id, tags_clip,
                  payload.serial if payload else None} - {None}
         rows = {clip: row for clip in sorted(named) if (row := s.get(ClipRow, clip)) is not None}
         facts = {clip: _facts(s, ws, row) for clip, row in rows.items()}
         masters = {clip: row.audio_sha256 for clip, row in rows.items() if row.audio_sha256}
-    intact = {registered[0]} if registered else set()
-    if credentials.status is CredentialStatus.TRUSTED and credentials.clip_id is not None:
-        intact.add(credentials.clip_id)
-    suspect = resample(samples, rate, match.RATE)
-    content = {clip: match.match_audio(suspect, decode(ws.files.open_checked(sha), match.RATE)[0])
+    content = {clip: match.match_audio(x16, decode(ws.files.open_checked(sha), match.RATE)[0])
                for clip, sha in masters.items() if clip not in intact}
+    marks: tuple[int | None, ...] = ()
+    if payload is not None and payload.serial is not None and payload.serial not in intact:
+        found = content.get(payload.serial)
+        unexplained = [i for i, quiet in enumerate(silent) if not quiet and (
+            found is None or found.blocks[i] not in (match.Block.GENUINE, match.Block.MIXED))]
+        with ws.sessions() as s:
+            marks = _mark_seconds(mark, x16, unexplained, lambda serial: _clip_of(s, serial))
     evidence = Evidence(
         registered_file=(registered[0], registered[1]) if registered else None,
         credentials=credentials.status, credentials_clip=credentials.clip_id, credentials_signer=credentials.signer,
-        credentials_problems=credentials.problems, tags_clip=tags_clip, presence=presence_score, payload=payload,
-        content=content, clips=facts, traces=tuple(traces),
+        credentials_problems=credentials.problems, tags_clip=tags_clip, presence=presence_score(), payload=payload,
+        content=content, clips=facts, traces=tuple(traces), marks=marks, silent=silent,
     )
     verdict = decide(evidence)
-    with ws.transaction() as s:
-        who = ws.person(s, actor).name if actor else PUBLIC_ACTOR
-        record = _record(s, ws, verdict.clip_id) if verdict.clip_id in rows else None
-        ws.record(s, "voxgate.verify.checked", actor=who,
-                  subject=verdict.clip_id if verdict.clip_id is not None else digest,
-                  data={"verdict": verdict.outcome.value, "sha256": digest, "clip": verdict.clip_id,
-                        "credentials": credentials.status.value,
-                        "delivery": verdict.trace.delivery if verdict.trace else None}, now=now)
-    return VerifyReport(path, digest, tags, credentials, evidence, verdict, record, notes)
+    with ws.transaction() if record else ws.sessions() as s:
+        clip = (_record(s, ws, verdict.clip_id, vouches=verdict.outcome is not Outcome.ALTERED)
+                if verdict.clip_id in rows else None)
+        if record:
+            who = ws.person(s, actor).name if actor else PUBLIC_ACTOR
+            ws.record(s, "voxgate.verify.checked", actor=who,
+                      subject=verdict.clip_id if verdict.clip_id is not None else digest,
+                      data={"verdict": verdict.outcome.value, "sha256": digest, "clip": verdict.clip_id,
+                            "credentials": credentials.status.value,
+                            "delivery": verdict.trace.delivery if verdict.trace else None}, now=now)
+    return VerifyReport(path, digest, tags, credentials, evidence, verdict, clip, notes)
 
 
-def _presence(samples: np.ndarray, rate: int, mark: PresenceMark | None, notes: dict[str, str]) -> float | None:
+def _silent_seconds(x16: np.ndarray) -> tuple[bool, ...]:
+    """Per whole second of the file (the match's blocks): too quiet to judge."""
+    seconds = len(x16) // match.BLOCK
+    blocks = np.asarray(x16[:seconds * match.BLOCK], dtype=np.float64).reshape(seconds, match.BLOCK)
+    return tuple(bool(q) for q in np.sqrt(np.mean(blocks * blocks, axis=1)) < match.SILENCE_RMS)
+
+
+def _search_windows(mark: Any, x16: np.ndarray, silent: tuple[bool, ...],
+                    notes: dict[str, str]) -> PayloadReading | None:
+    """The mark read in 4 s windows two seconds apart (at most 60 of them), when the whole file does not read.
+
+    A fragment of a clip inside other audio can hide the mark from a reading of the whole file. One
+    window reading by chance is ~1e-7 (the detector's own bound); the same serial in two windows is
+    asked for, so a file's chance stays far below that however many windows it has.
+    """
+    step = max(2, -(-len(silent) // MAX_SEARCH_WINDOWS))  # a long file is sampled, not read end to end
+    starts = [s for s in range(0, len(silent) - MARK_WINDOW_S + 1, step)
+              if not all(silent[s:s + MARK_WINDOW_S])]
+    readings = {s: _window(mark, x16, s) for s in starts}
+    serials = Counter(r.payload for r in readings.values() if r.payload is not None)
+    if not serials:
+        return None
+    serial, times = serials.most_common(1)[0]
+    if times < 2:
+        return None
+    best = max((r for r in readings.values() if r.payload == serial), key=lambda r: r.confidence)
+    notes["payload"] = f"read in {times} of {len(readings)} windows of {MARK_WINDOW_S} s, not in the whole file"
+    return PayloadReading(serial, float(best.confidence))
+
+
+def _mark_seconds(mark: Any, x16: np.ndarray, seconds: list[int],
+                  clip_of: Callable[[int], int | None]) -> tuple[int | None, ...]:
+    """Per second: the clip whose mark reads in most of the 4 s windows over it (only `seconds` are read)."""
+    total = len(x16) // match.BLOCK
+    if total < MARK_WINDOW_S or not seconds:
+        return ()
+    covering = {i: range(max(0, i - MARK_WINDOW_S + 1), min(i, total - MARK_WINDOW_S) + 1) for i in seconds}
+    starts = sorted({s for r in covering.values() for s in r})
+    clips = {}
+    for start in starts:
+        found = _window(mark, x16, start).payload
+        clips[start] = None if found is None else clip_of(found)
+    marks: list[int | None] = [None] * total
+    for i, windows in covering.items():
+        votes = Counter(clips[s] for s in windows)
+        clip, n = votes.most_common(1)[0]
+        marks[i] = clip if clip is not None and n * 2 > len(windows) else None
+    return tuple(marks)
+
+
+def _window(mark: Any, x16: np.ndarray, start: int) -> Any:
+    try:
+        return mark.detect(x16[start * match.BLOCK:(start + MARK_WINDOW_S) * match.BLOCK], match.RATE)
+    except ProvenanceError:  # a window too quiet to read
+        from pipeline.provenance.payload import Detection
+
+        return Detection(None, 0.0, None)
+
+
+def _clip_of(s: Session, serial: int) -> int | None:
+    """The clip a payload serial names (a delivery's clip for a recipient's copy)."""
+    parsed = parse_serial(serial)
+    if parsed.delivery is None:
+        return serial
+    delivery = s.get(DeliveryRow, parsed.delivery)
+    return None if delivery is None else delivery.clip_id
+
+
+def _loaded_presence(mark: PresenceMark | None) -> PresenceMark | ProvenanceError:
+    """The presence detector, loaded (or why it cannot be)."""
     from pipeline.provenance.presence import PresenceMark
 
     try:
-        return float((mark or PresenceMark().load()).detect(samples, rate))
+        return (mark or PresenceMark()).load()
+    except ProvenanceError as exc:
+        return exc
+
+
+def _presence(samples: np.ndarray, rate: int, mark: PresenceMark | ProvenanceError,
+              notes: dict[str, str]) -> float | None:
+    try:
+        if isinstance(mark, ProvenanceError):
+            raise mark
+        return float(mark.detect(samples, rate))
     except ProvenanceError as exc:  # Perth missing, or too short or quiet to judge: the other checks still count
         notes["presence"] = str(exc)
         return None
 
 
-def _payload(ws: Workspace, samples: np.ndarray, rate: int, notes: dict[str, str]) -> PayloadReading | None:
+def _payload(mark: Any, x16: np.ndarray, notes: dict[str, str]) -> PayloadReading | None:
     try:
-        found = payload_mark(ws).detect(samples, rate)
+        found = mark.detect(x16, match.RATE)
     except ProvenanceError as exc:  # too short to carry a full period of the mark
         notes["payload"] = str(exc)
         return None
@@ -217,7 +377,8 @@ def _consent(s: Session, clip: ClipRow) -> ConsentRow:
     return made_under(s, clip)
 
 
-def _record(s: Session, ws: Workspace, clip_id: int) -> ClipRecord:
+def _record(s: Session, ws: Workspace, clip_id: int, *, vouches: bool = True) -> ClipRecord:
+    """The clip as the signed records have it; for a file only partly from the clip, without its text and approvals."""
     clip = s.get(ClipRow, clip_id)
     statement = s.get(StatementRow, clip.statement_id)
     voice = s.get(VoiceRow, clip.voice_id)
@@ -232,6 +393,41 @@ def _record(s: Session, ws: Workspace, clip_id: int) -> ClipRecord:
     found = standing(s, ws, clip)
     released = found.released or found.state is ClipState.REVOKED and clip.released_at is not None
     text = next(r.text for r in statement.revisions if r.number == clip.revision) if released else None
+    if not vouches:  # an ALTERED file: the clip's words and sign-offs are not this file's
+        text, approvals = None, ()
     return ClipRecord(clip.id, found.state.value, clip.statement_id, clip.revision, text, voice.id, voice.name, consent.owner,
                       approvals, clip.created_at, clip.released_at if released else None,
                       clip.revoked_at or consent.revoked_at, witness_only(signatures_of(s, consent)))
+
+
+#: What a mirror cannot do without the publisher, said in every offline report.
+_OFFLINE_NOTES: Final = {
+    "payload": "needs the publisher: the keyed payload mark, which names the clip and the recipient of a re-encoded "
+               "or cut copy, can only be read with their secret",
+    "content": "needs the publisher: the waveform match compares with masters that are never handed out",
+    "presence": "not checked against a mirror: the presence mark is only a claim (anyone can add it)",
+}
+
+
+def verify_with_mirror(mirror: Mirror, path: Path) -> VerifyReport:
+    """Check `path` against a registry mirror alone (no workspace, no secret): exact bytes and content credentials."""
+    path = path.expanduser()
+    if not path.is_file():
+        raise InputError(f"{path} is not a file; give the path of the audio file to check.")
+    digest = sha256_file(path)
+    tags = {k: v for k, v in probe(path).tags.items() if k in _LABEL_TAGS}
+    credentials = read_credentials(path, load_trust(mirror.folder))
+    found = mirror.file(digest)
+    notes = dict(_OFFLINE_NOTES)
+    if found is not None and found[2] is not None:
+        notes["copy"] = (f"a personal copy (delivery {found[2]}): only the publisher can say whom it was handed to")
+    released, revoked = mirror.released(), mirror.revoked()
+    named = {found[0] if found else None, credentials.clip_id, _clip_number(tags.get(CLIP_ID_TAG.lower()))} - {None}
+    facts = {clip: ClipFacts(clip, "revoked" if clip in revoked else "released", clip in revoked)
+             for clip in named if clip in released}
+    evidence = Evidence(
+        registered_file=(found[0], found[1]) if found else None, credentials=credentials.status,
+        credentials_clip=credentials.clip_id, credentials_signer=credentials.signer,
+        credentials_problems=credentials.problems, tags_clip=_clip_number(tags.get(CLIP_ID_TAG.lower())), clips=facts,
+    )
+    return VerifyReport(path, digest, tags, credentials, evidence, decide(evidence), None, notes)

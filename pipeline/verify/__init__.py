@@ -5,7 +5,8 @@ a file's audio with a registered master. Gathering the evidence from a file
 and the registry is `pipeline.services.verify`.
 """
 
-from pipeline.verify.match import ContentMatch, match_audio
+from pipeline.verify.match import Block, ContentMatch, match_audio
+from pipeline.verify.timeline import Timeline, localise
 from pipeline.verify.verdict import (
     EXIT_CODES,
     ClipFacts,
@@ -18,6 +19,9 @@ from pipeline.verify.verdict import (
 )
 
 __all__ = [
+    "Block",
+    "Timeline",
+    "localise",
     "EXIT_CODES",
     "ClipFacts",
     "ContentMatch",

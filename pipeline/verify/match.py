@@ -23,6 +23,15 @@ correlation of each block:
     the same text 5 % slower; other text            ≤ 0.37
     =============================================  ==========
 
+Correlation alone cannot tell a re-encode from a clip with other speech
+mixed over it (a -12 dB overlay still correlates 0.94–0.99). So each found
+second is also judged by its residual: the master, aligned and gain-matched,
+is subtracted, and what is left above the master's own level frame by frame
+(`foreign_share`) marks the second as *mixed* (figures at `MIXED_SHARE`).
+Each second's state is kept (`ContentMatch.blocks`), with where in the master
+it was found, so a verdict can say which seconds are genuine, whether they
+come in the clip's order and how much of the clip the file covers.
+
 Heavy filtering and time-stretching (0.42–0.80 at 5 %) defeat it: that is
 left to the payload mark. A waveform search across the whole master for every block would cost
 minutes on long clips, so each block is first looked for where the previous
@@ -33,6 +42,7 @@ places where its loudness contour (10 ms frames) fits the master's best.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Final
 
 import numpy as np
@@ -50,14 +60,40 @@ NEAR: Final = RATE // 50  # look 20 ms either side of where the previous block e
 SILENCE_RMS: Final = 1e-3  # -60 dBFS: a block this quiet carries no waveform to compare
 HOP: Final = RATE // 100  # loudness contour frames: 10 ms
 CANDIDATES: Final = 5  # places tried for a block that is not where the previous one ended
+FRAME: Final = RATE // 50  # 20 ms frames for the residual after subtracting the master
+#: A found second whose residual above the master (`foreign_share`) reaches this is a mix. Measured on
+#: a 9 s marked Piper clip, per second: re-encodes (MP3 32k/64k, AAC 48k, Opus 8k-voip/12k/16k/24k)
+#: 0.000-0.015 (0.021 at worst on a 43 s release in Opus 12k); espeak-ng speech over it at -12 dB
+#: 0.053-0.19 (correlation still 0.94-0.99),
+#: at -18 dB 0.012-0.042, at -24 dB 0.002-0.008 (a murmur under the clip: left as a re-encode).
+MIXED_SHARE: Final = 0.03
+#: ... and over the whole file: the found seconds' foreign shares weighted by their energy. At or above
+#: this the file is a mix, and each of its seconds at or above it is marked mixed. Measured on a 43 s
+#: release (scripts/bench_verify.py): Opus 12k 0.0033 (its worst second 0.021), Opus 24k and MP3 64k
+#: 0.0000; espeak-ng speech 12 dB under the clip's loudness, then MP3 128k, 0.020 (median second 0.014,
+#: only 12 of 42 seconds above `MIXED_SHARE`); 18 dB under 0.004, 24 dB under 0.0008 (left as re-encodes).
+MIXED_FILE_SHARE: Final = 0.01
+
+
+class Block(str, Enum):
+    """What one second of a file is, against one clip's master."""
+
+    GENUINE = "genuine"  # found in the master, and nothing else is in it
+    MIXED = "mixed"  # found in the master, with other audio mixed over it
+    ABSENT = "absent"  # audible, and not found in the master
+    SILENT = "silent"  # too quiet to compare
 
 
 @dataclass(frozen=True)
 class ContentMatch:
-    """How much of a file's audible audio was found in one clip's master."""
+    """How much of a file's audible audio was found in one clip's master, second by second."""
 
     audible_s: float
-    matched_s: float
+    matched_s: float  # found in the master, whether clean or with other audio over it
+    mixed_s: float = 0.0  # of those, how many carry other audio mixed over the clip
+    blocks: tuple[Block, ...] = ()  # each second of the file, in order
+    at: tuple[float | None, ...] = ()  # where in the master each found second starts (s)
+    master_audible_s: float = 0.0  # the master's own audible seconds, for how much of the clip the file covers
 
     @property
     def coverage(self) -> float:
@@ -67,29 +103,81 @@ class ContentMatch:
     def found(self) -> bool:
         return self.matched_s >= MIN_MATCHED_S and self.coverage >= MIN_COVERAGE
 
+    @property
+    def in_order(self) -> bool:
+        """Whether the found seconds come in the master's order (a cut is fine; a re-arrangement is not)."""
+        places = [t for t in self.at if t is not None]
+        return all(b > a for a, b in zip(places, places[1:]))
+
+    @property
+    def clip_covered(self) -> float:
+        """The share of the master's audible seconds that the file's genuine seconds come from."""
+        seconds = {round(t) for t, b in zip(self.at, self.blocks) if t is not None and b is Block.GENUINE}
+        return min(1.0, len(seconds) / self.master_audible_s) if self.master_audible_s else 0.0
+
 
 def match_audio(suspect: np.ndarray, master: np.ndarray) -> ContentMatch:
     """Search each audible second of `suspect` in `master` (both mono float at `RATE`)."""
     m = np.asarray(master, dtype=np.float64)
     energy = np.concatenate(([0.0], np.cumsum(m * m)))
     contour = _contour(m)
-    audible = matched = 0
+    blocks: list[Block] = []
+    at: list[float | None] = []
+    foreign: dict[int, float] = {}
+    foreign_energy = found_energy = 0.0
     expected: int | None = None
     for start in range(0, len(suspect) - BLOCK + 1, BLOCK):
         block = np.asarray(suspect[start:start + BLOCK], dtype=np.float64)
         if np.sqrt(np.mean(block * block)) < SILENCE_RMS:
+            blocks.append(Block.SILENT)
+            at.append(None)
             continue
-        audible += 1
         where = None
         if expected is not None:
             where = _find(block, m, energy, max(0, expected - NEAR), min(len(m), expected + BLOCK + NEAR))
         for place in () if where is not None else _candidates(_contour(block), contour):
             if (where := _find(block, m, energy, max(0, place - NEAR), min(len(m), place + BLOCK + NEAR))) is not None:
                 break
-        if where is not None:
-            matched += 1
+        if where is None:
+            blocks.append(Block.ABSENT)
+        else:
+            share = foreign_share(block, m[where:where + BLOCK])
+            blocks.append(Block.GENUINE)
+            foreign[len(blocks) - 1] = share
+            foreign_energy += share * float(block @ block)
+            found_energy += float(block @ block)
+        at.append(None if where is None else where / RATE)
         expected = None if where is None else where + BLOCK
-    return ContentMatch(audible * BLOCK / RATE, matched * BLOCK / RATE)
+    # Speech mixed thinly over a whole clip shows in the sum before it shows in any one second.
+    overlaid = found_energy > 0 and foreign_energy / found_energy >= MIXED_FILE_SHARE
+    for i, share in foreign.items():
+        if share >= MIXED_SHARE or (overlaid and share >= MIXED_FILE_SHARE):
+            blocks[i] = Block.MIXED
+    audible = sum(b is not Block.SILENT for b in blocks)
+    matched = sum(b in (Block.GENUINE, Block.MIXED) for b in blocks)
+    mixed = sum(b is Block.MIXED for b in blocks)
+    master_blocks = len(m) // BLOCK
+    loud = (energy[BLOCK:master_blocks * BLOCK + 1:BLOCK] - energy[:master_blocks * BLOCK:BLOCK]) / BLOCK
+    return ContentMatch(audible * BLOCK / RATE, matched * BLOCK / RATE, mixed * BLOCK / RATE, tuple(blocks),
+                        tuple(at), float(np.sum(loud >= SILENCE_RMS**2)) * BLOCK / RATE)
+
+
+def foreign_share(block: np.ndarray, master: np.ndarray) -> float:
+    """The share of the block's energy that is not the master's: other audio louder than the clip where it is quiet.
+
+    The master, gain-matched, is subtracted; a codec's error stays under the clip frame by frame (it is
+    masked by it), while speech mixed over the clip fills its pauses and quiet phonemes. So only the
+    residual above the master's own level in each 20 ms frame counts.
+    """
+    gain = float(block @ master) / max(float(master @ master), 1e-12)
+    residual = block - gain * master
+    frames = len(block) // FRAME
+
+    def power(x: np.ndarray) -> np.ndarray:
+        return np.mean(np.square(x[:frames * FRAME]).reshape(frames, FRAME), axis=1)
+
+    excess = np.maximum(power(residual) - power(gain * master), 0.0)
+    return float(np.sum(excess) / max(np.sum(power(block)), 1e-12))
 
 
 def _find(block: np.ndarray, master: np.ndarray, energy: np.ndarray, lo: int, hi: int) -> int | None:

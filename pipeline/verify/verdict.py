@@ -16,6 +16,12 @@ never believed: on their own they give UNKNOWN.
 
 Which clip a file is: the strongest proof wins (in the order above). A
 weaker proof that names another clip is reported, never silently dropped.
+
+3 and 4 prove only that *some* of the file is the clip. So a file that is
+not proven whole by 1 or 2 is localised second by second (`timeline.py`):
+DERIVED needs most of its audible audio to be the clip, in order; a splice
+or an overlay built on a fragment of a released clip is ALTERED, and then
+the clip's text and approvals are not shown as vouching for it (issue 11).
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from types import MappingProxyType
 from typing import Final
 
 from pipeline.provenance.credentials import CredentialStatus
-from pipeline.verify.match import ContentMatch
+from pipeline.verify.match import Block, ContentMatch
+from pipeline.verify.timeline import EXCERPT_BELOW, Timeline, localise, seconds_text
 
 #: At or above this Perth score a file counts as carrying the presence mark (the detector's own rounding point).
 PRESENCE_THRESHOLD: Final = 0.5
@@ -36,7 +43,8 @@ PRESENCE_THRESHOLD: Final = 0.5
 
 class Outcome(str, Enum):
     AUTHENTIC = "AUTHENTIC"  # a released clip, unchanged
-    DERIVED = "DERIVED"  # made from a released clip, but re-encoded, cut or altered
+    DERIVED = "DERIVED"  # made from a released clip: re-encoded or cut, and most of it is the clip, in order
+    ALTERED = "ALTERED"  # a released clip's audio is in it, but most of it is not the clip (a splice, an overlay)
     REVOKED = "REVOKED"  # made from a clip whose voice's consent was revoked
     UNRELEASED = "UNRELEASED"  # made from a clip that was never released: a leaked draft
     UNKNOWN = "UNKNOWN"  # nothing proves it comes from this registry
@@ -49,6 +57,7 @@ class Outcome(str, Enum):
 #: `voxgate verify`'s exit status for each verdict; 1 stays "the check itself failed".
 EXIT_CODES: Final = MappingProxyType({
     Outcome.AUTHENTIC: 0, Outcome.DERIVED: 10, Outcome.REVOKED: 11, Outcome.UNRELEASED: 12, Outcome.UNKNOWN: 13,
+    Outcome.ALTERED: 14,
 })
 
 
@@ -92,6 +101,8 @@ class Evidence:
     presence: float | None = None  # Perth score; None when it could not be measured
     payload: PayloadReading | None = None  # None when the detector could not run
     content: Mapping[int, ContentMatch] = field(default_factory=dict)  # claimed clip → its master vs this audio
+    marks: tuple[int | None, ...] = ()  # per second: the clip whose payload mark reads around it (where read)
+    silent: tuple[bool, ...] = ()  # per second: too quiet to judge; empty when the audio was not decoded
     clips: Mapping[int, ClipFacts] = field(default_factory=dict)  # every clip named above that the registry holds
 
 
@@ -103,6 +114,8 @@ class Verdict:
     #: The recipient whose copy this is. Reasons never name them: a public check must not expose a
     #: distributor, so only the workspace's own `voxgate verify` shows this.
     trace: Trace | None = None
+    #: Which seconds of the file come from the clip; None when its bytes or credentials prove it whole.
+    timeline: Timeline | None = None
 
     @property
     def exit_code(self) -> int:
@@ -115,34 +128,67 @@ def decide(e: Evidence) -> Verdict:
     if not proofs:
         return Verdict(Outcome.UNKNOWN, None, _without_proof(e))
     clip_id = proofs[0][0]
+    intact = (e.registered_file is not None and e.registered_file[0] == clip_id) or (
+        e.credentials is CredentialStatus.TRUSTED and e.credentials_clip == clip_id)
+    timeline = None if intact else localise(clip_id, e.content.get(clip_id), e.marks, e.silent)
+    facts = e.clips.get(clip_id)
+    released = facts is not None and facts.state == "released" and not facts.consent_revoked
+    altered = released and not intact and (timeline is None or not timeline.derived)
     trace = next((t for clip, t in e.traces if clip == clip_id), None)
-    reasons = [why for clip, why in proofs if clip == clip_id]
+    reasons = [_altered(clip_id, timeline)] if altered else []
+    reasons += [why for clip, why in proofs if clip == clip_id]
     if trace is not None:
-        reasons.append(f"it is the personal copy made for one recipient (delivery {trace.delivery}, shown by its "
+        whose = "its genuine fragment comes from" if altered else "it is"
+        reasons.append(f"{whose} the personal copy made for one recipient (delivery {trace.delivery}, shown by its "
                        f"{trace.by}), so it can be traced to whoever it was handed to")
         others = {t.delivery for clip, t in e.traces if clip == clip_id} - {trace.delivery}
         reasons += [f"conflicting: it also carries delivery {d}'s mark" for d in sorted(others)]
     reasons += [f"conflicting: {why}" for clip, why in proofs if clip != clip_id]
-    intact = (e.registered_file is not None and e.registered_file[0] == clip_id) or (
-        e.credentials is CredentialStatus.TRUSTED and e.credentials_clip == clip_id)
     if not intact:
         reasons.append(_credentials_note(e))
     reasons += [f"its {' and '.join(where)} claim clip {clip} instead" for clip, where in _claims(e).items()
                 if clip != clip_id]
-    facts = e.clips.get(clip_id)
     if facts is None:
         reasons.append(f"clip {clip_id} is not in this registry: it may come from another voxgate workspace")
-        return Verdict(Outcome.UNKNOWN, clip_id, tuple(reasons), trace)
+        return Verdict(Outcome.UNKNOWN, clip_id, tuple(reasons), trace, timeline)
     if facts.consent_revoked or facts.state == "revoked":
         reasons.append(f"the consent for clip {clip_id}'s voice was revoked: it must no longer be used")
-        return Verdict(Outcome.REVOKED, clip_id, tuple(reasons), trace)
+        return Verdict(Outcome.REVOKED, clip_id, tuple(reasons), trace, timeline)
     if facts.state != "released":
         reasons.append(f"clip {clip_id} was never released (it is {facts.state}): a leaked draft or discarded take")
-        return Verdict(Outcome.UNRELEASED, clip_id, tuple(reasons), trace)
+        return Verdict(Outcome.UNRELEASED, clip_id, tuple(reasons), trace, timeline)
     if intact:
         return Verdict(Outcome.AUTHENTIC, clip_id, tuple(reasons), trace)
-    reasons.append(f"the file is not clip {clip_id} as released: it was re-encoded, cut or altered")
-    return Verdict(Outcome.DERIVED, clip_id, tuple(reasons), trace)
+    if altered:
+        reasons.append(f"neither clip {clip_id}'s approved text nor its approvals vouch for this file")
+        return Verdict(Outcome.ALTERED, clip_id, tuple(reasons), trace, timeline)
+    by_mark = (f" ({sum(timeline.by_mark)} shown by the payload mark where the waveform no longer matches)"
+               if any(timeline.by_mark) else "")
+    reasons.append(f"{timeline.genuine_s} of its {timeline.audible_s} audible seconds ({timeline.share:.0%}) come "
+                   f"from clip {clip_id}, in order{by_mark}")
+    if timeline.clip_covered is not None and timeline.clip_covered < EXCERPT_BELOW:
+        reasons.append(f"it is an excerpt: it covers {timeline.clip_covered:.0%} of clip {clip_id}'s audible "
+                       "seconds, so words of the clip are left out")
+    reasons.append(f"the file is not clip {clip_id} as released: it was re-encoded or cut")
+    return Verdict(Outcome.DERIVED, clip_id, tuple(reasons), trace, timeline)
+
+
+def _altered(clip_id: int, t: Timeline | None) -> str:
+    """What is genuine in a file that is mostly not the clip, said plainly."""
+    if t is None:
+        return (f"it carries clip {clip_id}'s mark, but its audio could not be compared second by second, so "
+                "nothing shows that more than a fragment is genuine — treat it as a forgery built on a real clip")
+    parts = []
+    if genuine := t.spans(Block.GENUINE):
+        parts.append(f"{seconds_text(genuine, ('comes', 'come'))} from released clip {clip_id}")
+    if mixed := t.spans(Block.MIXED):
+        parts.append(f"{seconds_text(mixed)} clip {clip_id} with other audio mixed over it")
+    if t.count(Block.ABSENT):
+        parts.append("the rest comes from no released clip" if parts else
+                     f"none of its audio is found in clip {clip_id}")
+    if not t.in_order:
+        parts.append(f"its genuine seconds are not in clip {clip_id}'s order: it was re-arranged")
+    return "; ".join(parts) + " — treat it as a forgery built on a real clip"
 
 
 def _proofs(e: Evidence) -> list[tuple[int, str]]:
