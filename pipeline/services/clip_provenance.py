@@ -32,7 +32,7 @@ def clip_provenance(ws: Workspace, clip_id: int, statement_id: int, *, voice: st
         consent = s.scalars(select(ConsentRow).where(ConsentRow.voice_id == voice,
                                                      ConsentRow.record_sha256 == consent_sha256)
                             .order_by(ConsentRow.id.desc()).limit(1)).one()
-        valid = verifier(s)
+        valid = verifier(s, ws)
         approvals = tuple(
             SignedApproval(a.reviewer, a.stage.value, a.decision.value, hashlib.sha256(a.signature).hexdigest())
             for a in approvals_of(s, statement_id)
