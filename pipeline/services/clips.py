@@ -18,7 +18,7 @@ from pipeline.services.statements import get_statement, to_domain
 from pipeline.services.voices import consent_of, current_consent
 from pipeline.services.video import DERIVED_FORMATS
 from pipeline.services.workspace import Workspace
-from pipeline.store.files import atomic_copy
+from pipeline.store.files import SHARED_MODE, atomic_copy
 from pipeline.store.models import ClipFileRow, ClipRow
 
 EXTENSIONS = {"wav": "wav", "mp3": "mp3", "ogg": "ogg", "m4a": "m4a", "mp4-square": "square.mp4",
@@ -110,8 +110,8 @@ def export_clip(ws: Workspace, clip_id: int, fmt: str, out_dir: Path, *, actor: 
     dest = out_dir / handover.name
     try:
         if handover.sidecar is not None:  # first, so the file never appears without its credentials
-            atomic_copy(handover.sidecar, dest.with_name(dest.name + SIDECAR_SUFFIX))
-        atomic_copy(handover.path, dest)
+            atomic_copy(handover.sidecar, dest.with_name(dest.name + SIDECAR_SUFFIX), mode=SHARED_MODE)
+        atomic_copy(handover.path, dest, mode=SHARED_MODE)
     except OSError as exc:
         raise StoreError(f"Could not write {dest}: {exc.strerror}; check the folder's permissions.") from exc
     return dest

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import tomllib
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
@@ -46,6 +45,7 @@ from pipeline.domain import (
 from pipeline.errors import ConsentError, EngineError, InputError, NotFoundError, PermissionError_
 from pipeline.identity.keys import load_key, sign, verify
 from pipeline.services.workspace import Workspace
+from pipeline.store.files import atomic_copy, private_dir
 from pipeline.store.models import ClipRow, ConsentRow, ConsentSignatureRow, StatementRow, UserRow, VoiceRow
 from pipeline.synth.base import ModelRef
 
@@ -266,8 +266,8 @@ def add_voice(ws: Workspace, folder: Path, *, actor: str | None, now: datetime) 
                   data={"model_sha256": profile.model_sha256, "profile_sha256": profile.raw_sha256}, now=now)
         ws.record(s, "voxgate.consent.recorded", actor=who.name, subject=profile.id,
                   data={"consent_sha256": row.record_sha256, "witness": who.name, **consent_to_dict(c)}, now=now)
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(folder / "voice.toml", dest / "voice.toml")
+        private_dir(dest)
+        atomic_copy(folder / "voice.toml", dest / "voice.toml")
     return voice
 
 

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import secrets
@@ -37,9 +38,11 @@ from pipeline.identity.keys import generate_key, load_key, public_key_of
 from pipeline.provenance import credentials
 from pipeline.settings import CONFIG_FILE, WorkspaceConfig, default_config_text
 from pipeline.store.db import check_schema, migrate, open_engine, session_factory, sqlite_url
-from pipeline.store.files import FileStore
+from pipeline.store.files import PRIVATE_DIR_MODE, PRIVATE_MODE, FileStore, atomic_output, private_dir
 from pipeline.store.models import AuditRow, UserRow
 
+log = logging.getLogger(__name__)
+DATABASE_FILE: Final = "voxgate.db"
 _DB_ERRORS = {OperationalError: StoreError, SQLAlchemyError: StoreError}
 WATERMARK_SECRET_BYTES: Final = 32
 C2PA_DIR: Final = Path("keys") / "c2pa"
@@ -152,18 +155,19 @@ def init_workspace(home: Path, organisation: str, *, now: datetime, c2pa: C2paIm
         raise StoreError("The organisation name is empty; pass --org NAME.")
     _check_home_writable(home)
     try:
-        home.mkdir(exist_ok=True)
         for sub in ("blobs", "keys/users", "voices"):
-            (home / sub).mkdir(parents=True, exist_ok=True)
-        os.chmod(home / "keys", 0o700)
+            private_dir(home / sub)
+        os.chmod(home, PRIVATE_DIR_MODE)  # also when the folder existed (empty) before
         org_pub = generate_key(home / "keys" / "org.key") if not (home / "keys" / "org.key").exists() else None
         config = default_config_text(organisation)
-        (home / (CONFIG_FILE + ".part")).write_text(config, encoding="utf-8")
+        with atomic_output(home / (CONFIG_FILE + ".part")) as tmp:
+            tmp.write_text(config, encoding="utf-8")
+        _create_database_file(home / DATABASE_FILE)
     except OSError as exc:
         raise StoreError(f"Could not create the workspace at {home}: {exc.strerror}.") from exc
     done = _provide_identity(home, organisation, c2pa, now=now)
     cfg = WorkspaceConfig.from_dict(tomllib.loads(config))
-    engine = open_engine(cfg.database_url or sqlite_url(home / "voxgate.db"))
+    engine = open_engine(cfg.database_url or sqlite_url(home / DATABASE_FILE))
     with map_exceptions(_DB_ERRORS, "Could not create the workspace database"):
         migrate(engine)
     # The config file appears last: its presence is what marks a finished workspace.
@@ -173,6 +177,30 @@ def init_workspace(home: Path, organisation: str, *, now: datetime, c2pa: C2paIm
         ws.record(s, "voxgate.workspace.created", actor="system", subject=organisation,
                   data={"org_public_key": (org_pub or ws.org_public_key).hex(), **done}, now=now)
     return ws, True
+
+
+def _create_database_file(path: Path) -> None:
+    """An empty SQLite file with mode 0600: SQLite gives its -wal and -shm files the database's mode."""
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
+    os.chmod(path, PRIVATE_MODE)
+
+
+def _keep_private(home: Path) -> None:
+    """Close a workspace made by an older voxgate (0755 folders, 0644 files) to other accounts.
+
+    The home folder at 0700 is what keeps others out of everything inside; the database and
+    its journal files are tightened too, as they may be copied elsewhere with their mode.
+    """
+    try:
+        if home.stat().st_mode & 0o077:
+            os.chmod(home, PRIVATE_DIR_MODE)
+            log.warning("%s was readable by other accounts; it is now 0700.", home)
+        for name in (DATABASE_FILE, DATABASE_FILE + "-wal", DATABASE_FILE + "-shm", CONFIG_FILE):
+            if (path := home / name).exists() and path.stat().st_mode & 0o077:
+                os.chmod(path, PRIVATE_MODE)
+    except PermissionError:  # another account's workspace, opened read-only: leave it as its owner keeps it
+        pass
 
 
 def _provide_identity(home: Path, organisation: str, c2pa: C2paImport | None, *, now: datetime) -> dict[str, str]:
@@ -235,13 +263,14 @@ def open_workspace(home: Path) -> Workspace:
     if not home.is_dir():
         raise StoreError(f"No workspace at {home}; create one with `voxgate init --home {home}`.")
     cfg = WorkspaceConfig.load(home / CONFIG_FILE)
+    _keep_private(home)
     if missing := [str(path) for path in IDENTITY_FILES if not (home / path).is_file()]:
         raise StoreError(
             f"The workspace at {home} has no {', '.join(missing)}: it predates content credentials and the payload "
             f"watermark. Run `voxgate init --home {home}` to add them (nothing else changes); if these files existed "
             "before, restore them from a backup instead."
         )
-    engine = open_engine(cfg.database_url or sqlite_url(home / "voxgate.db"))
+    engine = open_engine(cfg.database_url or sqlite_url(home / DATABASE_FILE))
     with map_exceptions(_DB_ERRORS, "Could not open the workspace database"):
         check_schema(engine)
         migrate(engine)  # no-op when current; upgrades a workspace made by an older voxgate
