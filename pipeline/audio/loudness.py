@@ -32,8 +32,17 @@ MIN_DURATION_S: Final = 0.4
 CLIP_LEVEL: Final = 0.999
 """Samples at or above this magnitude count as clipped."""
 
-TRUE_PEAK_OVERSAMPLING: Final = 4
-"""BS.1770-4 Annex 2 oversampling factor for 48 kHz (and below)."""
+TRUE_PEAK_RATE: Final = 192_000
+"""True peaks are read on the signal oversampled to at least this rate: 4x at 48 kHz (BS.1770-4
+Annex 2), 9x at Piper's 22.05 kHz. A fixed 4x at 22.05 kHz (88.2 kHz) read up to 0.15 dB under
+ffmpeg's ebur128 meter, which upsamples to 192 kHz, and more than the limiter's margin: since
+Piper's output is random (noise_scale), ffmpeg read a synthesised clip at -1.4 dBTP against a
+-1.5 ceiling in about one run in ten (issue 10)."""
+
+
+def oversampling(sample_rate: int) -> int:
+    """The true-peak oversampling factor for `sample_rate`: at least 4, and at least 192 kHz."""
+    return max(4, -(-TRUE_PEAK_RATE // sample_rate))
 
 SILENCE_LUFS: Final = -70.0
 """BS.1770's absolute gate: a clip with no block above it is silent."""
@@ -64,7 +73,7 @@ class LoudnessReport:
     """BS.1770-4 gated integrated loudness; -inf for silence."""
 
     true_peak_dbtp: float
-    """Highest magnitude of the 4x oversampled signal, in dB relative to full scale."""
+    """Highest magnitude of the signal oversampled to 192 kHz or more, in dB relative to full scale."""
 
     sample_peak_dbfs: float
     """Highest sample magnitude, in dB relative to full scale."""
@@ -81,7 +90,7 @@ def measure(samples: np.ndarray, sample_rate: int) -> LoudnessReport:
     magnitude = np.abs(audio)
     return LoudnessReport(
         integrated_lufs=float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio)),
-        true_peak_dbtp=_db(float(_true_peaks(audio).max())),
+        true_peak_dbtp=_db(float(_true_peaks(audio, sample_rate).max())),
         sample_peak_dbfs=_db(float(magnitude.max())),
         clipped_samples=int(np.count_nonzero(magnitude >= CLIP_LEVEL)),
     )
@@ -119,7 +128,7 @@ def normalise(
         )
     ceiling = 10 ** (true_peak_dbtp / 20)
     limiter_ceiling = 10 ** ((true_peak_dbtp - _LIMITER_MARGIN_DB) / 20)
-    source_peaks = _true_peaks(source)  # true peaks scale with gain: oversample once
+    source_peaks = _true_peaks(source, sample_rate)  # true peaks scale with gain: oversample once
 
     # Solve loudness(limit(gain * source)) = target for the gain. A limited
     # sample stays at the ceiling when the gain rises, so loudness grows only
@@ -141,12 +150,12 @@ def normalise(
         gain_db += (target_lufs - loudness) / min(max(slope, 0.1), 1.0)
 
     # The limiter works from the peaks before its own gain changes; check the result.
-    peaks = _true_peaks(audio)
+    peaks = _true_peaks(audio, sample_rate)
     if peaks.max() > limiter_ceiling:
         audio = audio * _limiter_gain(peaks, sample_rate, limiter_ceiling)
-        peaks = _true_peaks(audio)
-    if peaks.max() > ceiling:  # a residual overshoot of a fraction of a dB: lower the whole clip by it
-        audio = audio * (ceiling / peaks.max())
+        peaks = _true_peaks(audio, sample_rate)
+    if peaks.max() > limiter_ceiling:  # a residual overshoot of a fraction of a dB: lower the whole clip by it
+        audio = audio * (limiter_ceiling / peaks.max())  # to the margin, not to the edge of the ceiling
     loudness = float(meter.integrated_loudness(audio))
     if abs(loudness - target_lufs) > LOUDNESS_TOLERANCE_LU:
         raise AudioError(
@@ -172,19 +181,18 @@ def _gain_and_limit(
     return audio, float(energy[limiter >= 0.999].sum() / energy.sum())
 
 
-def _true_peaks(audio: np.ndarray) -> np.ndarray:
+def _true_peaks(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Per-sample true peak: the largest oversampled magnitude from each sample to the next.
 
-    Polyphase interpolation by `TRUE_PEAK_OVERSAMPLING`, as BS.1770-4 Annex 2.
+    Polyphase interpolation by `oversampling(sample_rate)`, as BS.1770-4 Annex 2.
     float32 is ample for a peak reading and halves the time of the filter.
     """
     from scipy.signal import resample_poly
 
-    phases = resample_poly(audio.astype(np.float32), TRUE_PEAK_OVERSAMPLING, 1).reshape(
-        audio.size, TRUE_PEAK_OVERSAMPLING
-    )
+    factor = oversampling(sample_rate)
+    phases = resample_poly(audio.astype(np.float32), factor, 1).reshape(audio.size, factor)
     peaks = np.abs(audio).astype(np.float64)
-    for phase in range(TRUE_PEAK_OVERSAMPLING):  # column by column: numpy is slow at max over a short axis
+    for phase in range(factor):  # column by column: numpy is slow at max over a short axis
         np.maximum(peaks, np.abs(phases[:, phase]), out=peaks)
     return peaks
 
