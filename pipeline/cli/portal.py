@@ -21,16 +21,28 @@ from pipeline.store.files import SHARED_MODE, atomic_write_stream
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    trusted_proxy: Annotated[Optional[list[str]], typer.Option(
+        "--trusted-proxy", help="A reverse proxy (IP or network) whose X-Forwarded-For/-Proto to believe; "
+                                "repeat for several. Default: none.")] = None,
+    origin: Annotated[Optional[str], typer.Option(
+        help="The address people open the portal at; passkeys are bound to it. Default: http://localhost:PORT.")]
+    = None,
+    https: Annotated[bool, typer.Option("--https", help="The portal is reached over HTTPS through a TLS proxy: "
+                                                        "cookies are sent only over HTTPS (Secure).")] = False,
     home: Home = HOME_DEFAULT,
 ) -> None:
-    """Start the distributors' portal and the public /verify page."""
+    """Start the distributors' portal, the reviewers' pages and the public /verify page."""
     import uvicorn
 
     from pipeline.portal.app import create_app
+    from pipeline.portal.server import checked_proxies, server_config
 
-    app = create_app(home)
-    success(f"voxgate portal for {app.state.workspace.config.organisation} on http://{host}:{port}/")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    proxies = checked_proxies(trusted_proxy or [])  # refused before the workspace is opened
+    app = create_app(home, https=https, origin=origin or f"http://localhost:{port}")
+    scheme = "https" if https else "http"
+    success(f"voxgate portal for {app.state.workspace.config.organisation} on {scheme}://{host}:{port}/"
+            + (f" (trusting forwarded headers from {', '.join(proxies)})" if proxies else ""))
+    uvicorn.Server(server_config(app, host=host, port=port, trusted_proxies=proxies)).run()
 
 
 @handles_errors

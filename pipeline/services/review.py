@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.domain import (
     Approval,
+    ApprovalPayload,
     Decision,
     Event,
     ReviewPolicy,
@@ -32,6 +33,13 @@ from pipeline.domain import (
 )
 from pipeline.errors import ApprovalError, ConsentError, PermissionError_, StoreError, TransitionError
 from pipeline.identity.keys import load_key, sign, verify
+from pipeline.services.passkeys import (
+    PasskeySignature,
+    check_signature,
+    passkey_verifier,
+    store_assertion,
+    workspace_id,
+)
 from pipeline.services.statements import get_statement, to_domain, transition
 from pipeline.services.voices import consent_of, current_consent
 from pipeline.services.workspace import Workspace
@@ -51,10 +59,14 @@ def approvals_of(s: Session, statement_id: int) -> list[Approval]:
 
 
 def verifier(s: Session):  # noqa: ANN201 - a Verifier
-    """A function that checks an approval's signature against the reviewer's stored public key."""
+    """A function that checks an approval's signature: a passkey approval by its stored WebAuthn
+    assertion (pipeline.identity.passkeys), any other against the reviewer's stored public key."""
     keys = {u.name: u.public_key for u in s.scalars(select(UserRow))}
+    by_passkey = passkey_verifier(s)
 
     def _verify(a: Approval) -> bool:
+        if (checked := by_passkey(a)) is not None:
+            return checked
         key = keys.get(a.reviewer)
         payload = approval_payload(a.statement_id, a.stage, a.subject_hash, a.reviewer, a.decision)
         return key is not None and verify(key, a.signature, payload)
@@ -96,48 +108,40 @@ def require_text_approved(s: Session, ws: Workspace, row: StatementRow, now: dat
 
 
 def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str = "", revision: int | None = None,
-           actor: str | None, now: datetime) -> StatementRow:
-    """Record one signed decision at the stage the statement is in, then move it if the policy is met."""
+           actor: str | None, now: datetime, passkey: PasskeySignature | None = None,
+           listened: bool = False) -> StatementRow:
+    """Record one signed decision at the stage the statement is in, then move it if the policy is met.
+
+    Signed with the actor's CLI key, or with `passkey`: the browser's WebAuthn assertion over
+    `ApprovalPayload(...).challenge(nonce)`, checked here inside the same transaction.
+    """
     with ws.transaction() as s:
         who = ws.actor(s, actor, Role.REVIEWER, Role.OWNER, Role.DELEGATE)
         row = get_statement(s, statement_id)
-        state = State(row.state)
         st = to_domain(row)
         if revision is not None and revision != row.revision:
             raise ApprovalError(
                 f"You reviewed revision {revision}, but statement {row.id} is now at revision {row.revision}; "
                 f"read it again (`voxgate review show {row.id}`) before deciding."
             )
-        if state in _TEXT_STATES:
-            if who.role in (Role.OWNER.value, Role.DELEGATE.value):
-                consent = consent_of(current_consent(s, row.voice_id))
-                if consent is None or who.name not in consent.approvers:
-                    raise PermissionError_(f"{who.name} is not the owner or a named delegate of voice {row.voice_id!r}.")
-                stage = Stage.OWNER
-            else:
-                stage = Stage.TEXT
-            subject = st.revision_hash
-        elif state is State.DRAFT_READY:
-            if who.role not in (Role.REVIEWER.value, Role.ADMIN.value):
-                raise PermissionError_(f"{who.name} is a {who.role}; audio sign-off needs a reviewer.")
-            clip = draft_clip(s, row.id)
-            if clip is None:
-                raise StoreError(f"Statement {row.id} is draft_ready but has no draft clip; render it again.")
-            _check_audio_intact(ws, clip)
-            stage, subject = Stage.AUDIO, clip.audio_sha256
-        elif state is State.TEXT_APPROVED and decision is Decision.APPROVE:
-            raise ApprovalError(f"Statement {row.id}'s text is already approved; render it with `voxgate render {row.id}`.")
-        else:
-            raise TransitionError(f"Statement {row.id} is {state.value}; there is nothing to review at this point.")
+        stage, subject, clip = _stage_of(ws, s, who, row, decision)
         check_may_review(st, who.name, stage, approvals_of(s, row.id), subject)
-        key = load_key(ws.user_key_path(who.name))
-        signature = sign(key, approval_payload(row.id, stage, subject, who.name, decision))
-        s.add(ApprovalRow(statement_id=row.id, stage=stage.value, subject_sha256=subject, reviewer=who.name,
-                          decision=decision.value, comment=comment, signature=signature, created_at=now))
+        if passkey is None:
+            key = load_key(ws.user_key_path(who.name))
+            signature = sign(key, approval_payload(row.id, stage, subject, who.name, decision))
+        else:
+            payload = _passkey_payload(s, row, stage, subject, who.name, decision, listened)
+            used, nonce, signature = check_signature(s, passkey, payload, now)
+        approval = ApprovalRow(statement_id=row.id, stage=stage.value, subject_sha256=subject, reviewer=who.name,
+                               decision=decision.value, comment=comment, signature=signature, created_at=now)
+        s.add(approval)
         s.flush()
-        ws.record(s, f"voxgate.review.{decision.value}", actor=who.name, subject=row.id,
-                  data={"stage": stage.value, "subject_sha256": subject, "signature_sha256": _digest(signature),
-                        "comment": comment}, now=now)
+        data = {"stage": stage.value, "subject_sha256": subject, "signature_sha256": _digest(signature),
+                "comment": comment}
+        if passkey is not None:
+            store_assertion(s, approval, used, payload, nonce, passkey)
+            data |= {"passkey": used.id, "revision": row.revision, "listened": listened}
+        ws.record(s, f"voxgate.review.{decision.value}", actor=who.name, subject=row.id, data=data, now=now)
         if decision is Decision.REJECT:
             transition(ws, s, row, Event.REJECTED, actor=who.name, now=now)
             _drop_draft(s, row.id)
@@ -159,6 +163,49 @@ def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str
         except (ConsentError, ApprovalError, StoreError) as exc:
             raise type(exc)(f"The audio is approved, but the release was refused: {exc}") from exc
     return row
+
+
+def passkey_payload(ws: Workspace, statement_id: int, decision: Decision, *, listened: bool,
+                    actor: str | None) -> ApprovalPayload:
+    """What `actor` would sign for `decision` now, refused early by the same rules `decide` applies."""
+    with ws.sessions() as s:
+        who = ws.actor(s, actor, Role.REVIEWER, Role.OWNER, Role.DELEGATE)
+        row = get_statement(s, statement_id)
+        stage, subject, _ = _stage_of(ws, s, who, row, decision)
+        check_may_review(to_domain(row), who.name, stage, approvals_of(s, row.id), subject)
+        return _passkey_payload(s, row, stage, subject, who.name, decision, listened)
+
+
+def _passkey_payload(s: Session, row: StatementRow, stage: Stage, subject: str, reviewer: str, decision: Decision,
+                     listened: bool) -> ApprovalPayload:
+    if stage is Stage.AUDIO and decision is Decision.APPROVE and not listened:
+        raise ApprovalError(f"Listen to statement {row.id}'s whole draft before approving its audio.")
+    return ApprovalPayload(workspace_id(s), row.id, row.revision, stage, subject, reviewer, decision,
+                           listened=listened and stage is Stage.AUDIO)
+
+
+def _stage_of(ws: Workspace, s: Session, who: UserRow, row: StatementRow,
+              decision: Decision) -> tuple[Stage, str, ClipRow | None]:
+    """The stage `who` decides at now and its subject hash (the revision's, or the draft's audio)."""
+    state = State(row.state)
+    if state in _TEXT_STATES:
+        if who.role in (Role.OWNER.value, Role.DELEGATE.value):
+            consent = consent_of(current_consent(s, row.voice_id))
+            if consent is None or who.name not in consent.approvers:
+                raise PermissionError_(f"{who.name} is not the owner or a named delegate of voice {row.voice_id!r}.")
+            return Stage.OWNER, to_domain(row).revision_hash, None
+        return Stage.TEXT, to_domain(row).revision_hash, None
+    if state is State.DRAFT_READY:
+        if who.role not in (Role.REVIEWER.value, Role.ADMIN.value):
+            raise PermissionError_(f"{who.name} is a {who.role}; audio sign-off needs a reviewer.")
+        clip = draft_clip(s, row.id)
+        if clip is None:
+            raise StoreError(f"Statement {row.id} is draft_ready but has no draft clip; render it again.")
+        _check_audio_intact(ws, clip)
+        return Stage.AUDIO, clip.audio_sha256, clip
+    if state is State.TEXT_APPROVED and decision is Decision.APPROVE:
+        raise ApprovalError(f"Statement {row.id}'s text is already approved; render it with `voxgate render {row.id}`.")
+    raise TransitionError(f"Statement {row.id} is {state.value}; there is nothing to review at this point.")
 
 
 def release(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime) -> StatementRow:
