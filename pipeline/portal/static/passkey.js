@@ -35,8 +35,14 @@ async function signIn(card) {
   window.location.assign(done.next);
 }
 
-// Reached the end of the draft at least once: only then may its audio be approved.
+// Played to the end, with every part of the draft heard: only then may its audio be approved.
 let listened = false;
+
+function heardAll(audio) {
+  let heard = 0;
+  for (let i = 0; i < audio.played.length; i++) heard += audio.played.end(i) - audio.played.start(i);
+  return audio.duration > 0 && heard >= audio.duration - 0.25;
+}
 
 async function decide(card, decision) {
   const url = "/review/" + card.dataset.statement;
@@ -67,6 +73,10 @@ document.addEventListener("DOMContentLoaded", () => {
   const draft = document.getElementById("draft");
   if (draft) {
     draft.addEventListener("ended", () => {
+      if (!heardAll(draft)) {
+        show("listen-note", "Parts of the draft were skipped; play it from the start to the end to approve it.");
+        return;
+      }
       listened = true;
       const approve = document.getElementById("approve");
       if (approve) approve.disabled = false;
