@@ -18,7 +18,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.domain import Approval, ApprovalPayload, Decision, Role, Stage
+from pipeline.domain import Approval, ApprovalPayload, Role, Stage
 from pipeline.errors import ApprovalError, InputError, NotFoundError, PermissionError_
 from pipeline.identity.passkeys import PasskeyAssertion, b64url, from_b64url, problems
 from pipeline.services.workspace import Workspace
@@ -29,7 +29,6 @@ from pipeline.store.models import (
     PasskeyChallengeRow,
     PasskeyInvitationRow,
     PasskeyRow,
-    PortalSessionRow,
     RevisionRow,
     UserRow,
 )
@@ -361,11 +360,3 @@ def passkey_verifier(s: Session):  # noqa: ANN201 - Callable[[Approval], bool | 
         return not problems(assertion, expected)
 
     return _verify
-
-
-def live_session_passkey(s: Session, session: str) -> PasskeyRow | None:
-    row = s.get(PortalSessionRow, session)
-    return s.get(PasskeyRow, row.passkey_id) if row is not None and row.passkey_id else None
-
-
-__all__ = ["Decision", "RelyingParty", "approval_challenge", "disable_passkeys", "invite", "register", "sign_in"]
