@@ -91,10 +91,13 @@ def test_limiter_changes_gain_smoothly_without_clipping(speech_clip: Clip) -> No
     neighbours = np.diff(np.flatnonzero(audible)) == 1
     assert np.abs(np.diff(gain_db))[neighbours].max() < 0.5
     assert gain_db.max() - gain_db.min() > 3, "this clip needs limiting; otherwise the test proves nothing"
-    # a clipper leaves runs of 10+ samples at its ceiling; waveform crests span one or two
+    # A clipper leaves runs of 10+ samples at its ceiling. A waveform crest spans one to a few samples
+    # within 0.05 dB of its top (a 150 Hz crest up to five at 22.05 kHz); the limiter brings hundreds of
+    # crests to the same level, so one broad one sits at the maximum now and then: 4 was seen in about
+    # one run in seven of Piper's random output (issue 10's 20 runs in a row), so 3 made this a coin toss.
     crest = np.abs(result) >= np.abs(result).max() * 10 ** (-0.05 / 20)
     edges = np.flatnonzero(np.diff(np.concatenate(([0], crest.astype(np.int8), [0]))))
-    assert np.max(edges[1::2] - edges[::2]) <= 3
+    assert np.max(edges[1::2] - edges[::2]) <= 5
 
 
 def test_normalise_without_limiting_is_a_plain_gain() -> None:
