@@ -56,7 +56,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pipeline.errors import InputError, ProvenanceError, StoreError, map_exceptions
-from pipeline.store.files import atomic_output
+from pipeline.store.files import PRIVATE_MODE, atomic_output, private_dir
 
 TRAINED_ALGORITHMIC_MEDIA: Final = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 ASSERTION_LABEL: Final = "org.voxgate.provenance"
@@ -213,8 +213,8 @@ def create_identity(folder: Path, organisation: str, *, now: datetime) -> str:
         building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
             _write_new(building / SIGNER_KEY, _key_pem(key), 0o600)
-            _write_new(building / SIGNER_CHAIN, chain, 0o644)
-            _write_new(building / TRUSTED_CHAINS, chain, 0o644)
+            _write_new(building / SIGNER_CHAIN, chain, PRIVATE_MODE)
+            _write_new(building / TRUSTED_CHAINS, chain, PRIVATE_MODE)
             os.rename(building, folder)
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
@@ -257,14 +257,14 @@ def import_identity(folder: Path, chain_pem: bytes, key_pem: bytes, *, now: date
     chain = b"".join(_pem(c) for c in certs)
     identity = SigningIdentity(chain, _key_pem(key), _trust_of(certs))
     _self_test(identity)
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     trusted = folder / TRUSTED_CHAINS
     known = {c.fingerprint(hashes.SHA256()) for c in _read_certs(trusted)} if trusted.exists() else set()
     new = b"".join(_pem(c) for c in certs if c.fingerprint(hashes.SHA256()) not in known)
     # Trust first: a crash part-way leaves at worst a chain and key that do not match, which signing refuses.
     with map_exceptions({OSError: StoreError}, f"Could not write the signing identity to {folder}"):
-        _replace(trusted, (trusted.read_bytes() if trusted.exists() else b"") + new, 0o644)
-        _replace(folder / SIGNER_CHAIN, chain, 0o644)
+        _replace(trusted, (trusted.read_bytes() if trusted.exists() else b"") + new, PRIVATE_MODE)
+        _replace(folder / SIGNER_CHAIN, chain, PRIVATE_MODE)
         _replace(folder / SIGNER_KEY, identity.key_pem, 0o600)
     return leaf.subject.rfc4514_string()
 
@@ -342,7 +342,7 @@ def write_sidecar(path: Path, mime: str, manifest: Mapping[str, Any], identity: 
     with map_exceptions(_SIGNING_ERRORS, f"Could not sign the {mime} export"):
         with path.open("rb") as src:
             # c2pa still writes the asset to the destination; with no-embed it is an unchanged copy.
-            _replace(dest, _sign(identity, manifest, mime, src, io.BytesIO(), embed=False), 0o644)
+            _replace(dest, _sign(identity, manifest, mime, src, io.BytesIO(), embed=False), PRIVATE_MODE)
     _check_signed(read_credentials(path, identity.trust), manifest, mime)
     return dest
 

@@ -30,6 +30,9 @@ from typing import Final
 from pipeline.provenance.credentials import CredentialStatus
 from pipeline.verify.match import ContentMatch
 
+#: The format name of a clip's premaster among registered files: kept in the workspace, never handed out.
+PREMASTER_FORMAT: Final = "premaster"
+
 #: At or above this Perth score a file counts as carrying the presence mark (the detector's own rounding point).
 PRESENCE_THRESHOLD: Final = 0.5
 
@@ -139,6 +142,10 @@ def decide(e: Evidence) -> Verdict:
     if facts.state != "released":
         reasons.append(f"clip {clip_id} was never released (it is {facts.state}): a leaked draft or discarded take")
         return Verdict(Outcome.UNRELEASED, clip_id, tuple(reasons), trace)
+    if e.registered_file == (clip_id, PREMASTER_FORMAT):
+        reasons.append(f"the premaster of clip {clip_id} is kept inside the workspace and never handed out: "
+                       "this copy leaked from the workspace")
+        return Verdict(Outcome.UNRELEASED, clip_id, tuple(reasons), trace)
     if intact:
         return Verdict(Outcome.AUTHENTIC, clip_id, tuple(reasons), trace)
     reasons.append(f"the file is not clip {clip_id} as released: it was re-encoded, cut or altered")
@@ -150,7 +157,8 @@ def _proofs(e: Evidence) -> list[tuple[int, str]]:
     proofs = []
     if e.registered_file is not None:
         clip, fmt = e.registered_file
-        proofs.append((clip, f"its bytes are exactly a registered {fmt} file of clip {clip}"))
+        what = "the premaster (before any recipient's mark)" if fmt == PREMASTER_FORMAT else f"a registered {fmt} file"
+        proofs.append((clip, f"its bytes are exactly {what} of clip {clip}"))
     if e.credentials is CredentialStatus.TRUSTED and e.credentials_clip is not None:
         proofs.append((e.credentials_clip, f"its content credentials for clip {e.credentials_clip} are signed by this "
                                            "workspace and the audio is unchanged since"))
