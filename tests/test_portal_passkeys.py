@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import sqlite3
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,7 @@ from pipeline.cli.main import app as cli
 from pipeline.domain import ApprovalPayload, Decision, Stage, State
 from pipeline.identity.passkeys import PasskeyAssertion, passkey_fingerprint, problems
 from pipeline.services import passkeys, review, users
+from pipeline.services.auditing import audit_verify
 from pipeline.services.workspace import utcnow
 from pipeline.store.models import ApprovalRow, AuditRow, ClipRow, PasskeyApprovalRow, PasskeyRow, StatementRow
 from portal_fixtures import build_under_review, free_port, serving
@@ -86,9 +88,9 @@ def browser():
         b.close()
 
 
-def invite(world, name: str, origin: str) -> str:
+def invite(world, name: str, origin: str, by: str = "ops") -> str:
     result = CliRunner().invoke(cli, ["user", "invite", name, "--url", origin, "--home", str(world.ws.home),
-                                      "--as", "ops"])
+                                      "--as", by])
     assert result.exit_code == 0, result.output
     link = result.output.strip()
     assert re.fullmatch(re.escape(origin) + r"/invite/vxi_[\w-]+", link), link
@@ -123,7 +125,9 @@ def approvals_count(world) -> int:
 
 def test_a_delegate_registers_from_an_invitation_and_approves_on_a_phone(browser, world, portal) -> None:
     origin, _ = portal
-    page = enrolled(browser, world, origin, "joe-delegate", viewport=PHONE)
+    # The consent binds joe's approval to his own key: he invites himself with it, so it vouches for the passkey.
+    page = enrolled(browser, world, origin, "joe-delegate", viewport=PHONE,
+                    link=invite(world, "joe-delegate", origin, by="joe-delegate"))
     assert page.locator(f"#pending-{world.revised}").count() == 1
     page.goto(f"{origin}/review/{world.revised}")
     text = page.locator("#text")
@@ -324,3 +328,60 @@ def test_an_invitation_works_once(browser, world, portal) -> None:
 def test_invite_refuses_a_distributor_with_one_line(world) -> None:
     result = CliRunner().invoke(cli, ["user", "invite", "dana", "--home", str(world.ws.home), "--as", "ops"])
     assert result.exit_code == 1 and "token" in result.output and "Traceback" not in result.output
+
+
+def test_passkey_decisions_are_checked_by_the_verifier_and_audit_verify(browser, world, portal) -> None:
+    """The passkey is the signer of record: the approval verifies offline by its stored assertion, the events it
+    caused name it, `audit verify` re-checks them, and a passkey disabled later leaves the approval standing."""
+    origin, _ = portal
+    page = enrolled(browser, world, origin, "rita")
+    page.goto(f"{origin}/review/{world.revised}")
+    page.click("#approve")
+    page.wait_for_selector("#result:has-text('Signed: approve')")
+    page.context.close()
+    assert state_of(world, world.revised) == State.TEXT_APPROVED.value  # with joe's (vouched) owner approval
+    with world.ws.sessions() as s:
+        row = s.query(ApprovalRow).filter_by(statement_id=world.revised, reviewer="rita").order_by(
+            ApprovalRow.id.desc()).first()
+        signed = [e.data["signed"] for e in s.query(AuditRow).filter(AuditRow.seq >= row.seq, AuditRow.actor == "rita")]
+    assert row.payload_version == 2 and row.key_fingerprint.startswith("passkey:")
+    assert len(signed) >= 2 and all(x == {"passkey": row.key_fingerprint, "approval": row.id} for x in signed)
+    assert audit_verify(world.ws).ok
+
+    def valid() -> bool:
+        mine = [a for a in review.review_details(world.ws, world.revised)["approvals"] if a["reviewer"] == "rita"]
+        return mine[-1]["signature_valid"]
+
+    # Any change to the stored assertion breaks the approval and the events that name it.
+    with sqlite3.connect(world.ws.home / "voxgate.db") as db:
+        original = db.execute("SELECT client_data_json FROM passkey_approvals WHERE approval_id = ?",
+                              (row.id,)).fetchone()[0]
+        db.execute("UPDATE passkey_approvals SET client_data_json = ? WHERE approval_id = ?",
+                   (original.replace(b"webauthn.get", b"webauthn.got"), row.id))
+    try:
+        assert not valid()
+        report = audit_verify(world.ws)
+        assert not report.ok and "passkey decision by rita" in report.problem
+    finally:
+        with sqlite3.connect(world.ws.home / "voxgate.db") as db:
+            db.execute("UPDATE passkey_approvals SET client_data_json = ? WHERE approval_id = ?", (original, row.id))
+    assert valid()
+    # Disabled afterwards (a lost phone): the approval made while it was live still counts; new ones do not.
+    passkeys.disable_passkeys(world.ws, "rita", reason="test: lost phone", actor="ops", now=utcnow())
+    assert valid() and audit_verify(world.ws).ok
+
+
+def test_a_passkey_from_an_admins_invitation_does_not_stand_in_for_a_bound_key(browser, world, portal) -> None:
+    """An admin could register a passkey under the delegate's name from their own invitation (the swapped-key
+    attack, with a passkey): the consent binds the delegate's own key, so such a passkey's approval is refused."""
+    origin, _ = portal
+    page = enrolled(browser, world, origin, "joe-delegate")  # invited by ops, the admin
+    before = approvals_count(world), state_of(world, world.other)
+    page.goto(f"{origin}/review/{world.other}")
+    signed = page.evaluate(SIGN, {"decision": "approve", "listened": False})
+    assert signed["status"] == 200
+    answer = page.evaluate(DECIDE, {"statement": world.other, "body": {"decision": "approve",
+                                                                       "credential": signed["credential"]}})
+    assert answer["status"] == 409 and "user invite joe-delegate --as joe-delegate" in answer["body"]["error"]
+    assert (approvals_count(world), state_of(world, world.other)) == before
+    page.context.close()

@@ -20,11 +20,13 @@ from sqlalchemy.orm import Session
 
 from pipeline.domain import Approval, ApprovalPayload, Role
 from pipeline.errors import ApprovalError, InputError, NotFoundError, PermissionError_
-from pipeline.identity.history import PASSKEY_REGISTERED, PASSKEYS_DISABLED, People
+from pipeline.identity.history import PASSKEY_REGISTERED, PASSKEYS_DISABLED, People, people
+from pipeline.identity.keys import verify
 from pipeline.identity.passkeys import PasskeyAssertion, b64url, from_b64url, passkey_fingerprint, problems
-from pipeline.services.workspace import Workspace
+from pipeline.services.workspace import Workspace, action_payload, workspace_id
 from pipeline.store.models import (
     ApprovalRow,
+    AuditRow,
     PasskeyApprovalRow,
     PasskeyChallengeRow,
     PasskeyInvitationRow,
@@ -32,6 +34,7 @@ from pipeline.store.models import (
     UserRow,
 )
 
+PASSKEY_INVITED: Final = "voxgate.passkey.invited"
 INVITATION_HOURS: Final = 72
 CHALLENGE_SECONDS: Final = 300  # a decision is signed within five minutes of asking, or asked again
 NONCE_BYTES: Final = 16
@@ -67,16 +70,21 @@ def invite(ws: Workspace, name: str, *, actor: str | None, now: datetime, hours:
         raise InputError("An invitation lives between 1 hour and 14 days; pass --hours N.")
     raw = _INVITE_PREFIX + secrets.token_urlsafe(32)
     with ws.transaction() as s:
-        who = ws.actor(s, actor, Role.ADMIN)
+        # An admin invites anyone; a person may invite themselves, proven by their own key, which then
+        # vouches for the passkey (a consent that binds their key accepts its approvals: see `vouchers`).
+        who = ws.actor(s, actor) if actor == name else ws.actor(s, actor, Role.ADMIN)
         user = s.get(UserRow, name)
         if user is None:
             raise NotFoundError(f"No user named {name!r}; add them first with `voxgate user add`.")
         if user.role not in {r.value for r in PASSKEY_ROLES}:
             raise InputError(f"{name} is a {user.role}; passkeys are for reviewers, owners and delegates. "
                              "Distributors sign in with a token (`voxgate user token`).")
-        s.add(PasskeyInvitationRow(user=name, token_sha256=_sha(raw), created_by=who.name, created_at=now,
-                                   expires_at=now + timedelta(hours=hours)))
-        ws.record(s, "voxgate.passkey.invited", actor=who.name, subject=name, data={"hours": hours}, now=now)
+        invitation = PasskeyInvitationRow(user=name, token_sha256=_sha(raw), created_by=who.name, created_at=now,
+                                          expires_at=now + timedelta(hours=hours))
+        s.add(invitation)
+        s.flush()
+        ws.record(s, PASSKEY_INVITED, actor=who.name, subject=name,
+                  data={"hours": hours, "invitation": invitation.id}, now=now)
     return raw
 
 
@@ -148,7 +156,7 @@ def register(ws: Workspace, raw_invitation: str, credential: dict[str, Any], rp:
         ws.record(s, PASSKEY_REGISTERED, actor=invitation.user, subject=invitation.user,
                   data={"passkey": row.id, "credential_sha256": _sha(credential_id),
                         "public_key_sha256": hashlib.sha256(row.public_key).hexdigest(), "origin": rp.origin,
-                        "invited_by": invitation.created_by}, now=now)
+                        "invited_by": invitation.created_by, "invitation": invitation.id}, now=now)
         return invitation.user, row.id
 
 
@@ -341,3 +349,37 @@ def approval_verifies(s: Session, a: Approval, expected: ApprovalPayload, held: 
                                  record.client_data_json, record.signature, passkey.public_key, passkey.rp_id,
                                  passkey.origin)
     return not problems(assertion, expected)
+
+
+def vouchers(s: Session) -> dict[int, str]:
+    """Passkey id -> the fingerprint of its owner's own key that vouched for it.
+
+    A person vouches for a passkey by inviting themselves (`voxgate user invite NAME --as NAME`):
+    that invitation's audit event carries their signature, checked here against the key they held
+    then. A passkey registered from an admin's invitation has no voucher: an admin could have
+    registered it under the person's name, so it never stands in for a key a consent binds.
+    """
+    ws_id, held = workspace_id(s), people(s)
+    invited = {}
+    for row in s.scalars(select(AuditRow).where(AuditRow.action == PASSKEY_INVITED)):
+        if isinstance(row.data, dict) and isinstance(row.data.get("invitation"), int):
+            invited[row.data["invitation"]] = row
+    found: dict[int, str] = {}
+    for reg in s.scalars(select(AuditRow).where(AuditRow.action == PASSKEY_REGISTERED)):
+        data = reg.data if isinstance(reg.data, dict) else {}
+        inv = invited.get(data.get("invitation"))  # type: ignore[arg-type]
+        if inv is None or ws_id is None or inv.actor != reg.subject or inv.subject != reg.subject or inv.seq > reg.seq:
+            continue
+        signed = inv.data.get("signed")
+        if not isinstance(signed, dict) or "signature" not in signed:
+            continue
+        key = held.key_at(inv.actor, str(signed.get("key")), inv.seq)
+        try:
+            signature = bytes.fromhex(str(signed["signature"]))
+        except ValueError:
+            continue
+        unsigned = {k: v for k, v in inv.data.items() if k != "signed"}
+        if key is not None and verify(key.public_key, signature,
+                                      action_payload(ws_id, inv.action, inv.subject, unsigned, inv.actor, inv.at)):
+            found[int(data["passkey"])] = key.fingerprint
+    return found

@@ -47,7 +47,7 @@ from pipeline.services.passkeys import PasskeySignature, check_signature, store_
 from pipeline.services.statements import clip_transition, get_statement, supersede_drafts, to_domain, transition
 from pipeline.services.voices import signed_consent
 from pipeline.services.workspace import Actor, PasskeyProof, Workspace
-from pipeline.store.models import ApprovalRow, AuditRow, ClipRow, StatementRow, UserRow
+from pipeline.store.models import ApprovalRow, AuditRow, ClipRow, PasskeyApprovalRow, StatementRow, UserRow
 
 _TEXT_STATES = (State.SUBMITTED, State.IN_REVIEW)
 _DECIDERS = (Role.REVIEWER, Role.OWNER, Role.DELEGATE)
@@ -58,10 +58,16 @@ def policy_of(ws: Workspace) -> ReviewPolicy:
 
 
 def approvals_of(s: Session, statement_id: int) -> list[Approval]:
-    rows = s.scalars(select(ApprovalRow).where(ApprovalRow.statement_id == statement_id).order_by(ApprovalRow.id))
+    rows = list(s.scalars(select(ApprovalRow).where(ApprovalRow.statement_id == statement_id)
+                          .order_by(ApprovalRow.id)))
+    vouched: dict[int, str] = {}
+    if any(is_passkey_fingerprint(r.key_fingerprint) for r in rows):
+        by_passkey = passkey_service.vouchers(s)
+        vouched = {p.approval_id: by_passkey[p.passkey_id] for p in s.scalars(select(PasskeyApprovalRow).where(
+            PasskeyApprovalRow.approval_id.in_([r.id for r in rows]))) if p.passkey_id in by_passkey}
     return [Approval(r.statement_id, Stage(r.stage), r.subject_sha256, r.reviewer, Decision(r.decision), r.signature,
                      r.comment, version=r.payload_version or 1, revision=r.revision, listened=bool(r.listened),
-                     key_fingerprint=r.key_fingerprint, seq=r.seq)
+                     key_fingerprint=r.key_fingerprint, seq=r.seq, vouched_by=vouched.get(r.id))
             for r in rows]
 
 
@@ -175,6 +181,7 @@ def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str
             payload = _passkey_payload(ws, s, row, stage, subject, who.name, decision, listened)
             used, nonce, signature = check_signature(s, passkey, payload, now)
             key = passkey_fingerprint(used.public_key)
+            _check_bound_key(s, ws, row, stage, who.name, used.id)
         approval = ApprovalRow(statement_id=row.id, stage=stage.value, subject_sha256=subject, reviewer=who.name,
                                decision=decision.value, comment=comment, signature=signature, created_at=now,
                                payload_version=2, revision=row.revision, listened=payload.listened,
@@ -232,6 +239,17 @@ def _passkey_payload(ws: Workspace, s: Session, row: StatementRow, stage: Stage,
         raise ApprovalError(f"Listen to statement {row.id}'s whole draft before approving its audio.")
     return ApprovalPayload(ws.id_in(s), row.id, row.revision, stage, subject, reviewer, decision,
                            listened=listened and stage is Stage.AUDIO)
+
+
+def _check_bound_key(s: Session, ws: Workspace, row: StatementRow, stage: Stage, name: str, passkey_id: int) -> None:
+    """At the owner stage a consent that binds `name`'s key counts only a passkey that key vouched for."""
+    consent = signed_consent(s, ws, row.voice_id)
+    bound = consent.bound_key(name) if consent is not None and stage is Stage.OWNER else None
+    if bound is not None and passkey_service.vouchers(s).get(passkey_id) != bound:
+        raise ApprovalError(
+            f"Voice {row.voice_id!r}'s consent binds {name}'s approval to their own key ({bound}), and this passkey "
+            f"was not registered from their own invitation; run `voxgate user invite {name} --as {name}` and "
+            "register the passkey from that link.")
 
 
 def _stage_of(ws: Workspace, s: Session, who: Actor | UserRow, row: StatementRow,
