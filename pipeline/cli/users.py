@@ -154,7 +154,10 @@ def invite(
     home: Home = HOME_DEFAULT,
     as_user: AsUser = None,
 ) -> None:
-    """Print a one-time link for NAME to register a passkey in the portal (only its hash is kept)."""
+    """Print a one-time link for NAME to register a passkey in the portal (only its hash is kept).
+
+    An admin invites anyone; NAME may invite themselves (--as NAME), so their own key vouches for the passkey.
+    """
     from pipeline.services.passkeys import invite as make_invitation
 
     raw = make_invitation(open_workspace(home), name, hours=hours, actor=as_user, now=utcnow())

@@ -3,9 +3,9 @@
 The audit log is the record: `voxgate.user.added` and `voxgate.user.key_rotated`
 carry the public key registered, `voxgate.user.disabled` ends a person's
 right to act. A key is valid from the event that registered it until the one
-that replaced it; a passkey (`voxgate.passkey.registered`) until the
-`voxgate.passkey.disabled` event that names it; "after" always means a later sequence number, never a
-time a signer chose. (`user_keys` holds the same history for listing.)
+that replaced it, a passkey from `voxgate.passkey.registered` until the
+`voxgate.passkey.disabled` event that names it; "after" always means a later
+sequence number, never a time a signer chose. (`user_keys` holds the same history for listing.)
 """
 
 from __future__ import annotations

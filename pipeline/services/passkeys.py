@@ -1,9 +1,11 @@
 """Passkeys for the people who approve in the portal, not with the CLI: invitations, registration,
 sign-in, the nonces that keep every signature fresh, and the check of a stored passkey approval.
 
-An admin runs `voxgate user invite NAME`; the printed one-time link (stored only as a sha256,
-expiring) lets NAME register a passkey with user verification. The credential's COSE public key
-is that person's key from then on, kept with its history; disabling it stops every later use.
+An admin runs `voxgate user invite NAME` (or NAME does, with their own key, which then vouches
+for the passkey); the printed one-time link (stored only as a sha256, expiring) lets NAME register
+a passkey with user verification. The credential's COSE public key is one of that person's keys
+from then on: its registration and disable events in the audit log are its history
+(`identity.history`), and a decision signed with it is a v2 approval like the CLI's.
 """
 
 from __future__ import annotations
