@@ -23,7 +23,15 @@ from pipeline.identity.passkeys import PasskeyAssertion, passkey_fingerprint, pr
 from pipeline.services import passkeys, review, users
 from pipeline.services.auditing import audit_verify
 from pipeline.services.workspace import utcnow
-from pipeline.store.models import ApprovalRow, AuditRow, ClipRow, PasskeyApprovalRow, PasskeyRow, StatementRow
+from pipeline.store.models import (
+    ApprovalRow,
+    AuditRow,
+    ClipRow,
+    PasskeyApprovalRow,
+    PasskeyInvitationRow,
+    PasskeyRow,
+    StatementRow,
+)
 from portal_fixtures import build_under_review, free_port, serving
 from test_portal_browser import CHROMIUM, FLAGS, SHOTS, assert_not_blank
 
@@ -385,3 +393,14 @@ def test_a_passkey_from_an_admins_invitation_does_not_stand_in_for_a_bound_key(b
     assert answer["status"] == 409 and "user invite joe-delegate --as joe-delegate" in answer["body"]["error"]
     assert (approvals_count(world), state_of(world, world.other)) == before
     page.context.close()
+
+
+def test_only_an_admin_or_the_person_themselves_invites(world) -> None:
+    with world.ws.sessions() as s:
+        before = s.query(PasskeyInvitationRow).count()
+    result = CliRunner().invoke(cli, ["user", "invite", "rita", "--home", str(world.ws.home), "--as", "ravi"])
+    assert result.exit_code == 1 and "admin" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["user", "invite", "ravi", "--home", str(world.ws.home), "--as", "ravi"])
+    assert result.exit_code == 0 and "/invite/vxi_" in result.output
+    with world.ws.sessions() as s:
+        assert s.query(PasskeyInvitationRow).count() == before + 1
