@@ -99,10 +99,11 @@ def serve(home: Path, port: int, blob: Path) -> None:
     from starlette.responses import FileResponse
 
     from pipeline.portal.app import create_app
+    from pipeline.portal.server import server_config
 
     app = create_app(home)
     app.add_route("/baseline", lambda request: FileResponse(blob, media_type="audio/wav"))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.Server(server_config(app, host="127.0.0.1", port=port)).run()  # as `voxgate serve` runs it
 
 
 def main() -> None:

@@ -91,10 +91,13 @@ def test_limiter_changes_gain_smoothly_without_clipping(speech_clip: Clip) -> No
     neighbours = np.diff(np.flatnonzero(audible)) == 1
     assert np.abs(np.diff(gain_db))[neighbours].max() < 0.5
     assert gain_db.max() - gain_db.min() > 3, "this clip needs limiting; otherwise the test proves nothing"
-    # a clipper leaves runs of 10+ samples at its ceiling; waveform crests span one or two
+    # A clipper leaves runs of 10+ samples at its ceiling. A waveform crest spans one to a few samples
+    # within 0.05 dB of its top (a 150 Hz crest up to five at 22.05 kHz); the limiter brings hundreds of
+    # crests to the same level, so one broad one sits at the maximum now and then: 4 was seen in about
+    # one run in seven of Piper's random output (issue 10's 20 runs in a row), so 3 made this a coin toss.
     crest = np.abs(result) >= np.abs(result).max() * 10 ** (-0.05 / 20)
     edges = np.flatnonzero(np.diff(np.concatenate(([0], crest.astype(np.int8), [0]))))
-    assert np.max(edges[1::2] - edges[::2]) <= 3
+    assert np.max(edges[1::2] - edges[::2]) <= 5
 
 
 def test_normalise_without_limiting_is_a_plain_gain() -> None:
@@ -174,3 +177,23 @@ def test_measure_reports_silence_as_minus_infinity() -> None:
     report = measure(np.zeros(22_050, np.float32), 22_050)
     assert report.integrated_lufs == report.true_peak_dbtp == report.sample_peak_dbfs == float("-inf")
     assert report.clipped_samples == 0
+
+
+@pytest.mark.parametrize("frequency", [9_000, 10_000, 10_500])  # near Piper's 11.025 kHz Nyquist, where meters differ most
+@pytest.mark.parametrize("phase", [0.0, 0.25, 0.5])  # where the samples fall on the tone's peaks
+def test_a_burst_near_nyquist_stays_under_the_ceiling_for_ffmpeg(frequency: int, phase: float, tmp_path: Path) -> None:
+    """Regression (issue 10): ffmpeg read -1.4 dBTP against the -1.5 ceiling.
+
+    The limiter read true peaks 4x oversampled with a short filter, under-reading content near
+    Nyquist by more than its 0.1 dB margin; Piper's output is random, so a full run sometimes
+    produced such a clip. This signal does it every time under the old limiter.
+    """
+    rate = 22_050
+    t = np.arange(3 * rate) / rate
+    bursts = np.abs((t * 4) % 1 - 0.5) < 0.01  # four 20 ms bursts a second over a quiet tone
+    samples = (0.05 * np.sin(2 * np.pi * 220 * t) + 0.6 * bursts * np.sin(2 * np.pi * frequency * t + phase * np.pi))
+    path = tmp_path / "burst.wav"
+    soundfile.write(path, normalise(samples.astype(np.float32), rate), rate, subtype="FLOAT")
+    integrated, true_peak = _ffmpeg_ebur128(path)
+    assert true_peak <= DEFAULT_TRUE_PEAK_DBTP
+    assert abs(integrated - DEFAULT_TARGET_LUFS) <= LOUDNESS_TOLERANCE_LU + 0.05

@@ -142,3 +142,38 @@ def revoke_tokens(
 
     count = revoke(open_workspace(home), name, reason=reason, actor=as_user, now=utcnow())
     success(f"Revoked {count} token{'s' if count != 1 else ''} of {name}; they can no longer sign in or pull.")
+
+
+@app.command("invite")
+@handles_errors
+def invite(
+    name: Annotated[str, typer.Argument(help="The reviewer, owner or delegate who will approve in the portal.")],
+    url: Annotated[str, typer.Option(envvar="VOXGATE_PORTAL", help="The portal's public address (its --origin).")]
+    = "http://localhost:8000",
+    hours: Annotated[int, typer.Option(help="Hours until the link expires.")] = 72,
+    home: Home = HOME_DEFAULT,
+    as_user: AsUser = None,
+) -> None:
+    """Print a one-time link for NAME to register a passkey in the portal (only its hash is kept).
+
+    An admin invites anyone; NAME may invite themselves (--as NAME), so their own key vouches for the passkey.
+    """
+    from pipeline.services.passkeys import invite as make_invitation
+
+    raw = make_invitation(open_workspace(home), name, hours=hours, actor=as_user, now=utcnow())
+    console.out(f"{url.rstrip('/')}/invite/{raw}")
+
+
+@app.command("disable-passkeys")
+@handles_errors
+def disable_passkeys(
+    name: Annotated[str, typer.Argument(help="The person whose passkeys stop working now.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+    home: Home = HOME_DEFAULT,
+    as_user: AsUser = None,
+) -> None:
+    """Disable every passkey of a user: no sign-in, and no approval signed after this counts."""
+    from pipeline.services.passkeys import disable_passkeys as disable
+
+    count = disable(open_workspace(home), name, reason=reason, actor=as_user, now=utcnow())
+    success(f"Disabled {count} passkey{'s' if count != 1 else ''} of {name}; earlier approvals stay on record.")

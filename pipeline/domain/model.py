@@ -131,6 +131,9 @@ class Approval:
     listened: bool = False
     key_fingerprint: str | None = None  # the key that signed (v2)
     seq: int | None = None  # the audit event that recorded it: its place in the chain (v2)
+    #: A passkey approval: the fingerprint of the reviewer's own key that vouched for the passkey (they invited
+    #: themselves with it), so a consent that binds that key accepts the passkey's approval too.
+    vouched_by: str | None = None
 
 
 @dataclass(frozen=True)

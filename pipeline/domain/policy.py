@@ -207,7 +207,8 @@ def tally(
     A v2 approval names the revision number it saw, so a text reverted to an
     earlier wording (A→B→A) is a new revision that needs new approvals. At the
     owner stage, where the consent record binds an approver's key, only an
-    approval signed with that very key counts (a key swapped under the name does not).
+    approval signed with that very key counts (a key swapped under the name does not),
+    or with a passkey that key vouched for (`Approval.vouched_by`).
     `verify` checks the signature against the key the signer held at that point of the audit chain.
     A verified rejection or request for changes of this very subject vetoes the stage: deleting
     one from the store would otherwise revive the approvals given before it.
@@ -237,7 +238,7 @@ def tally(
         if a.stage is reviewer_stage:
             reviewers.add(a.reviewer)
         elif (a.stage is Stage.OWNER and stage is not Stage.AUDIO and a.reviewer in req.owner_approvers
-              and (a.reviewer not in bound or a.key_fingerprint == bound[a.reviewer])):
+              and (a.reviewer not in bound or bound[a.reviewer] in (a.key_fingerprint, a.vouched_by))):
             owners.add(a.reviewer)
     return Tally(frozenset(reviewers), frozenset(owners), req.reviewers, bool(req.owner_approvers), frozenset(vetoes),
                  req.must_listen)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,6 +42,10 @@ from pipeline.provenance.credentials import SIDECAR_SUFFIX
 from pipeline.services import clips as clip_service
 from pipeline.services.gates import released_standing
 from pipeline.services.tools import Tools
+from pipeline.domain import Role
+from pipeline.portal.review import add_review_routes
+from pipeline.services.passkeys import RelyingParty
+from pipeline.services.sessions import SESSION_HOURS, end_session, session_user, start_session
 from pipeline.services.tokens import authenticate
 from pipeline.services.verify_pool import CheckCounter, JobRefused, PoolBusy, PoolLimits, VerifyPool
 from pipeline.services.workspace import Workspace, open_workspace, utcnow
@@ -50,6 +56,7 @@ HERE = Path(__file__).parent
 MAX_UPLOAD_BYTES: Final = 50 * 1024 * 1024
 SIGN_IN_LIMIT: Final = (10, 60.0)  # failed sign-ins per client per minute
 VERIFY_LIMIT: Final = (20, 60.0)
+NOT_AVAILABLE: Final = "No released clip with that number in that format; see the list of clips."
 DOWNLOAD_FORMATS: Final = tuple(clip_service.EXTENSIONS)  # videos and captions are made on first request
 #: The Ogg's content credentials: Ogg cannot embed a C2PA manifest, so it travels as a sidecar file.
 OGG_CREDENTIALS: Final = "ogg" + SIDECAR_SUFFIX
@@ -69,8 +76,17 @@ def sniff_audio(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # an MPEG audio frame sync
 
 
-def create_app(home: Path, pool_limits: PoolLimits | None = None) -> FastAPI:
+def create_app(home: Path, pool_limits: PoolLimits | None = None, *, https: bool = False,
+               origin: str | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    """The portal for the workspace at `home`.
+
+    `https`: a TLS proxy in front serves it (cookies get Secure). `origin`: the address people
+    open it at (e.g. https://review.example.org), which passkeys are bound to; without it the
+    reviewers' passkey pages are off. `clock` gives the time for sessions and nonces. `pool_limits`:
+    the bounds of the public checks' worker processes.
+    """
     ws = open_workspace(home)
+    rp = RelyingParty(origin.rstrip("/"), ws.config.organisation) if origin else None
     app = FastAPI(title="voxgate portal", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(UploadLimit, paths=("/verify", "/api/verify"), max_bytes=MAX_UPLOAD_BYTES)
@@ -85,10 +101,15 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None) -> FastAPI:
         lang = page_language(request)
         response = templates.TemplateResponse(request, name, {"organisation": ws.config.organisation, "csrf": csrf,
                                                                **language_context(lang), **context}, status_code=code)
-        response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict")
+        set_cookie(request, response, CSRF_COOKIE, csrf)
         if request.query_params.get("lang") == lang:  # a switch: remembered for the next pages
             response.set_cookie(LANG_COOKIE, lang, samesite="lax", max_age=365 * 86400)
         return response
+
+    def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int | None = None) -> None:
+        """HttpOnly and SameSite=Strict always; Secure whenever the portal is reached over HTTPS."""
+        secure = https or request.url.scheme == "https"
+        response.set_cookie(name, value, httponly=True, samesite="strict", secure=secure, max_age=max_age)
 
     @app.get("/fonts/nastaliq.ttf")
     def nastaliq_font() -> Response:
@@ -97,9 +118,9 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None) -> FastAPI:
             return Response(status_code=404)
         return FileResponse(font, media_type="font/ttf", headers={"Cache-Control": "public, max-age=86400"})
 
-    def current_user(request: Request) -> UserRow | None:
+    def current_user(request: Request, roles: tuple[Role, ...] = (Role.DISTRIBUTOR,)) -> UserRow | None:
         try:
-            return authenticate(ws, request.cookies.get(SESSION_COOKIE), now=utcnow())
+            return session_user(ws, request.cookies.get(SESSION_COOKIE), now=clock(), roles=roles)
         except PermissionError_:
             return None
 
@@ -124,13 +145,14 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None) -> FastAPI:
         if not csrf_ok(request, csrf):
             return page(request, "login.html", code=403, user=None, error="The form expired; reload and try again.")
         try:
-            user = authenticate(ws, token.strip(), now=utcnow())
+            user = authenticate(ws, token.strip(), now=clock())
         except PermissionError_ as exc:
             sign_in_limit.allow(client(request))
             return page(request, "login.html", code=401, user=None, error=str(exc))
+        session = start_session(ws, user.name, token=token.strip(), now=clock())
         response = RedirectResponse("/clips", status_code=303)
-        response.set_cookie(SESSION_COOKIE, token.strip(), httponly=True, samesite="strict", max_age=12 * 3600)
-        response.set_cookie(CSRF_COOKIE, new_csrf_token(), httponly=True, samesite="strict")  # rotate on sign-in
+        set_cookie(request, response, SESSION_COOKIE, session, max_age=SESSION_HOURS * 3600)
+        set_cookie(request, response, CSRF_COOKIE, new_csrf_token())  # rotate on sign-in
         log.info("portal sign-in: %s", user.name)
         return response
 
@@ -138,8 +160,9 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None) -> FastAPI:
     def logout(request: Request, csrf: str = Form("")) -> Response:
         if not csrf_ok(request, csrf):
             return error_page(request, 403, "The form expired; reload and try again.")
+        end_session(ws, request.cookies.get(SESSION_COOKIE), now=clock())  # the old cookie stops working
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE)
+        response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict", secure=https or request.url.scheme == "https")
         return response
 
     @app.get("/clips")
@@ -162,11 +185,13 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None) -> FastAPI:
         credentials = fmt == OGG_CREDENTIALS
         try:
             handover = clip_service.open_download(ws, clip_id, "ogg" if credentials else fmt, actor=user.name,
-                                                  now=utcnow(), tools=tools)
+                                                  now=clock(), tools=tools)
         except ConsentError as exc:
             return error_page(request, 410, str(exc))
-        except (NotFoundError, InputError) as exc:
-            return error_page(request, 404, str(exc))
+        except (NotFoundError, InputError):
+            # One answer for a draft, a discarded take and a clip that does not exist: a distributor
+            # must not learn which numbers are drafts waiting for release.
+            return error_page(request, 404, NOT_AVAILABLE)
         if credentials:  # the same audited hand-over of the person's Ogg copy; its manifest, not its audio
             return FileResponse(handover.sidecar, filename=handover.name + SIDECAR_SUFFIX,
                                 media_type="application/c2pa")
@@ -197,7 +222,7 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None) -> FastAPI:
         try:
             if scheme.lower() != "bearer":
                 raise PermissionError_("Send the token as `Authorization: Bearer <token>`.")
-            return authenticate(ws, raw.strip(), now=utcnow())
+            return authenticate(ws, raw.strip(), now=clock())
         except PermissionError_ as exc:
             sign_in_limit.allow(client(request))  # a failed bearer counts like a failed sign-in
             return JSONResponse({"error": str(exc)}, status_code=401)
@@ -263,6 +288,7 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None) -> FastAPI:
     app.router.on_startup.append(pool.start)  # workers load their models before the first upload
     app.router.on_shutdown.append(close_pool)
 
+    add_review_routes(app, ws, page=page, set_cookie=set_cookie, clock=clock, rp=rp)
     app.state.workspace = ws
     return app
 

@@ -30,7 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pipeline.errors import InputError, StoreError, map_exceptions
 from pipeline.provenance.manifest import TRAINED_ALGORITHMIC_MEDIA
-from pipeline.store.files import atomic_output
+from pipeline.store.files import PRIVATE_MODE, atomic_output, private_dir
 
 SIGNER_CHAIN: Final = "signer.pem"
 SIGNER_KEY: Final = "signer.key"
@@ -87,8 +87,8 @@ def create_identity(folder: Path, organisation: str, *, now: datetime) -> str:
         building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
             write_new_file(building / SIGNER_KEY, _key_pem(key), 0o600)
-            write_new_file(building / SIGNER_CHAIN, chain, 0o644)
-            write_new_file(building / TRUSTED_CHAINS, chain, 0o644)
+            write_new_file(building / SIGNER_CHAIN, chain, PRIVATE_MODE)
+            write_new_file(building / TRUSTED_CHAINS, chain, PRIVATE_MODE)
             os.rename(building, folder)
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
@@ -131,14 +131,14 @@ def import_identity(folder: Path, chain_pem: bytes, key_pem: bytes, *, now: date
     chain = b"".join(_pem(c) for c in certs)
     identity = SigningIdentity(chain, _key_pem(key), _trust_of(certs))
     _self_test(identity)
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     trusted = folder / TRUSTED_CHAINS
     known = {c.fingerprint(hashes.SHA256()) for c in _read_certs(trusted)} if trusted.exists() else set()
     new = b"".join(_pem(c) for c in certs if c.fingerprint(hashes.SHA256()) not in known)
     # Trust first: a crash part-way leaves at worst a chain and key that do not match, which signing refuses.
     with map_exceptions({OSError: StoreError}, f"Could not write the signing identity to {folder}"):
-        replace_file(trusted, (trusted.read_bytes() if trusted.exists() else b"") + new, 0o644)
-        replace_file(folder / SIGNER_CHAIN, chain, 0o644)
+        replace_file(trusted, (trusted.read_bytes() if trusted.exists() else b"") + new, PRIVATE_MODE)
+        replace_file(folder / SIGNER_CHAIN, chain, PRIVATE_MODE)
         replace_file(folder / SIGNER_KEY, identity.key_pem, 0o600)
     return leaf.subject.rfc4514_string()
 

@@ -20,7 +20,7 @@ import c2pa
 from pipeline.errors import InputError, ProvenanceError, map_exceptions
 from pipeline.provenance.identity import SigningIdentity, TrustList, replace_file
 from pipeline.provenance.manifest import ASSERTION_LABEL
-from pipeline.store.files import atomic_output
+from pipeline.store.files import PRIVATE_MODE, atomic_output
 
 SIDECAR_SUFFIX: Final = ".c2pa"
 _SIGNING_ALG: Final = b"es256"
@@ -76,7 +76,7 @@ def write_sidecar(path: Path, mime: str, manifest: Mapping[str, Any], identity: 
     with map_exceptions(_SIGNING_ERRORS, f"Could not sign the {mime} export"):
         with path.open("rb") as src:
             # c2pa still writes the asset to the destination; with no-embed it is an unchanged copy.
-            replace_file(dest, sign_manifest(identity, manifest, mime, src, io.BytesIO(), embed=False), 0o644)
+            replace_file(dest, sign_manifest(identity, manifest, mime, src, io.BytesIO(), embed=False), PRIVATE_MODE)
     _check_signed(read_credentials(path, identity.trust), manifest, mime)
     return dest
 

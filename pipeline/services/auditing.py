@@ -16,7 +16,7 @@ from pipeline.errors import NotFoundError
 from pipeline.identity.history import people
 from pipeline.identity.keys import verify
 from pipeline.services.workspace import Workspace, action_payload
-from pipeline.store.models import AuditRow, ClipRow, StatementRow, VoiceRow
+from pipeline.store.models import ApprovalRow, AuditRow, ClipRow, StatementRow, VoiceRow
 
 _RAW_EVENTS = text("SELECT seq, at, actor, action, subject, data, prev_hash, hash, signature "
                    "FROM audit_events ORDER BY seq")
@@ -106,9 +106,15 @@ def audit_verify(ws: Workspace, *, head_file: Path | None = None, replay: bool =
 def _actor_signature_problem(s: Session, ws: Workspace) -> tuple[str, int] | None:
     """The first event whose actor's own signature does not verify against the key they held at that event."""
     held, workspace_id = people(s), ws.id_in(s)
+    passkey_proof = _passkey_proof_check(s, ws)
     for row in s.scalars(select(AuditRow).order_by(AuditRow.seq)):
         signed = row.data.get("signed") if isinstance(row.data, dict) else None
         if signed is None:
+            continue
+        if isinstance(signed, dict) and "passkey" in signed:
+            if not passkey_proof(row, signed):
+                return (f"event {row.seq} ({row.action}) names a passkey decision by {row.actor} whose stored "
+                        "assertion does not verify, or was not theirs at that event", row.seq)
             continue
         data = {k: v for k, v in row.data.items() if k != "signed"}
         key = held.key_at(row.actor, str(signed.get("key")), row.seq) if isinstance(signed, dict) else None
@@ -121,6 +127,28 @@ def _actor_signature_problem(s: Session, ws: Workspace) -> tuple[str, int] | Non
             return (f"event {row.seq} ({row.action}) carries a signature by {row.actor} that does not verify "
                     "against the key they held then", row.seq)
     return None
+
+
+def _passkey_proof_check(s: Session, ws: Workspace):  # noqa: ANN202 - Callable[[AuditRow, dict], bool]
+    """For events a passkey decision caused (`PasskeyActor`): the approval they name is the actor's own,
+    signed with that passkey, recorded at or before the event and at the same instant, and it verifies
+    offline (`review.verifier`: the stored assertion, the passkey live and the actor active at its seq)."""
+    from pipeline.services.review import approvals_of, verifier
+
+    verify_approval = verifier(s, ws)
+
+    def _check(row: AuditRow, signed: dict) -> bool:
+        try:
+            approval = s.get(ApprovalRow, int(signed["approval"]))
+        except (KeyError, TypeError, ValueError):
+            return False
+        if (approval is None or approval.reviewer != row.actor or approval.key_fingerprint != signed["passkey"]
+                or approval.seq is None or approval.seq > row.seq or approval.created_at != row.at):
+            return False
+        mine = [a for a in approvals_of(s, approval.statement_id) if a.seq == approval.seq]
+        return len(mine) == 1 and verify_approval(mine[0])
+
+    return _check
 
 
 def _published_copy(ws: Workspace) -> Head | None:

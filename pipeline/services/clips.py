@@ -19,7 +19,7 @@ from pipeline.services.gates import released_standing, require_released
 from pipeline.services.voices import signed_consent
 from pipeline.services.video import DERIVED_FORMATS
 from pipeline.services.workspace import Workspace
-from pipeline.store.files import atomic_copy
+from pipeline.store.files import SHARED_MODE, atomic_copy
 from pipeline.store.models import ClipFileRow, ClipRow
 
 EXTENSIONS = {"wav": "wav", "mp3": "mp3", "ogg": "ogg", "m4a": "m4a", "mp4-square": "square.mp4",
@@ -114,8 +114,8 @@ def export_clip(ws: Workspace, clip_id: int, fmt: str, out_dir: Path, *, actor: 
     dest = out_dir / handover.name
     try:
         if handover.sidecar is not None:  # first, so the file never appears without its credentials
-            atomic_copy(handover.sidecar, dest.with_name(dest.name + SIDECAR_SUFFIX))
-        atomic_copy(handover.path, dest)
+            atomic_copy(handover.sidecar, dest.with_name(dest.name + SIDECAR_SUFFIX), mode=SHARED_MODE)
+        atomic_copy(handover.path, dest, mode=SHARED_MODE)
     except OSError as exc:
         raise StoreError(f"Could not write {dest}: {exc.strerror}; check the folder's permissions.") from exc
     return dest

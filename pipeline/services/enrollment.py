@@ -83,7 +83,7 @@ from pipeline.services.voices import (
 from pipeline.services.liveness import machine_checks
 from pipeline.services.workspace import Workspace, utcnow
 from pipeline.settings import CONFIG_FILE
-from pipeline.store.files import atomic_copy, atomic_output
+from pipeline.store.files import SHARED_MODE, atomic_copy, atomic_output, make_private
 from pipeline.store.models import (
     ConsentRow,
     ConsentScriptRow,
@@ -533,6 +533,7 @@ def _record(ws: Workspace, voice_id: str, script: ConsentScriptRow, terms: Conse
             for src, *_ in loaded:
                 f.write(f"{Path(src.name).stem}|{src.transcript}|{src.transcript}\n")
         (staging / "script.txt").write_text(script.text + "\n", encoding="utf-8")
+        make_private(staging)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise StoreError(f"Could not copy the enrollment into {final}: {exc.strerror}.") from exc
@@ -801,7 +802,7 @@ def write_certificate(ws: Workspace, voice_id: str, out: Path, *, now: datetime)
         raise InputError(f"{out.parent} is not a folder; create it first.")
     html = render_certificate(consent_details(ws, voice_id, now=now))
     try:
-        with atomic_output(out) as tmp:
+        with atomic_output(out, mode=SHARED_MODE) as tmp:  # for the owner to keep, outside the workspace
             tmp.write_text(html, encoding="utf-8")
     except OSError as exc:
         raise StoreError(f"Could not write {out}: {exc.strerror}; check the folder's permissions.") from exc

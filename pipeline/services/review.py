@@ -1,8 +1,9 @@
 """Review: signed decisions on the text, the owner's approval, and audio sign-off leading to release.
 
-Every decision is an Ed25519 signature by the reviewer's own key over the v2
-approval payload (`ApprovalPayload`: workspace id, statement, revision number
-and hash, stage, decision, listened). Only decisions whose signature verifies
+Every decision is a signature over the v2 approval payload (`ApprovalPayload`:
+workspace id, statement, revision number and hash, stage, decision, listened):
+an Ed25519 signature by the reviewer's own CLI key, or in the portal a WebAuthn
+assertion by the reviewer's passkey (kept to re-verify offline). Only decisions whose signature verifies
 against the key the reviewer held at that point of the audit chain count, and
 none made after the reviewer was disabled; a revision has a new number, so
 earlier approvals stop counting (even when the words return to an earlier text).
@@ -40,12 +41,16 @@ from pipeline.domain import (
 from pipeline.errors import ApprovalError, ConsentError, InputError, NotFoundError, StoreError, TransitionError
 from pipeline.identity.history import People, people
 from pipeline.identity.keys import verify
+from pipeline.identity.passkeys import is_passkey_fingerprint, passkey_fingerprint
+from pipeline.services import passkeys as passkey_service
+from pipeline.services.passkeys import PasskeySignature, check_signature, store_assertion
 from pipeline.services.statements import clip_transition, get_statement, supersede_drafts, to_domain, transition
 from pipeline.services.voices import signed_consent
-from pipeline.services.workspace import Workspace
-from pipeline.store.models import ApprovalRow, AuditRow, ClipRow, StatementRow
+from pipeline.services.workspace import Actor, PasskeyProof, Workspace
+from pipeline.store.models import ApprovalRow, AuditRow, ClipRow, PasskeyApprovalRow, StatementRow, UserRow
 
 _TEXT_STATES = (State.SUBMITTED, State.IN_REVIEW)
+_DECIDERS = (Role.REVIEWER, Role.OWNER, Role.DELEGATE)
 
 
 def policy_of(ws: Workspace) -> ReviewPolicy:
@@ -53,10 +58,16 @@ def policy_of(ws: Workspace) -> ReviewPolicy:
 
 
 def approvals_of(s: Session, statement_id: int) -> list[Approval]:
-    rows = s.scalars(select(ApprovalRow).where(ApprovalRow.statement_id == statement_id).order_by(ApprovalRow.id))
+    rows = list(s.scalars(select(ApprovalRow).where(ApprovalRow.statement_id == statement_id)
+                          .order_by(ApprovalRow.id)))
+    vouched: dict[int, str] = {}
+    if any(is_passkey_fingerprint(r.key_fingerprint) for r in rows):
+        by_passkey = passkey_service.vouchers(s)
+        vouched = {p.approval_id: by_passkey[p.passkey_id] for p in s.scalars(select(PasskeyApprovalRow).where(
+            PasskeyApprovalRow.approval_id.in_([r.id for r in rows]))) if p.passkey_id in by_passkey}
     return [Approval(r.statement_id, Stage(r.stage), r.subject_sha256, r.reviewer, Decision(r.decision), r.signature,
                      r.comment, version=r.payload_version or 1, revision=r.revision, listened=bool(r.listened),
-                     key_fingerprint=r.key_fingerprint, seq=r.seq)
+                     key_fingerprint=r.key_fingerprint, seq=r.seq, vouched_by=vouched.get(r.id))
             for r in rows]
 
 
@@ -71,8 +82,12 @@ def payload_of(workspace_id: str, a: Approval) -> bytes:
     """The exact bytes the approval's signer signed, in the version it was given."""
     if a.version == 1:
         return approval_payload(a.statement_id, a.stage, a.subject_hash, a.reviewer, a.decision)
+    return v2_payload(workspace_id, a).to_bytes()
+
+
+def v2_payload(workspace_id: str, a: Approval) -> ApprovalPayload:
     return ApprovalPayload(workspace_id, a.statement_id, a.revision or 0, a.stage, a.subject_hash, a.reviewer,
-                           a.decision, a.listened).to_bytes()
+                           a.decision, a.listened)
 
 
 def verifier(s: Session, ws: Workspace):  # noqa: ANN201 - a Verifier
@@ -80,12 +95,15 @@ def verifier(s: Session, ws: Workspace):  # noqa: ANN201 - a Verifier
 
     v2: the audit event at the approval's `seq` must be its own (the signature's
     hash recorded there), the signer must have held the signing key at that
-    event and must not have been disabled before it. v1 (stored before v2): the
+    event and must not have been disabled before it. A passkey approval (its
+    `key_fingerprint` names a passkey) counts only when its stored WebAuthn
+    assertion verifies offline and that passkey was the signer's, live, at `seq`. v1 (stored before v2): the
     signer's first key, which was the only key anyone had then.
     """
     who: People = people(s)
     recorded = {row.seq: row for row in s.scalars(select(AuditRow).where(AuditRow.action.like("voxgate.review.%")))}
     workspace_id = ws.id_in(s)
+    by_passkey = passkey_service.assertions(s)
 
     def _verify(a: Approval) -> bool:
         if a.version == 1:
@@ -97,6 +115,8 @@ def verifier(s: Session, ws: Workspace):  # noqa: ANN201 - a Verifier
         if (event is None or event.subject != str(a.statement_id) or event.actor != a.reviewer
                 or event.data.get("signature_sha256") != _digest(a.signature)):
             return False
+        if is_passkey_fingerprint(a.key_fingerprint):
+            return passkey_service.approval_verifies(s, a, v2_payload(workspace_id, a), who, by_passkey)
         held = who.key_at(a.reviewer, a.key_fingerprint, a.seq)
         return (held is not None and who.active_at(a.reviewer, a.seq)
                 and verify(held.public_key, a.signature, payload_of(workspace_id, a)))
@@ -139,58 +159,59 @@ def require_text_approved(s: Session, ws: Workspace, row: StatementRow, now: dat
 
 
 def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str = "", revision: int | None = None,
-           listened: bool = False, actor: str | None, now: datetime) -> StatementRow:
+           listened: bool = False, actor: str | None, now: datetime,
+           passkey: PasskeySignature | None = None) -> StatementRow:
     """Record one signed decision at the stage the statement is in, then move it if the policy is met.
 
+    Signed with the actor's own CLI key (`ws.actor`), or in the portal with `passkey`: the browser's
+    WebAuthn assertion over `ApprovalPayload(...).challenge(nonce)`, checked inside this transaction.
+    Then the passkey, not a CLI key, proves who acts (`ws.passkey_actor`) for the events recorded.
     `listened`: the audio reviewer heard the whole draft; required to approve audio in a language
     no recogniser covers.
     """
+    proof: PasskeyProof | None = None
     with ws.transaction() as s:
-        who = ws.actor(s, actor, Role.REVIEWER, Role.OWNER, Role.DELEGATE)
+        # With a passkey, who acts is proven below by its assertion; here only their name and role are read.
+        who = ws.actor(s, actor, *_DECIDERS) if passkey is None else ws.person(s, actor, *_DECIDERS)
         row = get_statement(s, statement_id)
-        state = State(row.state)
         st = to_domain(row)
         if revision is not None and revision != row.revision:
             raise ApprovalError(
                 f"You reviewed revision {revision}, but statement {row.id} is now at revision {row.revision}; "
                 f"read it again (`voxgate review show {row.id}`) before deciding."
             )
-        if state in _TEXT_STATES or state is State.DRAFT_READY:
-            consent = signed_consent(s, ws, row.voice_id)
-            if consent is None:
-                raise ConsentError(f"Voice {row.voice_id!r} has no valid signed consent on file.")
-            stage = review_stage(Role(who.role), audio=state is State.DRAFT_READY, name=who.name, consent=consent)
-        elif state is State.TEXT_APPROVED and decision is Decision.APPROVE:
-            raise ApprovalError(f"Statement {row.id}'s text is already approved; render it with `voxgate render {row.id}`.")
-        else:
-            raise TransitionError(f"Statement {row.id} is {state.value}; there is nothing to review at this point.")
-        if stage is Stage.AUDIO:
-            clip = draft_clip(s, row.id)
-            if clip is None:
-                raise StoreError(f"Statement {row.id} is draft_ready but has no draft clip; render it again.")
-            _check_audio_intact(ws, clip)
-            subject = clip.audio_sha256
-            if decision is Decision.APPROVE and not listened and not recogniser_covers(ws, row.language):
-                raise ApprovalError(
-                    f"No speech recogniser checked the words of statement {row.id}'s draft ({row.language!r}); "
-                    f"listen to the whole draft, then approve with `voxgate review approve {row.id} --listened`."
-                )
-        else:
-            subject = st.revision_hash
+        stage, subject, clip = _stage_of(ws, s, who, row, decision)
+        if (stage is Stage.AUDIO and decision is Decision.APPROVE and not listened
+                and not recogniser_covers(ws, row.language)):
+            raise ApprovalError(
+                f"No speech recogniser checked the words of statement {row.id}'s draft ({row.language!r}); "
+                f"listen to the whole draft, then approve with `voxgate review approve {row.id} --listened`."
+            )
         check_may_review(st, who.name, stage, approvals_of(s, row.id), subject, row.revision)
-        payload = ApprovalPayload(ws.id_in(s), row.id, row.revision, stage, subject, who.name, decision,
-                                  listened=listened and stage is Stage.AUDIO)
-        signature = who.sign(payload.to_bytes())
+        if passkey is None:
+            payload = ApprovalPayload(ws.id_in(s), row.id, row.revision, stage, subject, who.name, decision,
+                                      listened=listened and stage is Stage.AUDIO)
+            signature, key = who.sign(payload.to_bytes()), who.fingerprint
+        else:
+            payload = _passkey_payload(ws, s, row, stage, subject, who.name, decision, listened)
+            used, nonce, signature = check_signature(s, passkey, payload, now)
+            key = passkey_fingerprint(used.public_key)
+            _check_bound_key(s, ws, row, stage, who.name, used.id)
         approval = ApprovalRow(statement_id=row.id, stage=stage.value, subject_sha256=subject, reviewer=who.name,
                                decision=decision.value, comment=comment, signature=signature, created_at=now,
                                payload_version=2, revision=row.revision, listened=payload.listened,
-                               key_fingerprint=who.fingerprint)
+                               key_fingerprint=key)
         s.add(approval)
         s.flush()
-        event = ws.record(s, f"voxgate.review.{decision.value}", actor=who.name, subject=row.id,
-                          data={"stage": stage.value, "revision": row.revision, "subject_sha256": subject,
-                                "payload_sha256": payload.sha256.hex(), "signature_sha256": _digest(signature),
-                                "key": who.fingerprint, "comment": comment}, now=now)
+        data = {"stage": stage.value, "revision": row.revision, "subject_sha256": subject,
+                "payload_sha256": payload.sha256.hex(), "signature_sha256": _digest(signature), "key": key,
+                "comment": comment}
+        if passkey is not None:
+            store_assertion(s, approval, used, payload, nonce, passkey)
+            proof = PasskeyProof(used.id, approval.id)
+            who = ws.passkey_actor(s, who.name, proof, *_DECIDERS)
+            data |= {"passkey": used.id, "listened": payload.listened}
+        event = ws.record(s, f"voxgate.review.{decision.value}", actor=who.name, subject=row.id, data=data, now=now)
         approval.seq = event.seq
         if decision is Decision.REJECT:
             transition(ws, s, row, Event.REJECTED, actor=who.name, now=now)
@@ -209,16 +230,73 @@ def decide(ws: Workspace, statement_id: int, decision: Decision, *, comment: str
             transition(ws, s, row, Event.TEXT_APPROVED if done else Event.REVIEW_STARTED, actor=who.name, now=now)
     if State(row.state) is State.AUDIO_APPROVED:
         try:
-            return release(ws, statement_id, actor=actor, now=now)
+            return release(ws, statement_id, actor=actor, now=now, proof=proof)
         except (ConsentError, ApprovalError, StoreError) as exc:
             raise type(exc)(f"The audio is approved, but the release was refused: {exc}") from exc
     return row
 
 
-def release(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime) -> StatementRow:
-    """Release an audio-approved statement after checking consent and every approval once more."""
+def passkey_payload(ws: Workspace, statement_id: int, decision: Decision, *, listened: bool,
+                    actor: str | None) -> ApprovalPayload:
+    """What `actor` would sign with a passkey for `decision` now, refused early by the rules `decide` applies."""
+    with ws.sessions() as s:
+        who = ws.person(s, actor, *_DECIDERS)
+        row = get_statement(s, statement_id)
+        stage, subject, _ = _stage_of(ws, s, who, row, decision)
+        check_may_review(to_domain(row), who.name, stage, approvals_of(s, row.id), subject, row.revision)
+        return _passkey_payload(ws, s, row, stage, subject, who.name, decision, listened)
+
+
+def _passkey_payload(ws: Workspace, s: Session, row: StatementRow, stage: Stage, subject: str, reviewer: str,
+                     decision: Decision, listened: bool) -> ApprovalPayload:
+    """The v2 payload a passkey signs; in the portal, audio is approved only after the whole draft was played."""
+    if stage is Stage.AUDIO and decision is Decision.APPROVE and not listened:
+        raise ApprovalError(f"Listen to statement {row.id}'s whole draft before approving its audio.")
+    return ApprovalPayload(ws.id_in(s), row.id, row.revision, stage, subject, reviewer, decision,
+                           listened=listened and stage is Stage.AUDIO)
+
+
+def _check_bound_key(s: Session, ws: Workspace, row: StatementRow, stage: Stage, name: str, passkey_id: int) -> None:
+    """At the owner stage a consent that binds `name`'s key counts only a passkey that key vouched for."""
+    consent = signed_consent(s, ws, row.voice_id)
+    bound = consent.bound_key(name) if consent is not None and stage is Stage.OWNER else None
+    if bound is not None and passkey_service.vouchers(s).get(passkey_id) != bound:
+        raise ApprovalError(
+            f"Voice {row.voice_id!r}'s consent binds {name}'s approval to their own key ({bound}), and this passkey "
+            f"was not registered from their own invitation; run `voxgate user invite {name} --as {name}` and "
+            "register the passkey from that link.")
+
+
+def _stage_of(ws: Workspace, s: Session, who: Actor | UserRow, row: StatementRow,
+              decision: Decision) -> tuple[Stage, str, ClipRow | None]:
+    """The stage `who` decides at now, its subject hash (the revision's, or the draft's audio) and the draft."""
+    state = State(row.state)
+    if state in _TEXT_STATES or state is State.DRAFT_READY:
+        consent = signed_consent(s, ws, row.voice_id)
+        if consent is None:
+            raise ConsentError(f"Voice {row.voice_id!r} has no valid signed consent on file.")
+        stage = review_stage(Role(who.role), audio=state is State.DRAFT_READY, name=who.name, consent=consent)
+    elif state is State.TEXT_APPROVED and decision is Decision.APPROVE:
+        raise ApprovalError(f"Statement {row.id}'s text is already approved; render it with `voxgate render {row.id}`.")
+    else:
+        raise TransitionError(f"Statement {row.id} is {state.value}; there is nothing to review at this point.")
+    if stage is not Stage.AUDIO:
+        return stage, to_domain(row).revision_hash, None
+    clip = draft_clip(s, row.id)
+    if clip is None:
+        raise StoreError(f"Statement {row.id} is draft_ready but has no draft clip; render it again.")
+    _check_audio_intact(ws, clip)
+    return stage, clip.audio_sha256, clip
+
+
+def release(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime,
+            proof: PasskeyProof | None = None) -> StatementRow:
+    """Release an audio-approved statement after checking consent and every approval once more.
+
+    `proof`: the release follows a passkey-signed audio approval in the portal; that passkey proves the actor.
+    """
     with ws.transaction() as s:
-        who = ws.actor(s, actor, Role.REVIEWER, Role.OWNER, Role.DELEGATE)
+        who = ws.actor(s, actor, *_DECIDERS) if proof is None else ws.passkey_actor(s, actor, proof, *_DECIDERS)
         row = get_statement(s, statement_id)
         if State(row.state) is not State.AUDIO_APPROVED:
             transition(ws, s, row, Event.RELEASED, actor=who.name, now=now)  # raises with the reason
@@ -308,7 +386,6 @@ def review_details(ws: Workspace, statement_id: int) -> dict:
                  "listened": a.listened,
                  "subject_sha256": a.subject_hash, "signature_valid": verify_fn(a),
                  "revision": a.revision, "payload_version": a.version, "key": a.key_fingerprint,
-                 "listened": a.listened,
                  "current": (a.subject_hash in {row.revisions[-1].sha256, clip.audio_sha256 if clip else ""}
                              and a.revision in (None, row.revision))}
                 for a in approvals_of(s, row.id)

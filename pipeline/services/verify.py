@@ -39,7 +39,7 @@ from pipeline.services.workspace import Workspace
 from pipeline.domain.serials import parse_serial
 from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, DeliveryFileRow, DeliveryRow, StatementRow, VoiceRow
 from pipeline.verify import match
-from pipeline.verify.verdict import ClipFacts, Evidence, Outcome, PayloadReading, Trace, Verdict, decide
+from pipeline.verify.verdict import PREMASTER_FORMAT, ClipFacts, Evidence, Outcome, PayloadReading, Trace, Verdict, decide
 
 if TYPE_CHECKING:
     from pipeline.provenance.presence import PresenceMark
@@ -332,11 +332,14 @@ def _payload(mark: Any, x16: np.ndarray, notes: dict[str, str]) -> PayloadReadin
 
 
 def _registered(s: Session, digest: str) -> tuple[tuple[int, str] | None, list[tuple[int, Trace]]]:
-    """(clip, format) of a registered file with these bytes: a clip's own, or someone's personal copy."""
+    """(clip, format) of a registered file with these bytes: a clip's own, its premaster, or someone's personal copy."""
     own = s.execute(select(ClipFileRow.clip_id, ClipFileRow.format)
                     .where(ClipFileRow.sha256 == digest).order_by(ClipFileRow.id).limit(1)).first()
     if own is not None:
         return (own[0], own[1]), []
+    premaster = s.scalars(select(ClipRow.id).where(ClipRow.premaster_sha256 == digest).limit(1)).first()
+    if premaster is not None:  # never handed out: a copy outside the workspace is a leak
+        return (premaster, PREMASTER_FORMAT), []
     copy = s.execute(select(DeliveryRow, DeliveryFileRow.format).join(DeliveryFileRow)
                      .where(DeliveryFileRow.sha256 == digest).order_by(DeliveryFileRow.id).limit(1)).first()
     if copy is None:

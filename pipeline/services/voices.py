@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import tomllib
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timezone
@@ -57,6 +56,7 @@ from pipeline.errors import ConsentError, EngineError, InputError, NotFoundError
 from pipeline.identity.history import people
 from pipeline.identity.keys import sign, verify
 from pipeline.services.workspace import Actor, Workspace
+from pipeline.store.files import atomic_copy, private_dir
 from pipeline.store.models import (
     ClipRow,
     ConsentRow,
@@ -316,8 +316,8 @@ def add_voice(ws: Workspace, folder: Path, *, actor: str | None, now: datetime) 
                   data={"model_sha256": profile.model_sha256, "profile_sha256": profile.raw_sha256}, now=now)
         ws.record(s, "voxgate.consent.recorded", actor=who.name, subject=profile.id,
                   data={"consent_sha256": row.record_sha256, "witness": who.name, **consent_to_dict(c)}, now=now)
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(folder / "voice.toml", dest / "voice.toml")
+        private_dir(dest)
+        atomic_copy(folder / "voice.toml", dest / "voice.toml")
     return voice
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import threading
 import secrets
@@ -44,13 +45,16 @@ from pipeline.domain.model import canonical_json
 from pipeline.errors import IdentityError
 from pipeline.identity.history import people
 from pipeline.identity.keys import generate_key, load_key, public_key_of, sign
+from pipeline.identity.passkeys import passkey_fingerprint
 from pipeline.identity.personal import Keyring, fingerprint
 from pipeline.provenance import credentials
 from pipeline.settings import CONFIG_FILE, WorkspaceConfig, default_config_text
 from pipeline.store.db import check_schema, migrate, normalise_url, open_engine, session_factory, sqlite_url, writer
-from pipeline.store.files import FileStore
-from pipeline.store.models import AuditRow, UserRow
+from pipeline.store.files import PRIVATE_DIR_MODE, PRIVATE_MODE, FileStore, atomic_output, private_dir
+from pipeline.store.models import ApprovalRow, AuditRow, PasskeyRow, UserRow
 
+log = logging.getLogger(__name__)
+DATABASE_FILE: Final = "voxgate.db"
 _DB_ERRORS = {OperationalError: StoreError, SQLAlchemyError: StoreError}
 WATERMARK_SECRET_BYTES: Final = 32
 C2PA_DIR: Final = Path("keys") / "c2pa"
@@ -87,6 +91,37 @@ class Actor:
 
     def sign(self, payload: bytes) -> bytes:
         return sign(self.key, payload)
+
+    def signed_by(self, payload: bytes) -> dict[str, str]:
+        """What an audit event they cause carries: their signature over the event (`action_payload`)."""
+        return {"key": self.fingerprint, "signature": self.sign(payload).hex()}
+
+
+@dataclass(frozen=True)
+class PasskeyProof:
+    """A decision signed with a passkey in the portal: the passkey and the approval its assertion is stored with."""
+
+    passkey_id: int
+    approval_id: int
+
+
+@dataclass(frozen=True)
+class PasskeyActor:
+    """A person acting in the portal, proven by their passkey's assertion over one approval (checked in this
+    transaction by `services.passkeys.check_signature`), not by a CLI key.
+
+    A passkey signs only the approval it was asked for, so the audit events the decision causes carry
+    that proof: the passkey's fingerprint and the approval whose stored assertion anyone can re-verify
+    (`voxgate audit verify`); they are recorded at the approval's own instant.
+    """
+
+    name: str
+    role: str
+    fingerprint: str  # `identity.passkeys.passkey_fingerprint` of the credential's public key
+    proof: PasskeyProof
+
+    def signed_by(self, _payload: bytes) -> dict[str, str | int]:
+        return {"passkey": self.fingerprint, "approval": self.proof.approval_id}
 
 
 def action_payload(workspace_id: str, action: str, subject: str, data: dict[str, Any], actor: str,
@@ -165,7 +200,7 @@ class Workspace:
         data = dict(data or {})
         if (who := session.info.get(_ACTORS, {}).get(actor)) is not None:
             payload = action_payload(self.id_in(session), action, str(subject), data, actor, now)
-            data["signed"] = {"key": who.fingerprint, "signature": who.sign(payload).hex()}
+            data["signed"] = who.signed_by(payload)
         return audit.record(session, self.org_key, action, actor=actor, subject=str(subject), data=data, now=now)
 
     def person(self, session: Session, name: str | None, *allowed: Role) -> UserRow:
@@ -214,6 +249,24 @@ class Workspace:
                 f"a new key (`voxgate user rotate-key {user.name} --public-key FILE`)."
             )
         who = Actor(user.name, user.role, public, key)
+        session.info.setdefault(_ACTORS, {})[user.name] = who
+        return who
+
+    def passkey_actor(self, session: Session, name: str | None, proof: PasskeyProof, *allowed: Role) -> PasskeyActor:
+        """The person acting in the portal, proven by a passkey decision verified in this transaction (or in the
+        decision's own, for the release it triggers): their live passkey, and the approval it signed.
+
+        Audit events this transaction records for them carry that proof in place of a key's signature.
+        """
+        user = self.person(session, name, *allowed)
+        passkey = session.get(PasskeyRow, proof.passkey_id)
+        approval = session.get(ApprovalRow, proof.approval_id)
+        if passkey is None or passkey.user != user.name or passkey.disabled_at is not None:
+            raise PermissionError_(f"{user.name} has no live passkey of that id; sign in again.")
+        fp = passkey_fingerprint(passkey.public_key)
+        if approval is None or approval.reviewer != user.name or approval.key_fingerprint != fp:
+            raise PermissionError_(f"Approval {proof.approval_id} was not signed with {user.name}'s passkey.")
+        who = PasskeyActor(user.name, user.role, fp, proof)
         session.info.setdefault(_ACTORS, {})[user.name] = who
         return who
 
@@ -271,18 +324,20 @@ def init_workspace(home: Path, organisation: str, *, now: datetime, c2pa: C2paIm
         normalise_url(database_url)  # refused before anything is created
     _check_home_writable(home)
     try:
-        home.mkdir(exist_ok=True)
-        for sub in ("blobs", "keys", "voices"):
-            (home / sub).mkdir(parents=True, exist_ok=True)
-        os.chmod(home / "keys", 0o700)
+        for sub in ("blobs", "keys", "voices"):  # people's keys are never here (their own key folders)
+            private_dir(home / sub)
+        os.chmod(home, PRIVATE_DIR_MODE)  # also when the folder existed (empty) before
         org_pub = generate_key(home / "keys" / "org.key") if not (home / "keys" / "org.key").exists() else None
         config = default_config_text(organisation, database_url)
-        (home / (CONFIG_FILE + ".part")).write_text(config, encoding="utf-8")
+        with atomic_output(home / (CONFIG_FILE + ".part")) as tmp:
+            tmp.write_text(config, encoding="utf-8")
+        if not database_url:
+            _create_database_file(home / DATABASE_FILE)
     except OSError as exc:
         raise StoreError(f"Could not create the workspace at {home}: {exc.strerror}.") from exc
     done = _provide_identity(home, organisation, c2pa, now=now)
     cfg = WorkspaceConfig.from_dict(tomllib.loads(config))
-    engine = open_engine(cfg.database_url or sqlite_url(home / "voxgate.db"))
+    engine = open_engine(cfg.database_url or sqlite_url(home / DATABASE_FILE))
     with map_exceptions(_DB_ERRORS, "Could not create the workspace database"):
         migrate(engine)
     engine.dispose()
@@ -294,6 +349,30 @@ def init_workspace(home: Path, organisation: str, *, now: datetime, c2pa: C2paIm
                   data={"org_public_key": (org_pub or ws.org_public_key).hex(), "workspace_id": str(uuid.uuid4()),
                         **done}, now=now)
     return ws, True
+
+
+def _create_database_file(path: Path) -> None:
+    """An empty SQLite file with mode 0600: SQLite gives its -wal and -shm files the database's mode."""
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
+    os.chmod(path, PRIVATE_MODE)
+
+
+def _keep_private(home: Path) -> None:
+    """Close a workspace made by an older voxgate (0755 folders, 0644 files) to other accounts.
+
+    The home folder at 0700 is what keeps others out of everything inside; the database and
+    its journal files are tightened too, as they may be copied elsewhere with their mode.
+    """
+    try:
+        if home.stat().st_mode & 0o077:
+            os.chmod(home, PRIVATE_DIR_MODE)
+            log.warning("%s was readable by other accounts; it is now 0700.", home)
+        for name in (DATABASE_FILE, DATABASE_FILE + "-wal", DATABASE_FILE + "-shm", CONFIG_FILE):
+            if (path := home / name).exists() and path.stat().st_mode & 0o077:
+                os.chmod(path, PRIVATE_MODE)
+    except PermissionError:  # another account's workspace, opened read-only: leave it as its owner keeps it
+        pass
 
 
 def _provide_identity(home: Path, organisation: str, c2pa: C2paImport | None, *, now: datetime) -> dict[str, str]:
@@ -356,13 +435,14 @@ def open_workspace(home: Path, keyring: Keyring | None = None) -> Workspace:
     if not home.is_dir():
         raise StoreError(f"No workspace at {home}; create one with `voxgate init --home {home}`.")
     cfg = WorkspaceConfig.load(home / CONFIG_FILE)
+    _keep_private(home)
     if missing := [str(path) for path in IDENTITY_FILES if not (home / path).is_file()]:
         raise StoreError(
             f"The workspace at {home} has no {', '.join(missing)}: it predates content credentials and the payload "
             f"watermark. Run `voxgate init --home {home}` to add them (nothing else changes); if these files existed "
             "before, restore them from a backup instead."
         )
-    engine = open_engine(cfg.database_url or sqlite_url(home / "voxgate.db"))
+    engine = open_engine(cfg.database_url or sqlite_url(home / DATABASE_FILE))
     with map_exceptions(_DB_ERRORS, "Could not open the workspace database"):
         check_schema(engine)
         migrate(engine)  # no-op when current; upgrades a workspace made by an older voxgate

@@ -13,12 +13,17 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from pipeline.errors import StoreError
 from pipeline.hashing import sha256_file
 
 _CHUNK = 1 << 20
+#: Everything inside a workspace: readable by the account that runs voxgate, nobody else.
+PRIVATE_MODE: Final = 0o600
+PRIVATE_DIR_MODE: Final = 0o700
+#: Files handed to a person outside the workspace (an export, a pulled clip), meant to be passed on.
+SHARED_MODE: Final = 0o644
 
 
 def fsync_file(path: Path) -> None:
@@ -35,15 +40,35 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) as folders only their owner can enter, whatever the umask."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    for folder in missing:
+        os.chmod(folder, PRIVATE_DIR_MODE)
+    return path
+
+
+def make_private(root: Path) -> None:
+    """Folders 0700 and files 0600 under `root` (and `root` itself): for files a library wrote with the umask."""
+    os.chmod(root, PRIVATE_DIR_MODE if root.is_dir() else PRIVATE_MODE)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), PRIVATE_DIR_MODE, follow_symlinks=False)
+        for name in files:
+            if not os.path.islink(os.path.join(folder, name)):
+                os.chmod(os.path.join(folder, name), PRIVATE_MODE)
+
+
 @contextmanager
-def atomic_output(dest: Path, *, mode: int = 0o644) -> Iterator[Path]:
+def atomic_output(dest: Path, *, mode: int = PRIVATE_MODE) -> Iterator[Path]:
     """A hidden ``.<name>.*.part`` file beside `dest` to write into, with `mode` from the start.
 
     On a clean exit it is fsynced and renamed to `dest`, and the rename made
     durable; on any exception it is deleted. So `dest` is either absent (or
     as before) or complete. OSError propagates for the caller to word.
-    The default mode suits clips, exports and blobs, which are meant to be
-    read; a private key passes 0o600 and is never readable by others.
+    The mode is set explicitly, whatever the umask: private (0600) by default,
+    as everything inside a workspace is; an export for a person passes SHARED_MODE.
     """
     fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
@@ -61,17 +86,18 @@ def atomic_output(dest: Path, *, mode: int = 0o644) -> Iterator[Path]:
     fsync_dir(dest.parent)
 
 
-def atomic_write_stream(stream: BinaryIO, dest: Path) -> None:
+def atomic_write_stream(stream: BinaryIO, dest: Path, *, mode: int = PRIVATE_MODE) -> None:
     """Write everything read from `stream` to `dest` so that `dest` is either absent or complete."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(dest) as tmp, tmp.open("wb") as out:
+    if not dest.parent.is_dir():
+        private_dir(dest.parent)
+    with atomic_output(dest, mode=mode) as tmp, tmp.open("wb") as out:
         shutil.copyfileobj(stream, out, _CHUNK)
 
 
-def atomic_copy(src: Path, dest: Path) -> None:
+def atomic_copy(src: Path, dest: Path, *, mode: int = PRIVATE_MODE) -> None:
     """Copy `src` to `dest` so that `dest` is either absent or complete."""
     with open(src, "rb") as f:
-        atomic_write_stream(f, dest)
+        atomic_write_stream(f, dest, mode=mode)
 
 
 class FileStore:

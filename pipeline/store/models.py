@@ -364,3 +364,83 @@ class AnnouncerRow(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
     retired_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+# --- portal sessions and passkeys (migration 0007) ------------------------------
+
+
+class PortalSessionRow(Base):
+    """A signed-in portal session: the cookie holds a random id, the store only its sha256.
+
+    A session made with an access token ends with that token (revoked or expired); one made with
+    a passkey ends when the passkey is disabled. Logging out sets `ended_at`.
+    """
+
+    __tablename__ = "portal_sessions"
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str] = mapped_column(ForeignKey("users.name"), index=True)
+    token_sha256: Mapped[str | None] = mapped_column(String(64))
+    passkey_id: Mapped[int | None] = mapped_column(ForeignKey("passkeys.id"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class PasskeyInvitationRow(Base):
+    """A one-time link for registering a passkey for an existing user; only its sha256 is stored."""
+
+    __tablename__ = "passkey_invitations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user: Mapped[str] = mapped_column(ForeignKey("users.name"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class PasskeyRow(Base):
+    """A user's WebAuthn credential: one of their keys, kept (with its history) after it is disabled."""
+
+    __tablename__ = "passkeys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user: Mapped[str] = mapped_column(ForeignKey("users.name"), index=True)
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)  # base64url, as the browser sends it
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE_Key
+    sign_count: Mapped[int] = mapped_column(Integer)
+    rp_id: Mapped[str] = mapped_column(String(255))
+    origin: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class PasskeyChallengeRow(Base):
+    """A server nonce handed to the browser once, for one registration or one signed decision."""
+
+    __tablename__ = "passkey_challenges"
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)  # hex
+    purpose: Mapped[str] = mapped_column(String(16))  # register | sign-in | approve
+    user: Mapped[str | None] = mapped_column(ForeignKey("users.name"))
+    session_sha256: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[str | None] = mapped_column(Text)  # the approval payload's canonical JSON
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class PasskeyApprovalRow(Base):
+    """The WebAuthn assertion behind an approval: everything needed to re-verify it offline."""
+
+    __tablename__ = "passkey_approvals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    approval_id: Mapped[int] = mapped_column(ForeignKey("approvals.id"), unique=True)
+    passkey_id: Mapped[int] = mapped_column(ForeignKey("passkeys.id"), index=True)
+    payload: Mapped[str] = mapped_column(Text)  # ApprovalPayload.to_bytes(), as signed
+    nonce: Mapped[str] = mapped_column(String(64))  # hex
+    authenticator_data: Mapped[bytes] = mapped_column(LargeBinary)
+    client_data_json: Mapped[bytes] = mapped_column(LargeBinary)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # the credential's COSE key, copied for offline checks
+    rp_id: Mapped[str] = mapped_column(String(255))
+    origin: Mapped[str] = mapped_column(String(255))

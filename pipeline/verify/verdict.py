@@ -37,6 +37,9 @@ from pipeline.provenance.credentials import CredentialStatus
 from pipeline.verify.match import Block, ContentMatch
 from pipeline.verify.timeline import EXCERPT_BELOW, Timeline, localise, seconds_text
 
+#: The format name of a clip's premaster among registered files: kept in the workspace, never handed out.
+PREMASTER_FORMAT: Final = "premaster"
+
 #: At or above this Perth score a file counts as carrying the presence mark (the detector's own rounding point).
 PRESENCE_THRESHOLD: Final = 0.5
 
@@ -157,6 +160,10 @@ def decide(e: Evidence) -> Verdict:
     if facts.state != "released":
         reasons.append(f"clip {clip_id} was never released (it is {facts.state}): a leaked draft or discarded take")
         return Verdict(Outcome.UNRELEASED, clip_id, tuple(reasons), trace, timeline)
+    if e.registered_file == (clip_id, PREMASTER_FORMAT):
+        reasons.append(f"the premaster of clip {clip_id} is kept inside the workspace and never handed out: "
+                       "this copy leaked from the workspace")
+        return Verdict(Outcome.UNRELEASED, clip_id, tuple(reasons), trace, timeline)
     if intact:
         return Verdict(Outcome.AUTHENTIC, clip_id, tuple(reasons), trace)
     if altered:
@@ -196,7 +203,8 @@ def _proofs(e: Evidence) -> list[tuple[int, str]]:
     proofs = []
     if e.registered_file is not None:
         clip, fmt = e.registered_file
-        proofs.append((clip, f"its bytes are exactly a registered {fmt} file of clip {clip}"))
+        what = "the premaster (before any recipient's mark)" if fmt == PREMASTER_FORMAT else f"a registered {fmt} file"
+        proofs.append((clip, f"its bytes are exactly {what} of clip {clip}"))
     if e.credentials is CredentialStatus.TRUSTED and e.credentials_clip is not None:
         proofs.append((e.credentials_clip, f"its content credentials for clip {e.credentials_clip} are signed by this "
                                            "workspace and the audio is unchanged since"))
