@@ -590,9 +590,11 @@ def test_a_fragment_of_a_copy_spliced_before_other_speech_is_altered(registry, t
 
 
 @pytest.mark.slow
-def test_a_copy_with_a_second_of_other_speech_after_it_is_still_derived(registry, tools, tmp_path) -> None:
+def test_a_copy_with_two_seconds_of_other_speech_after_it_is_still_derived(registry, tools, tmp_path) -> None:
+    """Two seconds, not one: the map judges whole seconds, and only two seconds of other speech always fill one
+    (Piper's takes differ in length, so where the added speech starts within a second differs from run to run)."""
     fake = espeak(OTHER_SPEECH, tmp_path / "fake.wav")
-    report = check(registry, tools, splice(registry.exports["mp3"], fake, tmp_path / "tail.mp3", None, 1.0))
+    report = check(registry, tools, splice(registry.exports["mp3"], fake, tmp_path / "tail.mp3", None, 2.0))
     assert report.verdict.outcome is Outcome.DERIVED, report.verdict
     assert 0.8 <= report.verdict.timeline.share < 1.0
 
