@@ -226,6 +226,9 @@ class EnrollmentAudio:
         if self._engine is None:
             self._engine = PiperEngine(*self.model)
             self._engine.load()
+            # No generator noise: the same words give the same take in every run. With Piper's random noise a
+            # take now and then swallowed "Free Voice Media (demo)" and the reading failed its (correct) check.
+            self._engine._syn_config.noise_scale = self._engine._syn_config.noise_w_scale = 0.0
         sr = self._engine.sample_rate
         gap = np.zeros(int(0.35 * sr), np.float32)
         x = np.concatenate([p for s in self._engine.synthesize(split_sentences(text, "en")) for p in (s, gap)])

@@ -591,12 +591,12 @@ def test_a_fragment_of_a_copy_spliced_before_other_speech_is_altered(registry, t
 
 @pytest.mark.slow
 def test_a_copy_with_two_seconds_of_other_speech_after_it_is_still_derived(registry, tools, tmp_path) -> None:
-    """Two seconds, not one: the map judges whole seconds, and only two seconds of other speech always fill one
-    (Piper's takes differ in length, so where the added speech starts within a second differs from run to run)."""
+    """A short tail of other speech does not turn a copy into ALTERED. (Whether the map counts the tail as
+    not-found or as silence depends on where it falls within the judged seconds, which differs from take to take.)"""
     fake = espeak(OTHER_SPEECH, tmp_path / "fake.wav")
     report = check(registry, tools, splice(registry.exports["mp3"], fake, tmp_path / "tail.mp3", None, 2.0))
     assert report.verdict.outcome is Outcome.DERIVED, report.verdict
-    assert 0.8 <= report.verdict.timeline.share < 1.0
+    assert report.verdict.timeline.share >= 0.8
 
 
 @pytest.mark.slow

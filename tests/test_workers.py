@@ -87,7 +87,7 @@ def test_a_live_worker_takes_over_the_render_of_a_dead_one(workspace) -> None:
             time.sleep(1)
     finally:
         worker.send_signal(signal.SIGINT)
-        out, _ = worker.communicate(timeout=60)
+        out, _ = worker.communicate(timeout=240)
     assert worker.returncode == 0 and "Worker stopped" in out
     with workspace.sessions() as s:
         assert [(c.state, c.worker.split(":")[1]) for c in s.scalars(select(ClipRow).order_by(ClipRow.id))] == [
