@@ -63,11 +63,12 @@ def test_four_workers_render_forty_statements_exactly_once(workspace, db_kind) -
     assert audit_verify(workspace).ok
 
 
-@pytest.mark.skip(reason="passes on its own (2/2), but in a full `make test` on a fresh clone the worker does not stop "
-                         "cleanly after SIGINT once it has taken the render over; cause not found yet. The takeover itself "
-                         "is covered by test_render_claims (lease lapse, fencing, a SIGKILLed render reclaimed).")
 def test_a_live_worker_takes_over_the_render_of_a_dead_one(workspace) -> None:
-    """A claim whose lease ran out (its worker died a minute ago) is rendered by `voxgate worker` unprompted."""
+    """A claim whose lease ran out (its worker died a minute ago) is rendered by `voxgate worker` unprompted.
+
+    The worker is started as a background process is (SIGINT ignored, as a shell's `&` and many service managers
+    leave it) and stopped with SIGTERM, as a service manager stops it: it must stop cleanly all the same.
+    """
     import signal
     import time
     from datetime import timedelta
@@ -82,15 +83,16 @@ def test_a_live_worker_takes_over_the_render_of_a_dead_one(workspace) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     worker = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "worker", "--poll", "1", "--home",
                                str(workspace.home), "--as", "ravi"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         deadline = time.monotonic() + 600
         while statements.show_statement(workspace, sid).state != "draft_ready":
             assert worker.poll() is None and time.monotonic() < deadline, worker.stderr.read()[-2000:]
             time.sleep(1)
     finally:
-        worker.send_signal(signal.SIGINT)
-        out, _ = worker.communicate(timeout=240)
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=120)
     assert worker.returncode == 0 and "Worker stopped" in out
     with workspace.sessions() as s:
         assert [(c.state, c.worker.split(":")[1]) for c in s.scalars(select(ClipRow).order_by(ClipRow.id))] == [

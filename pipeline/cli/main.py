@@ -121,10 +121,11 @@ def worker(
     home: Home = HOME_DEFAULT,
     as_user: AsUser = None,
 ) -> None:
-    """Render statements as they are text-approved, until stopped (Ctrl-C); run one per machine or GPU.
+    """Render statements as they are text-approved, until stopped (Ctrl-C or SIGTERM); run one per machine or GPU.
 
     Takes over the renders of workers that died (their lease runs out 60 s after their last sign of life).
     """
+    import signal
     import time
 
     from pipeline.services.tools import Tools
@@ -133,6 +134,10 @@ def worker(
 
     ws, tools = open_workspace(home), Tools()
     failed_at: dict[int, float] = {}  # a statement whose render failed is tried again after RETRY_AFTER_S
+    # A process started in the background by a shell or a service manager inherits SIGINT ignored, and Python then
+    # installs no Ctrl-C handler: set both stop signals explicitly, so the worker stops the same way everywhere.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     success(f"Worker started on {ws.home}; waiting for text-approved statements (Ctrl-C stops it).")
     try:
         while True:
@@ -158,9 +163,14 @@ def _render_queue(ws, tools, statement_id: int | None, as_user: str | None,  # t
     tried: set[int] = set(skip or ())
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())
+
+    def todo() -> list[int]:
+        return [i for i in (claimable(ws, utcnow()) if statement_id is None else [statement_id]) if i not in tried]
+
+    if not (ids := todo()):
+        return results, failures, taken  # nothing to show: an idle worker's poll prints nothing
     with Progress(*columns, transient=False) as bar:
-        while ids := [i for i in (claimable(ws, utcnow()) if statement_id is None else [statement_id])
-                      if i not in tried]:
+        while ids:
             for sid in ids:
                 tried.add(sid)
                 task = bar.add_task(f"statement {sid}", total=len(STEPS))
@@ -180,6 +190,7 @@ def _render_queue(ws, tools, statement_id: int | None, as_user: str | None,  # t
                         bar.update(task, description=f"statement {sid}: taken by another worker")
                         continue
                     failures.append((sid, exc))
+            ids = todo()
     return results, failures, taken
 
 
