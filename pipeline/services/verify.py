@@ -234,10 +234,10 @@ def _judge(ws: Workspace, path: Path, digest: str, tags: dict[str, str], credent
 
 
 def _silent_seconds(x16: np.ndarray) -> tuple[bool, ...]:
-    """Per whole second of the file (the match's blocks): too quiet to judge."""
-    seconds = len(x16) // match.BLOCK
-    blocks = np.asarray(x16[:seconds * match.BLOCK], dtype=np.float64).reshape(seconds, match.BLOCK)
-    return tuple(bool(q) for q in np.sqrt(np.mean(blocks * blocks, axis=1)) < match.SILENCE_RMS)
+    """Per judged second of the file (the match's blocks, the file's last second included): too quiet to judge."""
+    x = np.asarray(x16, dtype=np.float64)
+    return tuple(bool(np.sqrt(np.mean(np.square(x[start:start + match.BLOCK]))) < match.SILENCE_RMS)
+                 for start in match.block_starts(len(x)))
 
 
 def _search_windows(mark: Any, x16: np.ndarray, silent: tuple[bool, ...],
@@ -269,13 +269,15 @@ def _mark_seconds(mark: Any, x16: np.ndarray, seconds: list[int],
     total = len(x16) // match.BLOCK
     if total < MARK_WINDOW_S or not seconds:
         return ()
-    covering = {i: range(max(0, i - MARK_WINDOW_S + 1), min(i, total - MARK_WINDOW_S) + 1) for i in seconds}
+    # The file's overlapping last second (index `total`, see match.block_starts) is read by the last window.
+    covering = {i: range(max(0, min(i, total - 1) - MARK_WINDOW_S + 1), min(i, total - MARK_WINDOW_S) + 1)
+                for i in seconds}
     starts = sorted({s for r in covering.values() for s in r})
     clips = {}
     for start in starts:
         found = _window(mark, x16, start).payload
         clips[start] = None if found is None else clip_of(found)
-    marks: list[int | None] = [None] * total
+    marks: list[int | None] = [None] * (max(total - 1, *seconds) + 1)
     for i, windows in covering.items():
         votes = Counter(clips[s] for s in windows)
         clip, n = votes.most_common(1)[0]

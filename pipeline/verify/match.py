@@ -49,6 +49,7 @@ import numpy as np
 
 RATE: Final = 16_000  # both signals, mono; speech keeps its waveform here and the search is 9x cheaper than at 48 kHz
 BLOCK: Final = RATE  # one second
+TAIL_MIN: Final = RATE // 10  # a file's last part shorter than a second but longer than this gets a block of its own
 #: A block matches at or above this: measured re-encodes ≥ 0.93, the same words synthesised again ≤ 0.61.
 MATCH_SCORE: Final = 0.8
 #: Fewer matched seconds than this prove nothing.
@@ -116,6 +117,18 @@ class ContentMatch:
         return min(1.0, len(seconds) / self.master_audible_s) if self.master_audible_s else 0.0
 
 
+def block_starts(samples: int) -> list[int]:
+    """Where each judged second of a file of `samples` starts: every whole second, then the file's last second.
+
+    The last block ends where the file ends (it overlaps the one before): a tail shorter than a second is
+    judged too, so nothing can be appended to a clip in the part of the file no block looks at.
+    """
+    starts = list(range(0, samples - BLOCK + 1, BLOCK))
+    if starts and samples - (starts[-1] + BLOCK) >= TAIL_MIN:
+        starts.append(samples - BLOCK)
+    return starts
+
+
 def match_audio(suspect: np.ndarray, master: np.ndarray) -> ContentMatch:
     """Search each audible second of `suspect` in `master` (both mono float at `RATE`)."""
     m = np.asarray(master, dtype=np.float64)
@@ -126,7 +139,8 @@ def match_audio(suspect: np.ndarray, master: np.ndarray) -> ContentMatch:
     foreign: dict[int, float] = {}
     foreign_energy = found_energy = 0.0
     expected: int | None = None
-    for start in range(0, len(suspect) - BLOCK + 1, BLOCK):
+    starts = block_starts(len(suspect))
+    for start, following in zip(starts, [*starts[1:], None]):
         block = np.asarray(suspect[start:start + BLOCK], dtype=np.float64)
         if np.sqrt(np.mean(block * block)) < SILENCE_RMS:
             blocks.append(Block.SILENT)
@@ -147,7 +161,7 @@ def match_audio(suspect: np.ndarray, master: np.ndarray) -> ContentMatch:
             foreign_energy += share * float(block @ block)
             found_energy += float(block @ block)
         at.append(None if where is None else where / RATE)
-        expected = None if where is None else where + BLOCK
+        expected = None if where is None or following is None else where + following - start
     # Speech mixed thinly over a whole clip shows in the sum before it shows in any one second.
     overlaid = found_energy > 0 and foreign_energy / found_energy >= MIXED_FILE_SHARE
     for i, share in foreign.items():

@@ -27,6 +27,13 @@ DERIVED_SHARE: Final = 0.8
 #: ... and no run of this many audible seconds in a row that are not the clip: that is inserted material,
 #: whatever its share (50 s of a copy then 10 s of other speech is 81 % genuine, and a forgery).
 INSERTED_RUN_S: Final = 3
+#: At the file's start or end there is no join for a cut to straddle: this many audible seconds there that are
+#: not the clip are material added before or after it (a short "... and vote for X" appended to a real clip).
+EDGE_RUN_S: Final = 2
+#: The payload mark fills in seconds the waveform does not find only where the waveform cannot follow the file
+#: at all (time-stretched, filtered: under this share of its audible seconds found). Where it follows, a second
+#: it does not find is not the clip: the mark's 4 s windows would smear a clip's mark over audio added next to it.
+WAVEFORM_FOLLOWS: Final = 0.5
 #: Under this share of the clip's own audible seconds, a derived file is called an excerpt.
 EXCERPT_BELOW: Final = 0.9
 SYMBOLS: Final = {Block.GENUINE: "█", Block.MIXED: "▒", Block.ABSENT: "░", Block.SILENT: "·"}
@@ -71,10 +78,23 @@ class Timeline:
         return longest
 
     @property
+    def edge_foreign_run(self) -> int:
+        """The most audible seconds that are not the clip before its first genuine second, or after its last."""
+        def leading(seconds: tuple[Block, ...]) -> int:
+            run = 0
+            for s in seconds:
+                if s is Block.GENUINE:
+                    break
+                run += s in (Block.ABSENT, Block.MIXED)
+            return run
+
+        return max(leading(self.seconds), leading(self.seconds[::-1]))
+
+    @property
     def derived(self) -> bool:
-        """Most of the audible audio comes from the clip, in its order, with nothing inserted."""
+        """Most of the audible audio comes from the clip, in its order, with nothing inserted or added."""
         return (self.audible_s > 0 and self.share >= DERIVED_SHARE and self.in_order
-                and self.longest_foreign_run < INSERTED_RUN_S)
+                and self.longest_foreign_run < INSERTED_RUN_S and self.edge_foreign_run < EDGE_RUN_S)
 
     def spans(self, *states: Block) -> list[tuple[int, int]]:
         """[start, end) seconds where the file is in one of `states` (silence inside a span joins it)."""
@@ -113,9 +133,10 @@ def localise(clip_id: int, content: ContentMatch | None, marks: tuple[int | None
     else:
         return None
     by_mark = [False] * len(base)
-    for i, state in enumerate(base):
-        if state is Block.ABSENT and i < len(marks) and marks[i] == clip_id:
-            base[i], by_mark[i] = Block.GENUINE, True
+    if content is None or content.coverage < WAVEFORM_FOLLOWS:
+        for i, state in enumerate(base):
+            if state is Block.ABSENT and i < len(marks) and marks[i] == clip_id:
+                base[i], by_mark[i] = Block.GENUINE, True
     in_order = content.in_order if content is not None else True
     covered = None  # the clip's length is unknown without its master
     if content is not None and content.master_audible_s:
