@@ -73,6 +73,14 @@ def add_review_routes(app: FastAPI, ws: Workspace, *, page: Callable[..., Respon
             return refused(503, "Passkeys are off: start the portal with --origin (its public address).")
         return body
 
+    async def reviewer_body(request: Request) -> tuple[UserRow, dict[str, Any]] | JSONResponse:
+        """The signed-in reviewer and the request's JSON object (CSRF checked), or the refusal to send."""
+        user = reviewer(request)
+        if user is None:
+            return refused(401, "Sign in first.")
+        body = await json_body(request)
+        return body if isinstance(body, JSONResponse) else (user, body)
+
     def signed_in(request: Request, user: str, passkey_id: int, location: str) -> JSONResponse:
         response = JSONResponse({"next": location, "user": user})
         set_cookie(request, response, SESSION_COOKIE, start_session(ws, user, passkey_id=passkey_id, now=clock()),
@@ -175,12 +183,9 @@ def add_review_routes(app: FastAPI, ws: Workspace, *, page: Callable[..., Respon
 
     @app.post("/review/{statement_id}/challenge")
     async def challenge(request: Request, statement_id: int) -> Response:
-        user = reviewer(request)
-        if user is None:
-            return refused(401, "Sign in first.")
-        body = await json_body(request)
-        if isinstance(body, JSONResponse):
-            return body
+        if isinstance(asked := await reviewer_body(request), JSONResponse):
+            return asked
+        user, body = asked
         try:
             decision = Decision(str(body.get("decision")))
             payload = review.passkey_payload(ws, statement_id, decision, listened=body.get("listened") is True,
@@ -198,12 +203,9 @@ def add_review_routes(app: FastAPI, ws: Workspace, *, page: Callable[..., Respon
 
     @app.post("/review/{statement_id}/decide")
     async def decide(request: Request, statement_id: int) -> Response:
-        user = reviewer(request)
-        if user is None:
-            return refused(401, "Sign in first.")
-        body = await json_body(request)
-        if isinstance(body, JSONResponse):
-            return body
+        if isinstance(asked := await reviewer_body(request), JSONResponse):
+            return asked
+        user, body = asked
         signed = passkeys.PasskeySignature(body.get("credential") or {}, rp,
                                            session_digest(request.cookies.get(SESSION_COOKIE)) or "")
         try:
