@@ -143,7 +143,7 @@ def script(
     as_json: AsJson = False,
 ) -> None:
     """Print the consent script the owner must read aloud, ending with a fresh challenge phrase."""
-    from pipeline.services.enrollment import create_script
+    from pipeline.services.consent_scripts import create_script
 
     row = create_script(open_workspace(home), voice_id, owner=owner, organisation=org, purposes=purposes or [],
                         channels=channels or [], languages=languages or [], valid_until=_date(valid_until, "--valid-until"),
@@ -162,7 +162,7 @@ def script(
 @handles_errors
 def show_consent(voice_id: str, home: Home = HOME_DEFAULT, as_json: AsJson = False) -> None:
     """Show a voice's consent record, its checks, files and signatures, and its history."""
-    from pipeline.services.enrollment import consent_details
+    from pipeline.services.consent_certificate import consent_details
 
     d = consent_details(open_workspace(home), voice_id, now=utcnow())
     if as_json:
@@ -201,7 +201,7 @@ def certificate(
     home: Home = HOME_DEFAULT,
 ) -> None:
     """Write a one-page HTML consent certificate: scope, checks and signatures."""
-    from pipeline.services.enrollment import write_certificate
+    from pipeline.services.consent_certificate import write_certificate
 
     path = write_certificate(open_workspace(home), voice_id, out, now=utcnow())
     success(f"Wrote the consent certificate for {voice_id} to {path}.")
@@ -221,7 +221,7 @@ def renew(
     as_user: AsUser = None,
 ) -> None:
     """Renew a consent with a new signed record: narrow it (owner, delegate, admin) or widen it (the owner only)."""
-    from pipeline.services.enrollment import renew_consent
+    from pipeline.services.consent_renewal import renew_consent
 
     row, widened, narrowed = renew_consent(
         open_workspace(home), voice_id, purposes=purposes, channels=channels, languages=languages,
