@@ -253,7 +253,7 @@ def test_a_voices_owner_never_changes(workspace) -> None:
 def test_a_language_without_a_recogniser_needs_the_operators_confirmation(fresh, enrollment_audio, check_tools) -> None:
     new_script(fresh, voice="joe-ur", languages=["ur"], language="ur")
     reading = enrollment_audio.reading(" ".join(ENROLL_SENTENCES[::-1]))  # no recogniser checks the words here
-    with pytest.raises(ConsentError, match="No bundled speech recogniser for 'ur'.*--confirmed-by-operator"):
+    with pytest.raises(ConsentError, match="No speech recogniser covers 'ur'.*--confirmed-by-operator"):
         enroll(fresh, "joe-ur", enrollment_audio.recordings(), reading, actor="ops", now=utcnow(), tools=check_tools)
     result = enroll(fresh, "joe-ur", enrollment_audio.recordings(), reading, actor="ops", now=utcnow(),
                     tools=check_tools, confirmed_by_operator=True)

@@ -103,7 +103,8 @@ def enroll(
                                              "beside each, or an LJSpeech metadata.csv.")],
     consent_audio: Annotated[Path, typer.Option("--consent-audio", help="The owner reading the consent script.")],
     confirmed_by_operator: Annotated[bool, typer.Option(
-        "--confirmed-by-operator", help="For a language without a bundled recogniser: you listened, and the owner "
+        "--confirmed-by-operator", help="For a language no recogniser covers (bundled or in voxgate.toml "
+        "[recognisers]): you listened, and the owner "
         "read the script as printed.")] = False,
     script: Annotated[Optional[int], typer.Option(help="Consent script id (default: the newest pending one).")] = None,
     home: Home = HOME_DEFAULT,

@@ -31,6 +31,7 @@ from pipeline.consent.checks import (
     audio_checks,
     audio_figures,
     cosine,
+    measured_checks,
     speaker_checks,
     speech_checks,
     transcribe,
@@ -81,7 +82,7 @@ _HINTS: Final = {
     "least similar recording": "that recording does not sound like the person in the consent audio; remove it "
                                "or record it again with the owner",
     "heard": "the owner must read the whole script as printed, in one recording",
-    "word error rate": "the reading does not match the script; the owner must read it as printed",
+    "error rate": "the reading does not match the script; the owner must read it as printed",
 }
 
 
@@ -139,16 +140,18 @@ def enroll(ws: Workspace, voice_id: str, recordings_dir: Path, consent_audio: Pa
         earlier = earlier_recordings(ws, s, voice_id)
         terms = script_terms(script, now)
         s.expunge(script)
-    from pipeline.quality.asr import supports
+    from pipeline.quality.recognisers import BUILTIN, check_pinned, recogniser_for
 
-    recognised = supports(script.language)
-    if recognised and confirmed_by_operator:
-        raise InputError(f"--confirmed-by-operator is for languages without a bundled recogniser; "
-                         f"{script.language!r} consent audio is checked by speech recognition.")
-    if not recognised and not confirmed_by_operator:
-        raise ConsentError(f"No bundled speech recogniser for {script.language!r}: listen to the consent audio "
-                           "against the script (names, organisation, end date, challenge words) and, if it "
-                           "matches, enroll again with --confirmed-by-operator.")
+    spec = recogniser_for(script.language, ws.config.recognisers)
+    if spec is not None and confirmed_by_operator:
+        raise InputError(f"--confirmed-by-operator is only for languages no recogniser covers; {script.language!r} "
+                         f"consent audio is checked by speech recognition ({spec.name}).")
+    if spec is None and not confirmed_by_operator:
+        raise ConsentError(f"No speech recogniser covers {script.language!r} (none bundled, none in voxgate.toml "
+                           "[recognisers]): listen to the consent audio against the script (names, organisation, end "
+                           "date, challenge words) and, if it matches, enroll again with --confirmed-by-operator.")
+    if spec is not None:
+        check_pinned(spec)  # a configured model folder must be the pinned one before anything is checked
     if not consent_audio.is_file():
         raise InputError(f"No file {consent_audio}; --consent-audio takes the recording of the owner reading the script.")
     sources = read_recordings(recordings_dir)
@@ -202,13 +205,19 @@ def enroll(ws: Workspace, voice_id: str, recordings_dir: Path, consent_audio: Pa
 
     # What was said.
     transcript: str | None = None
-    if recognised:
+    if spec is BUILTIN:
         transcript = transcribe(tools.asr(), consent_x, consent_sr)
         heard = speech_checks(script.text, transcript, names=required_names(terms), organisation=terms.organisation,
                               until=terms.valid_until.date(), challenge=script.challenge.split(), cfg=cfg)
         checks.extend(heard.checks)
         _require(heard.checks)
         asr_mode = _ASR_NAME
+    elif spec is not None:  # a configured recogniser: its own measure and threshold, both sides normalised alike
+        transcript = transcribe(tools.asr(spec), consent_x, consent_sr, language=script.language)
+        heard_checks = measured_checks(script.text, transcript, script.challenge.split(), spec, script.language)
+        checks.extend(heard_checks)
+        _require(heard_checks)
+        asr_mode = f"{spec.name} ({spec.measure})"[:64]
     else:
         asr_mode = f"confirmed by operator {who.name}"
         checks.append(Check("script read as printed", True, None, "heard", f"no recogniser for "
@@ -293,7 +302,7 @@ def _record(ws: Workspace, voice_id: str, script: ConsentScriptRow, terms: Conse
                 "consent_sha256": consent.record_sha256, "enrollment": enrollment.id, "script": script.id,
                 "consent_audio_sha256": consent_sha, "recordings": len(loaded),
                 "signers": [f"{n.name} ({c.value})" for n, c in signers], "speech_recognition": asr_mode,
-                **{c.name: c.figure for c in checks if c.name in ("word error rate", "speaker similarity")},
+                **{c.name: c.figure for c in checks if c.name in ("word error rate", "character error rate", "speaker similarity")},
             })
             if final.exists():  # left by a crash between the rename and the commit: not referenced by any row
                 shutil.rmtree(final)
