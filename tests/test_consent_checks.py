@@ -23,7 +23,7 @@ from pipeline.consent.checks import (
 from pipeline.domain import Decision, Event
 from pipeline.errors import ApprovalError, ConsentError, EngineError, InputError, TransitionError
 from pipeline.services import clips, review, statements
-from pipeline.services.enrollment import renew_consent
+from pipeline.services.consent_renewal import renew_consent
 from pipeline.services.render import render_statement
 from pipeline.services.tools import Tools
 from pipeline.services.statements import get_statement, transition

@@ -27,15 +27,11 @@ from pipeline.errors import ConsentError, InputError, NotFoundError, PermissionE
 from pipeline.hashing import sha256_file
 from pipeline.services import statements
 from pipeline.services.auditing import audit_log, audit_verify
-from pipeline.services.enrollment import (
-    Recording,
-    consent_details,
-    create_script,
-    enroll,
-    enrolled_recordings,
-    read_recordings,
-    renew_consent,
-)
+from pipeline.services.consent_certificate import consent_details
+from pipeline.services.consent_renewal import renew_consent
+from pipeline.services.consent_scripts import create_script
+from pipeline.services.enrollment import enroll
+from pipeline.services.recordings import Recording, enrolled_recordings, read_recordings
 from pipeline.services.users import add_user_from_keys
 from pipeline.services.voices import revoke_consent, show_voice
 from pipeline.services.workspace import init_workspace, open_workspace, utcnow
@@ -257,7 +253,7 @@ def test_a_voices_owner_never_changes(workspace) -> None:
 def test_a_language_without_a_recogniser_needs_the_operators_confirmation(fresh, enrollment_audio, check_tools) -> None:
     new_script(fresh, voice="joe-ur", languages=["ur"], language="ur")
     reading = enrollment_audio.reading(" ".join(ENROLL_SENTENCES[::-1]))  # no recogniser checks the words here
-    with pytest.raises(ConsentError, match="No bundled speech recogniser for 'ur'.*--confirmed-by-operator"):
+    with pytest.raises(ConsentError, match="No speech recogniser covers 'ur'.*--confirmed-by-operator"):
         enroll(fresh, "joe-ur", enrollment_audio.recordings(), reading, actor="ops", now=utcnow(), tools=check_tools)
     result = enroll(fresh, "joe-ur", enrollment_audio.recordings(), reading, actor="ops", now=utcnow(),
                     tools=check_tools, confirmed_by_operator=True)

@@ -151,3 +151,61 @@ def test_public_verify_page_draws_which_seconds_are_genuine(browser, released, t
         shot = SHOTS / "portal-verify-altered.png"
         page.screenshot(path=str(shot), full_page=True)
         assert_not_blank(shot)
+
+
+def test_public_verify_page_in_urdu_gives_every_reason_in_urdu(browser, released, tmp_path) -> None:
+    """Issue 13: an Urdu reader sees each reason of a DERIVED, ALTERED and UNKNOWN verdict in Urdu, none in English.
+
+    The same files through `/api/verify` still carry the English `reasons` scripts rely on.
+    """
+    import re
+    import subprocess
+
+    import httpx
+
+    from pipeline.i18n import t
+    from pipeline.services import clips
+    from pipeline.services.workspace import utcnow
+
+    copy = clips.export_clip(released.ws, released.clip_id, "mp3", tmp_path, actor="dana", now=utcnow())
+    derived = tmp_path / "forwarded.ogg"  # what a messaging app makes of it: re-encoded, every second the clip
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(copy), "-c:a", "libopus", "-b:a", "24k", str(derived)],
+                   check=True)
+    fake = tmp_path / "fake.wav"
+    subprocess.run(["espeak-ng", "-w", str(fake), "The trial is over and we accept the verdict of the court. "
+                    "We ask our supporters to stop sharing messages and to go home quietly now."], check=True)
+    altered = tmp_path / "forged.mp3"  # 2 s of the copy, then other speech
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(copy), "-stream_loop", "-1", "-i", str(fake),
+                    "-filter_complex", "[0]atrim=0:2,aresample=48000,aformat=channel_layouts=mono,asetpts=N/SR/TB[a];"
+                    "[1]atrim=0:12,aresample=48000,aformat=channel_layouts=mono,asetpts=N/SR/TB[b];"
+                    "[a][b]concat=n=2:v=0:a=1", str(altered)], check=True)
+    unknown = tmp_path / "stranger.wav"  # speech that is not ours
+    subprocess.run(["espeak-ng", "-v", "ur", "-w", str(unknown), "یہ ایک جعلی پیغام ہے۔ ہم اپنے ساتھیوں سے کہتے ہیں کہ وہ گھر چلے جائیں اور پیغامات آگے نہ بھیجیں۔"],
+                   check=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with serving(released.ws.home) as url:
+        for path, verdict in ((derived, "DERIVED"), (altered, "ALTERED"), (unknown, "UNKNOWN")):
+            api = httpx.post(f"{url}/api/verify", content=path.read_bytes(), timeout=180).json()
+            assert api["verdict"] == verdict, api
+            english = api["reasons"]
+            assert len(api["reason_keys"]) == len(english) >= 1 and all(re.search("[a-z]{3}", r) for r in english)
+            page = browser.new_page(viewport={"width": 390, "height": 844}, locale="ur-PK")
+            page.goto(f"{url}/verify?lang=ur")
+            page.set_input_files("#file", str(path))
+            page.click("#check")
+            shown = page.locator("#result .verdict")
+            assert shown.get_attribute("data-verdict") == verdict and shown.inner_text() == t("ur", f"verdict.{verdict}")
+            rows = page.locator("#result tr.reason")
+            assert rows.count() == len(english)
+            for i in range(rows.count()):
+                assert rows.nth(i).locator("th").inner_text() == t("ur", "detail.reason", n=i + 1)
+                cell = rows.nth(i).locator("td").inner_text()
+                assert re.search("[\u0600-\u06ff]", cell) and not re.search("[A-Za-z]{2,}", cell), cell
+            text = page.locator("#result").inner_text()
+            for reason in english:
+                assert reason not in text, reason
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scroll on a phone
+            shot = SHOTS / f"verify-ur-{verdict.lower()}-phone.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert_not_blank(shot)
+            page.close()

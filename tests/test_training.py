@@ -222,7 +222,7 @@ def enrollment(workspace, clips: Sequence[EnrolledRecording], monkeypatch: pytes
                ) -> list[EnrolledRecording]:
     """The demo voice's enrollment: the Piper clips, copied into the workspace.
 
-    Stands in for `pipeline.services.enrollment.enrolled_recordings` so these
+    Stands in for `pipeline.services.recordings.enrolled_recordings` so these
     tests need not run a whole enrollment (consent script, recordings,
     signatures); it returns what that API returns: (path, sha256, transcript).
     """

@@ -677,6 +677,11 @@ def test_cli_prints_the_map_of_an_altered_file_and_exits_14(registry, tmp_path) 
     data = json.loads(CliRunner().invoke(app, [str(path), "--home", str(registry.ws.home), "--json"]).stdout)
     assert data["verdict"] == "ALTERED" and data["exit_code"] == 14 and data["version"] == 2
     assert data["timeline"]["seconds"][:2] == ["genuine", "genuine"] and data["clip"]["approvals"] == []
+    # English reasons for scripts, as always; the same reasons as message keys for any language (issue 13)
+    from pipeline.i18n.messages import Message
+
+    assert [Message.from_dict(k).text("en") for k in data["reason_keys"]] == data["reasons"]
+    assert "from released clip" in data["reasons"][0] and data["reason_keys"][0]["key"] == "reason.altered.forgery"
 
 
 # --- the public registry and its mirrors (issue 11) ---------------------------------------------

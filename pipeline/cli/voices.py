@@ -103,7 +103,8 @@ def enroll(
                                              "beside each, or an LJSpeech metadata.csv.")],
     consent_audio: Annotated[Path, typer.Option("--consent-audio", help="The owner reading the consent script.")],
     confirmed_by_operator: Annotated[bool, typer.Option(
-        "--confirmed-by-operator", help="For a language without a bundled recogniser: you listened, and the owner "
+        "--confirmed-by-operator", help="For a language no recogniser covers (bundled or in voxgate.toml "
+        "[recognisers]): you listened, and the owner "
         "read the script as printed.")] = False,
     script: Annotated[Optional[int], typer.Option(help="Consent script id (default: the newest pending one).")] = None,
     home: Home = HOME_DEFAULT,
@@ -143,7 +144,7 @@ def script(
     as_json: AsJson = False,
 ) -> None:
     """Print the consent script the owner must read aloud, ending with a fresh challenge phrase."""
-    from pipeline.services.enrollment import create_script
+    from pipeline.services.consent_scripts import create_script
 
     row = create_script(open_workspace(home), voice_id, owner=owner, organisation=org, purposes=purposes or [],
                         channels=channels or [], languages=languages or [], valid_until=_date(valid_until, "--valid-until"),
@@ -162,7 +163,7 @@ def script(
 @handles_errors
 def show_consent(voice_id: str, home: Home = HOME_DEFAULT, as_json: AsJson = False) -> None:
     """Show a voice's consent record, its checks, files and signatures, and its history."""
-    from pipeline.services.enrollment import consent_details
+    from pipeline.services.consent_certificate import consent_details
 
     d = consent_details(open_workspace(home), voice_id, now=utcnow())
     if as_json:
@@ -201,7 +202,7 @@ def certificate(
     home: Home = HOME_DEFAULT,
 ) -> None:
     """Write a one-page HTML consent certificate: scope, checks and signatures."""
-    from pipeline.services.enrollment import write_certificate
+    from pipeline.services.consent_certificate import write_certificate
 
     path = write_certificate(open_workspace(home), voice_id, out, now=utcnow())
     success(f"Wrote the consent certificate for {voice_id} to {path}.")
@@ -221,7 +222,7 @@ def renew(
     as_user: AsUser = None,
 ) -> None:
     """Renew a consent with a new signed record: narrow it (owner, delegate, admin) or widen it (the owner only)."""
-    from pipeline.services.enrollment import renew_consent
+    from pipeline.services.consent_renewal import renew_consent
 
     row, widened, narrowed = renew_consent(
         open_workspace(home), voice_id, purposes=purposes, channels=channels, languages=languages,

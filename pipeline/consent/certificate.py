@@ -1,6 +1,6 @@
 """The consent certificate: one readable HTML page with the terms, the checks and the signatures.
 
-Pure: takes the dict `pipeline.services.enrollment.consent_details` returns
+Pure: takes the dict `pipeline.services.consent_certificate.consent_details` returns
 and gives back HTML. No scripts, no external resources, every value escaped,
 so the page can be archived, printed or mailed as it is. The page is in the
 consent's language (an Urdu consent statement gives an Urdu, right-to-left

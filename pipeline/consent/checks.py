@@ -3,7 +3,10 @@
 1. Speech recognition of the consent audio against the script (Whisper
    tiny.en, English only): the owner's name, the organisation, the end date and
    the whole challenge phrase must be heard, and the word error rate over the
-   whole script must stay under `max_wer`.
+   whole script must stay under `max_wer`. A language a recogniser in
+   voxgate.toml `[recognisers]` covers is checked by that recogniser's own
+   measure and threshold instead (`measured_checks`: CER for Urdu); a language
+   no recogniser covers needs the operator's confirmation that they listened.
 2. Speaker similarity (resemblyzer, weights in the wheel): the consent audio
    against the training recordings as a whole, and against each recording,
    so one stranger's clip cannot slip into the training set.
@@ -22,7 +25,7 @@ from __future__ import annotations
 import difflib
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from typing import Any, Final
 
@@ -321,6 +324,49 @@ def speech_checks(script: str, transcript: str, *, names: Sequence[str], organis
     return Heard(transcript, wer, tuple(checks))
 
 
+def measured_checks(script: str, transcript: str, challenge: Sequence[str], spec: Any, language: str) -> tuple[Check, ...]:
+    """A reading checked by a configured recogniser (`pipeline.quality.recognisers`), by its own measure.
+
+    The whole script by word or character error rate after the same normalisation on both sides
+    (for Urdu: numbers in words, Urdu letters, no diacritics or punctuation), and the challenge
+    phrase somewhere in the transcript within the same rate: the English name and date checks of
+    `speech_checks` do not carry over to another language, the challenge phrase (never used
+    before) is what shows the reading is fresh.
+    """
+    from pipeline.quality.recognisers import comparable, error_rate
+
+    name = "word" if spec.measure == "wer" else "character"
+    rate = round(error_rate(spec.measure, script, transcript, language), 3)
+    phrase = phrase_error_rate(spec.measure, comparable(" ".join(challenge), language), comparable(transcript, language))
+    phrase = round(phrase, 3)
+    note = "" if spec.calibrated else " (threshold not calibrated on real speech)"
+    return (
+        Check("challenge phrase heard", phrase <= spec.threshold, phrase, f"{spec.measure.upper()} <= {spec.threshold:g}",
+              f"best match {spec.measure.upper()} {phrase:.2f} by {spec.name}{note}"),
+        Check(f"{name} error rate", rate <= spec.threshold, rate, f"<= {spec.threshold:g}",
+              f"{rate:.2f} by {spec.name}{note}"),
+    )
+
+
+def phrase_error_rate(measure: str, phrase: Sequence[str], heard: Sequence[str]) -> float:
+    """The error rate of `phrase` against the best-matching stretch of `heard` (words, or characters for CER).
+
+    Approximate substring matching: an edit distance whose first row is all zeros, so the phrase may
+    start anywhere in the transcript.
+    """
+    ref = list(" ".join(phrase)) if measure == "cer" else list(phrase)
+    hyp = list(" ".join(heard)) if measure == "cer" else list(heard)
+    if not ref:
+        raise InputError("The challenge phrase has nothing to compare, so an error rate is undefined.")
+    previous = [0] * (len(hyp) + 1)
+    for i, r in enumerate(ref, start=1):
+        current = [i]
+        for j, h in enumerate(hyp, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
+        previous = current
+    return min(previous) / len(ref)
+
+
 MAX_CHUNK_S: Final = 20.0
 """Whisper reads 30 s windows; a long reading handed over whole sometimes loses its last
 sentences at a window edge, so it is cut at its quietest moments into pieces this long at most."""
@@ -346,7 +392,7 @@ def split_for_asr(samples: np.ndarray, sr: int, max_s: float = MAX_CHUNK_S) -> l
 ASR_SEED: Final = 0
 
 
-def transcribe(transcriber: Any, samples: np.ndarray, sr: int) -> str:
+def transcribe(transcriber: Any, samples: np.ndarray, sr: int, *, language: str = "en") -> str:
     """What the recogniser hears in a reading of any length (see `MAX_CHUNK_S`).
 
     Whisper falls back to sampling at higher temperatures on a segment it is
@@ -358,7 +404,7 @@ def transcribe(transcriber: Any, samples: np.ndarray, sr: int) -> str:
     texts = []
     for piece in split_for_asr(samples, sr):
         ctranslate2.set_random_seed(ASR_SEED)
-        texts.append(transcriber.transcribe(piece, sr).text)
+        texts.append(transcriber.transcribe(piece, sr, language=language).text)
     return " ".join(texts).strip()
 
 
@@ -418,6 +464,7 @@ class CheckTools:
     transcriber: Any = None
     encoder: SpeakerEncoder | None = None
     presence_mark: Any = None
+    configured: dict[Any, Any] = field(default_factory=dict)  # configured recognisers by folder and languages
 
     def presence(self) -> Any:
         if self.presence_mark is None:
@@ -426,7 +473,17 @@ class CheckTools:
             self.presence_mark = PresenceMark().load()
         return self.presence_mark
 
-    def asr(self) -> Any:
+    def asr(self, spec: Any = None) -> Any:
+        """The bundled recogniser, or with `spec` a configured one (checked against its pin, loaded once)."""
+        if spec is not None and spec.path is not None:
+            from pipeline.quality.asr import Transcriber
+            from pipeline.quality.recognisers import check_pinned
+
+            check_pinned(spec)
+            key = (spec.path, spec.languages)  # one folder may be declared for other languages elsewhere
+            if key not in self.configured:
+                self.configured[key] = Transcriber(spec.path, languages=spec.languages).load()
+            return self.configured[key]
         if self.transcriber is None:
             from pipeline.quality.asr import Transcriber
 

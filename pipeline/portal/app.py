@@ -257,7 +257,8 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None, *, https: bool
                 result = await run_check(dest)
             except VoxgateError as exc:
                 return refuse(_status_of(exc), str(exc))
-        return page(request, "verify.html", user=name, result=page_result(result, ws.config.organisation))
+        return page(request, "verify.html", user=name,
+                    result=page_result(result, ws.config.organisation, page_language(request)))
 
     @app.post("/api/verify")
     async def api_verify(request: Request) -> Response:
@@ -375,15 +376,26 @@ _SUMMARY: Final = {
 }
 
 
-def page_result(report: dict[str, Any], organisation: str) -> dict[str, Any]:
-    """The public verdict object (`VerifyReport.as_dict(public=True)`) shaped for the page."""
+def page_reasons(report: dict[str, Any], lang: str) -> list[str]:
+    """The verdict's reasons in `lang`, from their message keys (the English lines where a report has none)."""
+    from pipeline.i18n.messages import Message
+
+    keyed = report.get("reason_keys")
+    if not keyed:
+        return list(report["reasons"])
+    return [Message.from_dict(raw).text(lang) for raw in keyed]
+
+
+def page_result(report: dict[str, Any], organisation: str, lang: str = "en") -> dict[str, Any]:
+    """The public verdict object (`VerifyReport.as_dict(public=True)`) shaped for the page, its reasons in `lang`."""
     verdict, clip = report["verdict"], report["clip"]
-    details: list[tuple[str, Any]] = [(f"reason {i + 1}", r) for i, r in enumerate(report["reasons"])]
+    details: list[tuple[str, Any]] = [(f"reason {i + 1}", r) for i, r in enumerate(page_reasons(report, lang))]
+    state = None if clip is None else t(lang, f"clip_state.{clip['state']}")
     if clip is not None and verdict == "ALTERED":  # the clip is only the source of a fragment
-        details += [("genuine fragment from clip", clip["clip_id"]), ("its state", clip["state"]),
+        details += [("genuine fragment from clip", clip["clip_id"]), ("its state", state),
                     ("its voice", clip["voice_name"])]
     elif clip is not None:
-        details += [("clip", clip["clip_id"]), ("state", clip["state"]),
+        details += [("clip", clip["clip_id"]), ("state", state),
                     ("voice", f"{clip['voice_name']}, consent of {clip['owner']}"),
                     ("statement", clip["text"] if clip["text"] is not None else "(not released)"),
                     # Stages, not names: the public must not learn who works for the publisher.
@@ -392,7 +404,7 @@ def page_result(report: dict[str, Any], organisation: str) -> dict[str, Any]:
                                             for a in clip["approvals"])),
                     ("released", clip["released_at"] or ""), ("revoked", clip["revoked_at"] or "")]
         if clip["text"] is not None:
-            details.append(("labels", "AI-generated voice, " + organisation))
+            details.append(("labels", f"{t(lang, 'clips.ai_label')}, {organisation}"))
     details += [(f"note ({k})", v) for k, v in report["notes"].items() if k == "decoded"]
     timeline = report.get("timeline")
     return {"verdict": verdict, "summary": _SUMMARY[verdict], "details": details, "timeline": timeline}

@@ -47,7 +47,8 @@ class Tools:
             from pipeline.quality.recognisers import check_pinned
 
             check_pinned(spec)
-            return self.cached(f"asr:{spec.path}", lambda: Transcriber(spec.path, languages=spec.languages))
+            return self.cached(f"asr:{spec.path}:{','.join(sorted(spec.languages))}",
+                               lambda: Transcriber(spec.path, languages=spec.languages))
         if self.transcriber is None:
             from pipeline.quality.asr import Transcriber
 

@@ -222,7 +222,7 @@ def train_voice(
     when the model is attached, not from the start of the command. Consent
     is checked before training and again before the voice changes.
     """
-    from pipeline.services.enrollment import enrolled_recordings
+    from pipeline.services.recordings import enrolled_recordings
 
     with ws.sessions() as s:  # read-only checks; training runs outside any transaction
         who = ws.actor(s, actor, Role.ADMIN).name
@@ -283,7 +283,7 @@ def evaluate_voice(
     from pipeline.audio.loudness import MIN_DURATION_S, measure
     from pipeline.quality.asr import Transcriber, supports
     from pipeline.quality.wer import word_error_rate
-    from pipeline.services.enrollment import enrolled_recordings
+    from pipeline.services.recordings import enrolled_recordings
     from pipeline.synth import load_engine
 
     with ws.sessions() as s:

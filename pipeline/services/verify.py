@@ -108,7 +108,9 @@ class VerifyReport:
             "verdict": self.verdict.outcome.value,
             "exit_code": self.verdict.exit_code,
             "clip_id": self.verdict.clip_id,
-            "reasons": list(self.verdict.reasons),
+            "reasons": list(self.verdict.reasons),  # English, as always: scripts rely on these lines
+            # The same reasons as catalogue messages (pipeline/i18n): a page renders them in its reader's language.
+            "reason_keys": [m.to_dict() for m in self.verdict.messages],
             "traced_to": traced,
             "timeline": None if v.timeline is None else v.timeline.as_dict(),
             "evidence": {

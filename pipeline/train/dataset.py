@@ -49,7 +49,7 @@ SNAP_TOLERANCE_MIN_S: Final = 1.0
 
 
 class Recording(Protocol):
-    """An enrolled recording, as `pipeline.services.enrollment.enrolled_recordings` returns it."""
+    """An enrolled recording, as `pipeline.services.recordings.enrolled_recordings` returns it."""
 
     @property
     def path(self) -> Path: ...

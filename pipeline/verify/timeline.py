@@ -142,11 +142,3 @@ def localise(clip_id: int, content: ContentMatch | None, marks: tuple[int | None
     if content is not None and content.master_audible_s:
         covered = min(1.0, content.clip_covered + sum(by_mark) / content.master_audible_s)
     return Timeline(clip_id, tuple(base), tuple(by_mark), in_order, covered)
-
-
-def seconds_text(spans: list[tuple[int, int]], verb: tuple[str, str] = ("is", "are")) -> str:
-    """'seconds 0–2 and 9–12 are', 'second 4 is': the spans and the verb (singular, plural) that fits them."""
-    parts = [f"{a}–{b}" if b - a > 1 else f"{a}" for a, b in spans]
-    one = len(spans) == 1 and spans[0][1] - spans[0][0] == 1
-    listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
-    return f"{'second' if one else 'seconds'} {listed} {verb[0] if one else verb[1]}"

@@ -22,6 +22,9 @@ not proven whole by 1 or 2 is localised second by second (`timeline.py`):
 DERIVED needs most of its audible audio to be the clip, in order; a splice
 or an overlay built on a fragment of a released clip is ALTERED, and then
 the clip's text and approvals are not shown as vouching for it (issue 11).
+
+Each reason is a catalogue message (`pipeline.i18n.messages`): `Verdict.reasons` reads them in
+English, as `voxgate verify` always printed them; the public page reads them in Urdu too (issue 13).
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Final
 
+from pipeline.i18n.messages import Listing, Message, msg
 from pipeline.provenance.credentials import CredentialStatus
 from pipeline.verify.match import Block, ContentMatch
-from pipeline.verify.timeline import EXCERPT_BELOW, Timeline, localise, seconds_text
+from pipeline.verify.timeline import EXCERPT_BELOW, Timeline, localise
 
 #: The format name of a clip's premaster among registered files: kept in the workspace, never handed out.
 PREMASTER_FORMAT: Final = "premaster"
@@ -113,12 +117,21 @@ class Evidence:
 class Verdict:
     outcome: Outcome
     clip_id: int | None
-    reasons: tuple[str, ...]
+    #: Why, as catalogue messages (`pipeline/i18n/*.json`): the public page reads them in its language.
+    messages: tuple[Message, ...]
     #: The recipient whose copy this is. Reasons never name them: a public check must not expose a
     #: distributor, so only the workspace's own `voxgate verify` shows this.
     trace: Trace | None = None
     #: Which seconds of the file come from the clip; None when its bytes or credentials prove it whole.
     timeline: Timeline | None = None
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """The reasons in English, as `voxgate verify` prints them and `--json` has always carried them."""
+        return tuple(m.text("en") for m in self.messages)
+
+    def reasons_in(self, lang: str) -> tuple[str, ...]:
+        return tuple(m.text(lang) for m in self.messages)
 
     @property
     def exit_code(self) -> int:
@@ -141,125 +154,131 @@ def decide(e: Evidence) -> Verdict:
     reasons = [_altered(clip_id, timeline)] if altered else []
     reasons += [why for clip, why in proofs if clip == clip_id]
     if trace is not None:
-        whose = "its genuine fragment comes from" if altered else "it is"
-        reasons.append(f"{whose} the personal copy made for one recipient (delivery {trace.delivery}, shown by its "
-                       f"{trace.by}), so it can be traced to whoever it was handed to")
+        reasons.append(msg("reason.trace.fragment" if altered else "reason.trace.file", delivery=trace.delivery,
+                           by=msg(f"trace.by.{trace.by.replace(' ', '_')}")))
         others = {t.delivery for clip, t in e.traces if clip == clip_id} - {trace.delivery}
-        reasons += [f"conflicting: it also carries delivery {d}'s mark" for d in sorted(others)]
-    reasons += [f"conflicting: {why}" for clip, why in proofs if clip != clip_id]
+        reasons += [msg("reason.conflicting_delivery", delivery=d) for d in sorted(others)]
+    reasons += [msg("reason.conflicting", why=why) for clip, why in proofs if clip != clip_id]
     if not intact:
         reasons.append(_credentials_note(e))
-    reasons += [f"its {' and '.join(where)} claim clip {clip} instead" for clip, where in _claims(e).items()
+    reasons += [msg("reason.claims_other_clip", where=where, clip=clip) for clip, where in _claims(e).items()
                 if clip != clip_id]
     if facts is None:
-        reasons.append(f"clip {clip_id} is not in this registry: it may come from another voxgate workspace")
+        reasons.append(msg("reason.not_in_registry", clip=clip_id))
         return Verdict(Outcome.UNKNOWN, clip_id, tuple(reasons), trace, timeline)
     if facts.consent_revoked or facts.state == "revoked":
-        reasons.append(f"the consent for clip {clip_id}'s voice was revoked: it must no longer be used")
+        reasons.append(msg("reason.revoked", clip=clip_id))
         return Verdict(Outcome.REVOKED, clip_id, tuple(reasons), trace, timeline)
     if facts.state != "released":
-        reasons.append(f"clip {clip_id} was never released (it is {facts.state}): a leaked draft or discarded take")
+        reasons.append(msg("reason.never_released", clip=clip_id, state=msg(f"clip_state.{facts.state}")))
         return Verdict(Outcome.UNRELEASED, clip_id, tuple(reasons), trace, timeline)
     if e.registered_file == (clip_id, PREMASTER_FORMAT):
-        reasons.append(f"the premaster of clip {clip_id} is kept inside the workspace and never handed out: "
-                       "this copy leaked from the workspace")
+        reasons.append(msg("reason.premaster_leaked", clip=clip_id))
         return Verdict(Outcome.UNRELEASED, clip_id, tuple(reasons), trace, timeline)
     if intact:
         return Verdict(Outcome.AUTHENTIC, clip_id, tuple(reasons), trace)
     if altered:
-        reasons.append(f"neither clip {clip_id}'s approved text nor its approvals vouch for this file")
+        reasons.append(msg("reason.altered.no_vouch", clip=clip_id))
         return Verdict(Outcome.ALTERED, clip_id, tuple(reasons), trace, timeline)
-    by_mark = (f" ({sum(timeline.by_mark)} shown by the payload mark where the waveform no longer matches)"
-               if any(timeline.by_mark) else "")
-    reasons.append(f"{timeline.genuine_s} of its {timeline.audible_s} audible seconds ({timeline.share:.0%}) come "
-                   f"from clip {clip_id}, in order{by_mark}")
+    if any(timeline.by_mark):
+        reasons.append(msg("reason.derived.share_by_mark", genuine=timeline.genuine_s, audible=timeline.audible_s,
+                           share=timeline.share, clip=clip_id, marked=sum(timeline.by_mark)))
+    else:
+        reasons.append(msg("reason.derived.share", genuine=timeline.genuine_s, audible=timeline.audible_s,
+                           share=timeline.share, clip=clip_id))
     if timeline.clip_covered is not None and timeline.clip_covered < EXCERPT_BELOW:
-        reasons.append(f"it is an excerpt: it covers {timeline.clip_covered:.0%} of clip {clip_id}'s audible "
-                       "seconds, so words of the clip are left out")
-    reasons.append(f"the file is not clip {clip_id} as released: it was re-encoded or cut")
+        reasons.append(msg("reason.derived.excerpt", covered=timeline.clip_covered, clip=clip_id))
+    reasons.append(msg("reason.derived.reencoded", clip=clip_id))
     return Verdict(Outcome.DERIVED, clip_id, tuple(reasons), trace, timeline)
 
 
-def _altered(clip_id: int, t: Timeline | None) -> str:
+def _seconds(key: str, spans: list[tuple[int, int]], clip_id: int) -> Message:
+    """'second 4 is …', 'seconds 0–2 and 9–12 are …': `key` + `.one` or `.many`, the spans as a list."""
+    one = len(spans) == 1 and spans[0][1] - spans[0][0] == 1
+    listed = Listing(tuple(f"{a}–{b}" if b - a > 1 else f"{a}" for a, b in spans))
+    return msg(f"{key}.{'one' if one else 'many'}", spans=listed, clip=clip_id)
+
+
+def _altered(clip_id: int, t: Timeline | None) -> Message:
     """What is genuine in a file that is mostly not the clip, said plainly."""
     if t is None:
-        return (f"it carries clip {clip_id}'s mark, but its audio could not be compared second by second, so "
-                "nothing shows that more than a fragment is genuine — treat it as a forgery built on a real clip")
-    parts = []
+        return msg("reason.altered.no_timeline", clip=clip_id)
+    parts: list[Message] = []
     if genuine := t.spans(Block.GENUINE):
-        parts.append(f"{seconds_text(genuine, ('comes', 'come'))} from released clip {clip_id}")
+        parts.append(_seconds("reason.altered.genuine", genuine, clip_id))
     if mixed := t.spans(Block.MIXED):
-        parts.append(f"{seconds_text(mixed)} clip {clip_id} with other audio mixed over it")
+        parts.append(_seconds("reason.altered.mixed", mixed, clip_id))
     if t.count(Block.ABSENT):
-        parts.append("the rest comes from no released clip" if parts else
-                     f"none of its audio is found in clip {clip_id}")
+        parts.append(msg("reason.altered.rest_absent") if parts else msg("reason.altered.none_found", clip=clip_id))
     if not t.in_order:
-        parts.append(f"its genuine seconds are not in clip {clip_id}'s order: it was re-arranged")
-    return "; ".join(parts) + " — treat it as a forgery built on a real clip"
+        parts.append(msg("reason.altered.rearranged", clip=clip_id))
+    return msg("reason.altered.forgery", parts=Listing(tuple(parts), "semicolon"))
 
 
-def _proofs(e: Evidence) -> list[tuple[int, str]]:
+def _proofs(e: Evidence) -> list[tuple[int, Message]]:
     """(clip, why) for every proof the file carries, strongest first."""
     proofs = []
     if e.registered_file is not None:
         clip, fmt = e.registered_file
-        what = "the premaster (before any recipient's mark)" if fmt == PREMASTER_FORMAT else f"a registered {fmt} file"
-        proofs.append((clip, f"its bytes are exactly {what} of clip {clip}"))
+        proofs.append((clip, msg("reason.proof.premaster", clip=clip) if fmt == PREMASTER_FORMAT else
+                       msg("reason.proof.bytes", format=fmt, clip=clip)))
     if e.credentials is CredentialStatus.TRUSTED and e.credentials_clip is not None:
-        proofs.append((e.credentials_clip, f"its content credentials for clip {e.credentials_clip} are signed by this "
-                                           "workspace and the audio is unchanged since"))
+        proofs.append((e.credentials_clip, msg("reason.proof.credentials", clip=e.credentials_clip)))
     if e.payload is not None and e.payload.serial is not None:
-        proofs.append((e.payload.serial, f"its payload watermark names clip {e.payload.serial} "
-                                         f"(confidence {e.payload.confidence:.1f})"))
+        proofs.append((e.payload.serial, msg("reason.proof.payload", clip=e.payload.serial,
+                                             confidence=e.payload.confidence)))
     for clip, m in sorted(e.content.items(), key=lambda item: -item[1].matched_s):
         if m.found:
-            proofs.append((clip, f"{m.matched_s:.0f} s of its audio ({m.coverage:.0%}) are found in clip {clip}'s "
-                                 "registered master"))
+            proofs.append((clip, msg("reason.proof.content", matched_s=m.matched_s, coverage=m.coverage, clip=clip)))
     return proofs
 
 
-def _credentials_note(e: Evidence) -> str:
-    problems = f" ({', '.join(e.credentials_problems)})" if e.credentials_problems else ""
+def _credentials_note(e: Evidence) -> Message:
     match e.credentials:
         case CredentialStatus.TAMPERED:
-            return f"its content credentials no longer match it: changed after signing{problems}"
+            if e.credentials_problems:  # c2pa failure codes: shown as they are, in every language
+                return msg("reason.credentials.tampered_problems",
+                           problems=Listing(tuple(e.credentials_problems), "comma"))
+            return msg("reason.credentials.tampered")
         case CredentialStatus.UNTRUSTED:
-            signer = e.credentials_signer or "someone else"
-            return f"its content credentials are signed by {signer}, not by this workspace"
+            if e.credentials_signer:
+                return msg("reason.credentials.untrusted", signer=e.credentials_signer)
+            return msg("reason.credentials.untrusted_unknown")
         case CredentialStatus.TRUSTED:
-            named = "name no clip" if e.credentials_clip is None else f"name clip {e.credentials_clip}"
-            return f"its content credentials are signed by this workspace but {named}"
+            if e.credentials_clip is None:
+                return msg("reason.credentials.trusted_no_clip")
+            return msg("reason.credentials.trusted_other_clip", clip=e.credentials_clip)
         case CredentialStatus.ABSENT:
-            return "it carries no content credentials"
+            return msg("reason.credentials.absent")
 
 
-def _without_proof(e: Evidence) -> tuple[str, ...]:
+def _without_proof(e: Evidence) -> tuple[Message, ...]:
     """Why nothing links the file to a clip, naming every claim it makes."""
     reasons = []
     for clip, where in _claims(e).items():
         if clip not in e.clips:
-            check = "no such clip is registered"
+            check = msg("check.not_registered")
         elif clip in e.content:
             m = e.content[clip]
-            check = f"only {m.matched_s:.0f} of its {m.audible_s:.0f} audible seconds are in clip {clip}'s master"
+            check = msg("check.partial", matched_s=m.matched_s, audible_s=m.audible_s, clip=clip)
         else:
-            check = "its audio could not be compared with that clip's"
-        reasons.append(f"claims to be clip {clip} (in its {' and '.join(where)}) but carries no proof; {check}")
+            check = msg("check.not_compared")
+        reasons.append(msg("reason.claim_unproven", clip=clip, where=where, check=check))
     if e.credentials is not CredentialStatus.ABSENT and e.credentials_clip is None:
         reasons.append(_credentials_note(e))
     if e.presence is not None and e.presence >= PRESENCE_THRESHOLD:
-        reasons.append(f"it carries the presence watermark (score {e.presence:.2f}), which anyone can add: "
-                       "not proof of origin on its own")
+        reasons.append(msg("reason.presence", score=e.presence))
     if e.payload is not None and e.payload.serial is None:
-        reasons.append("no payload watermark of this workspace found")
-    return (*reasons, "no mark of ours proves where it comes from")
+        reasons.append(msg("reason.no_payload"))
+    return (*reasons, msg("reason.no_proof"))
 
 
-def _claims(e: Evidence) -> dict[int, list[str]]:
+def _claims(e: Evidence) -> dict[int, Listing]:
     """Clips the file says it is, and where it says so."""
-    claims: dict[int, list[str]] = {}
+    claims: dict[int, list[Message]] = {}
     if e.tags_clip is not None:
-        claims.setdefault(e.tags_clip, []).append("metadata tags")
+        claims.setdefault(e.tags_clip, []).append(msg("claim.tags"))
     if e.credentials_clip is not None:
-        claims.setdefault(e.credentials_clip, []).append(f"{e.credentials.value} content credentials")
-    return claims
+        claims.setdefault(e.credentials_clip, []).append(
+            msg("claim.credentials", status=msg(f"credentials.status.{e.credentials.value}")))
+    return {clip: Listing(tuple(where)) for clip, where in claims.items()}
