@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from datetime import date
 from pathlib import Path
 
 import pytest
-from fixtures_coqui import tiny_vits_config
+from conftest import ORG, store_snapshot
+from fixtures_coqui import tiny_vits, tiny_vits_config
 
 from pipeline.errors import InputError
+from pipeline.services.enrollment import create_script, enroll
+from pipeline.services.workspace import utcnow
+from pipeline.synth.espeak import EspeakEngine, EspeakVoice
+from pipeline.synth.urdu import speakable_urdu
 from pipeline.train.vits import data_symbols, refuse_unrepresentable, training_text
 
 URDU = ["میں نے 42 دن بعد خط لکھا۔", "ہم منصفانہ سماعت چاہتے ہیں۔"]
@@ -44,3 +51,135 @@ def test_a_phoneme_base_is_checked_on_espeak_ng_urdu_phonemes() -> None:
     config.characters.phonemes = "abc"
     with pytest.raises(InputError, match="phoneme"):
         refuse_unrepresentable([training_text(URDU[1], "ur")], config, "ur", base=Path("base.pth"))
+
+
+# --- a tiny real run: an enrolled Urdu voice, trained through `voxgate voice train` ---------------------------
+
+READINGS = (
+    "عمران خان نے 42 دن بعد خط لکھا۔",
+    "ہم 12 مارچ کو عدالت جائیں گے۔",
+    "ہمارے 3 ہزار کارکن جیل میں ہیں۔",
+    "سماعت 2025 میں ہو گی۔",
+    "ہم منصفانہ سماعت چاہتے ہیں۔",
+    "شکریہ، ہم آپ کے ساتھ ہیں۔",
+)
+"""What the owner reads, as written: digits included, as a transcript would carry them (about 18 s in all)."""
+
+SPOKEN_LATER = "عمران خان نے 42 دن بعد ۱۲ مارچ 2025 کو خط لکھا۔"  # Latin and Urdu digits, a year and a date
+
+
+def _espeak_wav(engine, text: str, path: Path) -> Path:
+    """`text` read by espeak-ng's Urdu voice as an Urdu speaker reads it (numbers as words), 16-bit at its 22.05 kHz."""
+    import numpy as np
+    import soundfile
+
+    audio = engine.synthesize([speakable_urdu(text)])[0]
+    soundfile.write(path, 0.5 * audio / float(np.abs(audio).max()), engine.sample_rate, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def urdu_recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A recordings folder as `voxgate enroll --recordings` takes it: one espeak-ng `ur` reading and its .txt each."""
+    engine = EspeakEngine(EspeakVoice("ur"))
+    engine.load()
+    folder = tmp_path_factory.mktemp("urdu-recordings")
+    for number, text in enumerate(READINGS):
+        _espeak_wav(engine, text, folder / f"ur-{number:02d}.wav")
+        (folder / f"ur-{number:02d}.txt").write_text(text + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def urdu_voice(workspace, urdu_recordings: Path, check_tools, tmp_path: Path) -> str:
+    """Voice "imran-ur", enrolled for Urdu only: the owner read the Urdu consent script, checked by the operator."""
+    script = create_script(workspace, "imran-ur", owner="Imran Example", organisation=ORG,
+                           purposes=["public-statement"], channels=["social"], languages=["ur"], language="ur",
+                           valid_until=date(2030, 12, 31), actor="ops", now=utcnow())
+    engine = EspeakEngine(EspeakVoice("ur"))
+    engine.load()
+    consent = _espeak_wav(engine, script.text, tmp_path / "consent-reading.wav")
+    result = enroll(workspace, "imran-ur", urdu_recordings, consent, actor="ops", now=utcnow(), tools=check_tools,
+                    confirmed_by_operator=True)  # no bundled recogniser hears Urdu: the operator listened
+    assert result.voice_state == "enrolled" and result.recordings == len(READINGS)
+    return "imran-ur"
+
+
+def _train(ws, voice_id: str, base: Path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli.main import app
+
+    return CliRunner().invoke(app, ["voice", "train", voice_id, "--base", str(base), "--steps", "2",
+                                    "--batch-size", "3", "--home", str(ws.home), "--as", "ops"])
+
+
+@pytest.mark.slow
+def test_an_urdu_voice_trains_on_its_enrollment_and_speaks_urdu(
+        workspace, urdu_voice: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    import numpy as np
+    from sqlalchemy import select
+    from TTS.config import load_config
+    from TTS.tts.utils.text.tokenizer import TTSTokenizer
+
+    from pipeline.services.enrollment import enrolled_recordings
+    from pipeline.services.voices import model_ref, show_voice
+    from pipeline.store.models import AuditRow
+    from pipeline.synth import load_engine, normalise_for_speech
+    from pipeline.synth.base import model_digest
+
+    base, _ = tiny_vits(tmp_path_factory.getbasetemp() / "tiny-vits-urdu", "urdu")
+    result = _train(workspace, urdu_voice, base)
+    assert result.exit_code == 0, result.output
+    assert f"Trained {urdu_voice}" in result.output
+
+    voice, _ = show_voice(workspace, urdu_voice)
+    assert (voice.engine, voice.state, voice.languages) == ("coqui", "trained", ["ur"])
+    ref = model_ref(voice, workspace)
+    assert ref.model_path.is_relative_to(workspace.voice_dir(urdu_voice))
+    assert voice.model_sha256 == model_digest(ref.model_path, ref.config_path), "the model and its config, pinned"
+    enrolled = enrolled_recordings(workspace, urdu_voice)
+    with workspace.sessions() as s:
+        event = s.scalars(select(AuditRow).where(AuditRow.action == "voxgate.voice.trained")).one()
+    assert event.data["model_sha256"] == voice.model_sha256 and event.data["steps"] == 2
+    assert event.data["data_sha256"] == sorted(r.sha256 for r in enrolled) and event.data["clips"] == len(READINGS)
+    record = json.loads((workspace.voice_dir(urdu_voice) / event.data["record"]).read_text())
+    assert record["language"] == "ur" and record["model"]["sha256"] == voice.model_sha256
+
+    # the trained config reads the letters of the data: digits were trained as Urdu words, nothing dropped
+    config = load_config(str(ref.config_path))
+    trained_on = "".join(training_text(text, "ur") for text in READINGS)
+    letters = {c for c in trained_on if c.isalpha()}
+    assert {"ں", "ہ", "ے", "ی", "ک", "گ", "ھ"} <= letters <= set(config.characters.characters)
+    assert not any(c.isdigit() for c in trained_on)
+
+    sentence = normalise_for_speech(SPOKEN_LATER, "ur")
+    assert "بیالیس" in sentence and "بارہ مارچ" in sentence and not any(c.isdigit() for c in sentence)
+    tokenizer, config = TTSTokenizer.init_from_config(config)
+    ids = tokenizer.text_to_ids(sentence)
+    assert len(ids) == len(sentence), "every character of the sentence has an id: none dropped"
+    engine = load_engine(ref)  # checks the sha256 again
+    (audio,) = engine.synthesize([sentence])
+    hop = int(config.audio.hop_length)
+    assert np.all(np.isfinite(audio)) and float(np.sqrt(np.mean(audio**2))) > 1e-3, "not silence"
+    # VITS gives each symbol at least one frame (ceil of its duration); an untrained model speaks fast
+    assert len(ids) * hop <= audio.size <= 30 * engine.sample_rate
+
+
+@pytest.mark.slow
+def test_urdu_recordings_against_an_english_base_are_refused_in_one_line(
+        workspace, urdu_voice: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from pipeline.services.voices import show_voice
+
+    english, _ = tiny_vits(tmp_path_factory.getbasetemp() / "tiny-vits")
+    before = store_snapshot(workspace.home)
+    result = _train(workspace, urdu_voice, english)
+    assert result.exit_code == 1, result.output
+    err = result.stderr.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith("InputError: ") and "cannot represent" in err and "Nothing was trained" in err
+    for letter in ("ی", "ہ", "ں", "۔"):
+        assert repr(letter) in err
+    assert store_snapshot(workspace.home) == before, "a refused training changed the store"
+    assert show_voice(workspace, urdu_voice)[0].state == "enrolled"
+    assert not list(workspace.voice_dir(urdu_voice).rglob("*.pth")), "no checkpoint was written"
