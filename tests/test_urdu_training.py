@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from fixtures_coqui import tiny_vits, tiny_vits_config
 
 from pipeline.errors import InputError
 from pipeline.services.enrollment import create_script, enroll
-from pipeline.services.workspace import utcnow
+from pipeline.services.users import add_user_from_keys
+from pipeline.services.workspace import init_workspace, open_workspace, utcnow
 from pipeline.synth.espeak import EspeakEngine, EspeakVoice
 from pipeline.synth.urdu import speakable_urdu
 from pipeline.train.vits import data_symbols, refuse_unrepresentable, training_text
@@ -90,19 +92,35 @@ def urdu_recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture
-def urdu_voice(workspace, urdu_recordings: Path, check_tools, tmp_path: Path) -> str:
-    """Voice "imran-ur", enrolled for Urdu only: the owner read the Urdu consent script, checked by the operator."""
-    script = create_script(workspace, "imran-ur", owner="Imran Example", organisation=ORG,
-                           purposes=["public-statement"], channels=["social"], languages=["ur"], language="ur",
-                           valid_until=date(2030, 12, 31), actor="ops", now=utcnow())
+URDU_VOICE = "imran-ur"
+
+
+@pytest.fixture(scope="module")
+def urdu_home(tmp_path_factory: pytest.TempPathFactory, urdu_recordings: Path, check_tools) -> Path:
+    """A workspace where voice "imran-ur" is enrolled for Urdu only, built once: the owner read the Urdu consent
+    script (espeak-ng again) and the operator confirmed it, as no bundled recogniser hears Urdu."""
+    ws, _ = init_workspace(tmp_path_factory.mktemp("urdu-enrolled") / "ws", ORG, now=utcnow())
+    add_user_from_keys(ws, "ops", "admin", actor="ops", now=utcnow())
+    script = create_script(ws, URDU_VOICE, owner="Imran Example", organisation=ORG, purposes=["public-statement"],
+                           channels=["social"], languages=["ur"], language="ur", valid_until=date(2030, 12, 31),
+                           actor="ops", now=utcnow())
     engine = EspeakEngine(EspeakVoice("ur"))
     engine.load()
-    consent = _espeak_wav(engine, script.text, tmp_path / "consent-reading.wav")
-    result = enroll(workspace, "imran-ur", urdu_recordings, consent, actor="ops", now=utcnow(), tools=check_tools,
-                    confirmed_by_operator=True)  # no bundled recogniser hears Urdu: the operator listened
+    consent = _espeak_wav(engine, script.text, urdu_recordings.parent / "consent-reading.wav")
+    result = enroll(ws, URDU_VOICE, urdu_recordings, consent, actor="ops", now=utcnow(), tools=check_tools,
+                    confirmed_by_operator=True)
     assert result.voice_state == "enrolled" and result.recordings == len(READINGS)
-    return "imran-ur"
+    ws.engine.dispose()
+    return ws.home
+
+
+@pytest.fixture
+def urdu_ws(urdu_home: Path, tmp_path: Path):
+    """A copy of the enrolled workspace for one test."""
+    shutil.copytree(urdu_home, tmp_path / "ws")
+    ws = open_workspace(tmp_path / "ws")
+    yield ws
+    ws.engine.dispose()
 
 
 def _train(ws, voice_id: str, base: Path):
@@ -116,7 +134,7 @@ def _train(ws, voice_id: str, base: Path):
 
 @pytest.mark.slow
 def test_an_urdu_voice_trains_on_its_enrollment_and_speaks_urdu(
-        workspace, urdu_voice: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+        urdu_ws, tmp_path_factory: pytest.TempPathFactory) -> None:
     import numpy as np
     from sqlalchemy import select
     from TTS.config import load_config
@@ -129,21 +147,21 @@ def test_an_urdu_voice_trains_on_its_enrollment_and_speaks_urdu(
     from pipeline.synth.base import model_digest
 
     base, _ = tiny_vits(tmp_path_factory.getbasetemp() / "tiny-vits-urdu", "urdu")
-    result = _train(workspace, urdu_voice, base)
+    result = _train(urdu_ws, URDU_VOICE, base)
     assert result.exit_code == 0, result.output
-    assert f"Trained {urdu_voice}" in result.output
+    assert f"Trained {URDU_VOICE}" in result.output
 
-    voice, _ = show_voice(workspace, urdu_voice)
+    voice, _ = show_voice(urdu_ws, URDU_VOICE)
     assert (voice.engine, voice.state, voice.languages) == ("coqui", "trained", ["ur"])
-    ref = model_ref(voice, workspace)
-    assert ref.model_path.is_relative_to(workspace.voice_dir(urdu_voice))
+    ref = model_ref(voice, urdu_ws)
+    assert ref.model_path.is_relative_to(urdu_ws.voice_dir(URDU_VOICE))
     assert voice.model_sha256 == model_digest(ref.model_path, ref.config_path), "the model and its config, pinned"
-    enrolled = enrolled_recordings(workspace, urdu_voice)
-    with workspace.sessions() as s:
+    enrolled = enrolled_recordings(urdu_ws, URDU_VOICE)
+    with urdu_ws.sessions() as s:
         event = s.scalars(select(AuditRow).where(AuditRow.action == "voxgate.voice.trained")).one()
     assert event.data["model_sha256"] == voice.model_sha256 and event.data["steps"] == 2
     assert event.data["data_sha256"] == sorted(r.sha256 for r in enrolled) and event.data["clips"] == len(READINGS)
-    record = json.loads((workspace.voice_dir(urdu_voice) / event.data["record"]).read_text())
+    record = json.loads((urdu_ws.voice_dir(URDU_VOICE) / event.data["record"]).read_text())
     assert record["language"] == "ur" and record["model"]["sha256"] == voice.model_sha256
 
     # the trained config reads the letters of the data: digits were trained as Urdu words, nothing dropped
@@ -168,18 +186,18 @@ def test_an_urdu_voice_trains_on_its_enrollment_and_speaks_urdu(
 
 @pytest.mark.slow
 def test_urdu_recordings_against_an_english_base_are_refused_in_one_line(
-        workspace, urdu_voice: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+        urdu_ws, tmp_path_factory: pytest.TempPathFactory) -> None:
     from pipeline.services.voices import show_voice
 
     english, _ = tiny_vits(tmp_path_factory.getbasetemp() / "tiny-vits")
-    before = store_snapshot(workspace.home)
-    result = _train(workspace, urdu_voice, english)
+    before = store_snapshot(urdu_ws.home)
+    result = _train(urdu_ws, URDU_VOICE, english)
     assert result.exit_code == 1, result.output
     err = result.stderr.strip()
     assert "\n" not in err and "Traceback" not in err, err
     assert err.startswith("InputError: ") and "cannot represent" in err and "Nothing was trained" in err
     for letter in ("ی", "ہ", "ں", "۔"):
         assert repr(letter) in err
-    assert store_snapshot(workspace.home) == before, "a refused training changed the store"
-    assert show_voice(workspace, urdu_voice)[0].state == "enrolled"
-    assert not list(workspace.voice_dir(urdu_voice).rglob("*.pth")), "no checkpoint was written"
+    assert store_snapshot(urdu_ws.home) == before, "a refused training changed the store"
+    assert show_voice(urdu_ws, URDU_VOICE)[0].state == "enrolled"
+    assert not list(urdu_ws.voice_dir(URDU_VOICE).rglob("*.pth")), "no checkpoint was written"
