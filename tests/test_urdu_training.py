@@ -17,7 +17,7 @@ from pipeline.services.users import add_user_from_keys
 from pipeline.services.workspace import init_workspace, open_workspace, utcnow
 from pipeline.synth.espeak import EspeakEngine, EspeakVoice
 from pipeline.synth.urdu import speakable_urdu
-from pipeline.train.vits import data_symbols, refuse_unrepresentable, training_text
+from pipeline.train.vits import data_symbols, phonemise_in, refuse_unrepresentable, training_text
 
 URDU = ["میں نے 42 دن بعد خط لکھا۔", "ہم منصفانہ سماعت چاہتے ہیں۔"]
 
@@ -44,15 +44,67 @@ def test_a_base_whose_characters_cover_the_data_is_accepted() -> None:
     texts = [training_text(x, "ur") for x in URDU]
     config.characters.characters = "".join(sorted({c for t in texts for c in t if c not in "۔ "}))
     config.characters.punctuations = "۔"
+    # the check once assumed every base knows the space; Coqui's vocabulary is letters and punctuation only,
+    # and a base without the space would learn every sentence as one word
+    with pytest.raises(InputError, match=r"1 character\(s\).*' ' \(U\+0020"):
+        refuse_unrepresentable(texts, config, "ur", base=Path("base.pth"))
+    config.characters.punctuations = "۔ "
     refuse_unrepresentable(texts, config, "ur", base=Path("base.pth"))
+
+
+IPA = "".join(sorted(set(
+    "iyɨʉɯuɪʏʊeøɘəɵɤoɛœɜɞʌɔæɐaɶɑɒᵻɓɗʄɠʛpbtdʈɖcɟkɡqɢʔɴŋɲɳnɱmʙrʀⱱɾɽɸβfvθðszʃʒʂʐçʝxɣχʁħʕhɦɬɮʋɹɻjɰlɭʎʟ"
+    "ˈˌːˑʍwɥʜʢʡɕʑɺɧʲɚ˞ɫ")))
+"""Coqui's default IPA set (`TTS.tts.utils.text.characters._phonemes`) as an English phoneme base has it: no nasal mark."""
+
+
+def _phoneme_base(language: str = "en-us") -> object:
+    config = tiny_vits_config()
+    config.use_phonemes, config.phonemizer, config.phoneme_language = True, "espeak", language
+    config.characters.phonemes = IPA
+    return config
 
 
 def test_a_phoneme_base_is_checked_on_espeak_ng_urdu_phonemes() -> None:
     config = tiny_vits_config()
     config.use_phonemes = True
     config.characters.phonemes = "abc"
+    phonemise_in(config, "ur", base=Path("base.pth"))
     with pytest.raises(InputError, match="phoneme"):
         refuse_unrepresentable([training_text(URDU[1], "ur")], config, "ur", base=Path("base.pth"))
+
+
+def test_an_english_phoneme_base_is_fed_espeak_ng_urdu_phonemes_not_english_letter_names() -> None:
+    """Coqui's phonemiser ignores a clip's language: before, an en-us base learnt Urdu as espeak-ng's English
+    reading of Arabic script ("arabic letter seen…") while the check looked at Urdu phonemes."""
+    import subprocess
+
+    text = training_text("ہم 12 مارچ کو عدالت جائیں گے۔", "ur")
+    config = _phoneme_base("en-us")
+    assert "ˈæɹəbɪk" in "".join(data_symbols([text], config, "ur")), "what an en-us phonemiser makes of Urdu"
+    phonemise_in(config, "ur", base=Path("base.pth"))
+    assert config.phoneme_language == "ur"
+    espeak = subprocess.run(["espeak-ng", "-q", "--ipa", "-v", "ur", text], capture_output=True, text=True,
+                            check=True, timeout=60).stdout
+    fed = data_symbols([text], config, "ur")
+    assert sorted(c for c in espeak if not c.isspace()) == sorted(c for s, n in fed.items() for c in s * n
+                                                                   if not c.isspace())
+    with pytest.raises(InputError, match=r"1 phoneme\(s\).*U\+0303") as err:  # nasal vowels: ẽ in جائیں
+        refuse_unrepresentable([text], config, "ur", base=Path("base.pth"))
+    assert "Nothing was trained" in str(err.value)
+
+
+def test_a_phoneme_base_in_the_voices_language_keeps_its_own_variant() -> None:
+    config = _phoneme_base("en-us")
+    phonemise_in(config, "en", base=Path("base.pth"))
+    assert config.phoneme_language == "en-us"  # not espeak-ng's British "en"
+
+
+def test_a_phonemiser_that_cannot_phonemise_the_language_is_refused() -> None:
+    config = _phoneme_base("en-us")
+    config.phonemizer = "gruut"  # no Urdu in gruut (nor is it installed here): either way, one readable refusal
+    with pytest.raises(InputError, match="cannot phonemise 'ur'"):
+        phonemise_in(config, "ur", base=Path("base.pth"))
 
 
 # --- a tiny real run: an enrolled Urdu voice, trained through `voxgate voice train` ---------------------------
