@@ -11,7 +11,7 @@ import pytest
 from conftest import ORG, store_snapshot
 from fixtures_coqui import tiny_vits, tiny_vits_config
 
-from pipeline.errors import InputError
+from pipeline.errors import EngineError, InputError
 from pipeline.services.enrollment import create_script, enroll
 from pipeline.services.users import add_user_from_keys
 from pipeline.services.workspace import init_workspace, open_workspace, utcnow
@@ -234,6 +234,9 @@ def test_an_urdu_voice_trains_on_its_enrollment_and_speaks_urdu(
     assert np.all(np.isfinite(audio)) and float(np.sqrt(np.mean(audio**2))) > 1e-3, "not silence"
     # VITS gives each symbol at least one frame (ceil of its duration); an untrained model speaks fast
     assert len(ids) * hop <= audio.size <= 30 * engine.sample_rate
+    # a letter the voice has no symbol for is refused, not skipped (Coqui's tokenizer would drop it)
+    with pytest.raises(EngineError, match=r"cannot speak 'x' \(U\+0078\) in sentence 2"):
+        engine.synthesize([sentence, "ہم x چاہتے ہیں۔"])
 
 
 @pytest.mark.slow
