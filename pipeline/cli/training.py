@@ -86,6 +86,8 @@ def test(
     if result.passed:
         success(f"Voice {voice_id} passes ({verdict}); state: {result.state}.")
     else:
-        err_console.print(f"Voice {voice_id} does not pass ({verdict}); state: {result.state}. "
-                          "Train longer or enrol more recordings.")
+        advice = ("Train longer or enrol more recordings." if result.mean_wer is not None else
+                  f"No recogniser here checks {result.language!r} speech, so no WER was measured and the voice "
+                  "cannot pass yet.")
+        err_console.print(f"Voice {voice_id} does not pass ({verdict}); state: {result.state}. {advice}")
         raise typer.Exit(1)

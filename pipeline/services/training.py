@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from pipeline.consent.script import base_language
 from pipeline.domain import Role, canonical_json, check_consent_in_force
 from pipeline.errors import ConsentError, InputError
 from pipeline.synth.base import model_digest
@@ -47,13 +48,24 @@ MAX_WER: Final = 0.25
 MIN_SIMILARITY: Final = 0.75
 """resemblyzer cosine: the same speaker scores about 0.8-0.95, different speakers mostly under 0.75."""
 
-TEST_SENTENCES: Final = (
-    "Thank you for listening to this message.",
-    "The hearing has been moved to Tuesday, the fourteenth of May.",
-    "I ask every journalist to keep asking questions, and never to stop.",
-    "Please share this statement only as it is, with its label.",
-    "We will answer anger with facts, with patience and with the law.",
-)
+TEST_SENTENCES: Final[Mapping[str, tuple[str, ...]]] = {
+    "en": (
+        "Thank you for listening to this message.",
+        "The hearing has been moved to Tuesday, the fourteenth of May.",
+        "I ask every journalist to keep asking questions, and never to stop.",
+        "Please share this statement only as it is, with its label.",
+        "We will answer anger with facts, with patience and with the law.",
+    ),
+    # the same five, as an Urdu speaker would write them (a date in digits: spoken through the normalisation)
+    "ur": (
+        "یہ پیغام سننے کا شکریہ۔",
+        "سماعت اب منگل، 14 مئی کو ہو گی۔",
+        "میں ہر صحافی سے کہتا ہوں کہ سوال پوچھتے رہیں اور کبھی نہ رکیں۔",
+        "یہ بیان صرف جیسا ہے ویسا، اپنے لیبل کے ساتھ آگے بھیجیں۔",
+        "ہم غصے کا جواب حقائق، صبر اور قانون سے دیں گے۔",
+    ),
+}
+"""What `voxgate voice test` renders, by the voice's language."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,7 @@ class VoiceTest:
     """The result of `evaluate_voice`: per-sentence figures, their means and the verdict."""
 
     voice_id: str
+    language: str
     device: str
     sentences: list[SentenceFigures]
     mean_wer: float | None
@@ -271,9 +284,11 @@ def evaluate_voice(
     *,
     actor: str | None,
     clock: Callable[[], datetime] = utcnow,
-    sentences: Sequence[str] = TEST_SENTENCES,
+    sentences: Sequence[str] | None = None,
 ) -> VoiceTest:
-    """Render `sentences` in the voice (kept in memory, never written) and measure them.
+    """Render `sentences` (default: TEST_SENTENCES in the voice's language) in the voice and measure them.
+
+    Audio is kept in memory, never written; sentences are spoken as a render speaks them (numbers in words).
 
     Figures: word error rate of speech recognition against the text,
     resemblyzer similarity to the voice's enrolled recordings, duration and
@@ -284,15 +299,20 @@ def evaluate_voice(
     from pipeline.quality.asr import Transcriber, supports
     from pipeline.quality.wer import word_error_rate
     from pipeline.services.enrollment import enrolled_recordings
-    from pipeline.synth import load_engine
+    from pipeline.synth import load_engine, normalise_for_speech
 
     with ws.sessions() as s:
         who = ws.actor(s, actor, Role.ADMIN, Role.REVIEWER).name
         voice = get_voice(s, voice_id)
         _require_consent(s, ws, voice_id, clock())
         ref, language = model_ref(voice, ws), voice.languages[0]
+    if sentences is None:
+        if base_language(language) not in TEST_SENTENCES:
+            raise InputError(f"voxgate has no test sentences in {language!r} (only {', '.join(TEST_SENTENCES)}); "
+                             "the voice cannot be tested yet.")
+        sentences = TEST_SENTENCES[base_language(language)]
     engine = load_engine(ref)
-    audio = engine.synthesize(list(sentences))
+    audio = engine.synthesize([normalise_for_speech(x, language) for x in sentences])
     rate = engine.sample_rate
     transcriber = Transcriber().load() if supports(language) else None
     similarities = _similarities(audio, rate, [r.path for r in enrolled_recordings(ws, voice_id)])
@@ -321,7 +341,7 @@ def evaluate_voice(
             "sentences": [{"duration_s": round(f.duration_s, 3), "wer": f.wer, "similarity": f.similarity,
                            "lufs": f.lufs} for f in figures],
         })
-    return VoiceTest(voice_id, engine.device, figures, mean_wer, mean_similarity, passed, state)
+    return VoiceTest(voice_id, language, engine.device, figures, mean_wer, mean_similarity, passed, state)
 
 
 def _similarities(audio: Sequence[np.ndarray], rate: int, references: Sequence[Path]) -> list[float | None]:
