@@ -149,6 +149,7 @@ def fine_tune(
     if isinstance(base, str):
         base = resolve_base(base)
     trainer = _trainer_for(base)
+    trainer.check_data(base, [r.transcript for r in recordings], language)  # before a file is written
     dataset = prepare(recordings, out_dir / "data", trainer.clip_limits(base), language=language)
     sources = sorted({clip.source_sha256 for clip in dataset.clips})
     loss_log = out_dir / _LOSS_LOG
@@ -188,7 +189,7 @@ def fine_tune(
 
 
 def _trainer_for(base: BaseModel) -> Any:
-    """The training module for the base's kind (each has clip_limits, fine_tune and MAIN_LOSS)."""
+    """The training module for the base's kind (each has clip_limits, check_data, fine_tune and MAIN_LOSS)."""
     if base.kind == "vits":
         from pipeline.train import vits
 
