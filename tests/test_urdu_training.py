@@ -64,7 +64,8 @@ def test_a_base_whose_characters_cover_the_data_is_accepted() -> None:
 IPA = "".join(sorted(set(
     "iyɨʉɯuɪʏʊeøɘəɵɤoɛœɜɞʌɔæɐaɶɑɒᵻɓɗʄɠʛpbtdʈɖcɟkɡqɢʔɴŋɲɳnɱmʙrʀⱱɾɽɸβfvθðszʃʒʂʐçʝxɣχʁħʕhɦɬɮʋɹɻjɰlɭʎʟ"
     "ˈˌːˑʍwɥʜʢʡɕʑɺɧʲɚ˞ɫ")))
-"""Coqui's default IPA set (`TTS.tts.utils.text.characters._phonemes`) as an English phoneme base has it: no nasal mark."""
+"""Coqui's default IPA set (`TTS.tts.utils.text.characters._phonemes`), as an English phoneme base has it:
+no nasal mark."""
 
 
 def _phoneme_base(language: str = "en-us") -> object:

@@ -54,7 +54,7 @@ def clip_limits(base: BaseModel) -> ClipLimits:
 
 
 def check_data(base: BaseModel, texts: Sequence[str], language: str) -> None:
-    """Refuse, before any data is prepared, transcripts with a symbol the base cannot represent (as `fine_tune` would)."""
+    """Refuse, before any data is prepared, transcripts with a symbol the base cannot represent, as `fine_tune` does."""
     config = _load_config(base)
     phonemise_in(config, language, base=base.checkpoint)
     refuse_unrepresentable([training_text(text, language) for text in texts], config, language, base=base.checkpoint)
