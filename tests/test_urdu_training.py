@@ -247,8 +247,25 @@ def test_an_urdu_voice_trains_on_its_enrollment_and_speaks_urdu(
     # `voice test` renders its Urdu sentences (English ones would be refused as above); nothing hears Urdu here
     result = CliRunner().invoke(app, ["voice", "test", URDU_VOICE, "--home", str(urdu_ws.home), "--as", "ops"])
     assert result.exit_code == 1, result.output
-    assert "No recogniser here checks 'ur' speech" in " ".join(result.output.split())
+    assert "No recogniser covers 'ur'" in " ".join(result.output.split())
     assert show_voice(urdu_ws, URDU_VOICE)[0].state == "trained"
+
+    # a recogniser declared for Urdu in voxgate.toml measures it, by its own measure (a stand-in: tiny.en's folder)
+    from pipeline.hashing import sha256_file
+    from pipeline.quality.asr import default_model_dir
+
+    folder = default_model_dir()
+    with (urdu_ws.home / "voxgate.toml").open("a", encoding="utf-8") as toml:
+        toml.write(f'\n[recognisers.stand-in]\npath = "{folder}"\nsha256 = "{sha256_file(folder / "model.bin")}"\n'
+                   'languages = ["ur"]\nmeasure = "cer"\nthreshold = 0.35\n')
+    result = CliRunner().invoke(app, ["voice", "test", URDU_VOICE, "--home", str(urdu_ws.home), "--as", "ops"])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 1 and "CER" in out and "Recognised by stand-in (CER <= 0.35" in out, out
+    assert "mean CER at most 0.35" in out and "Train longer" in out  # an untrained voice is not heard as Urdu
+    with urdu_ws.sessions() as s:
+        tested = s.scalars(select(AuditRow).where(AuditRow.action == "voxgate.voice.tested")
+                           .order_by(AuditRow.seq.desc())).first()
+    assert tested.data["recogniser"].startswith("stand-in") and tested.data["mean_wer"] > 0.35
 
 
 @pytest.mark.slow
