@@ -65,9 +65,29 @@ def tiny_vits_config() -> object:
                       text_cleaner="basic_cleaners", add_blank=False, print_step=1)
 
 
+URDU_LETTERS = "ءآأؤئابپتٹثجچحخدڈذرڑزژسشصضطظعغفقکگلمنںوہھۂۃیےۓ"
+"""The Urdu alphabet as Urdu is written (Unicode's Urdu letter forms: ک not ك, ی not ي, ہ not ه), with hamza forms."""
+
+URDU_MARKS = "\u064b\u064c\u064d\u064e\u064f\u0650\u0651\u0652\u0654\u0670"
+"""Diacritics a careful writer adds: tanwin, zabar, pesh, zer, shadd, jazm, hamza above, khari zabar."""
+
+URDU_PUNCTUATION = "۔،؟؛!.,:'-"
+
+
+def tiny_urdu_vits_config() -> object:
+    """The tiny VITS reading Urdu letters: its character set is the Urdu alphabet, marks and punctuation."""
+    config = tiny_vits_config()
+    config.characters.characters = URDU_LETTERS + URDU_MARKS + " "
+    config.characters.punctuations = URDU_PUNCTUATION
+    return config
+
+
 @functools.cache
-def tiny_vits(folder: Path) -> tuple[Path, Path]:
-    """A randomly initialised tiny VITS saved as (model.pth, config.json) in `folder`, once per folder."""
+def tiny_vits(folder: Path, script: str = "latin") -> tuple[Path, Path]:
+    """A randomly initialised tiny VITS saved as (model.pth, config.json) in `folder`, once per folder.
+
+    `script` "latin" reads a-z (the English base), "urdu" the Urdu alphabet (`tiny_urdu_vits_config`).
+    """
     import torch
     from TTS.tts.models.vits import Vits
 
@@ -75,9 +95,10 @@ def tiny_vits(folder: Path) -> tuple[Path, Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    config = tiny_vits_config()
+    config = {"latin": tiny_vits_config, "urdu": tiny_urdu_vits_config}[script]()
     model = Vits(config)
-    path = slim_vits(model.state_dict(), config.to_dict(), folder, step=0, epoch=0, voxgate={"fixture": "tiny-vits"})
+    path = slim_vits(model.state_dict(), config.to_dict(), folder, step=0, epoch=0,
+                     voxgate={"fixture": f"tiny-vits-{script}"})
     return path, folder / "config.json"
 
 

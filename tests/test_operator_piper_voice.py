@@ -59,3 +59,23 @@ def test_an_operator_piper_voice_is_added_with_both_files_pinned(workspace, tmp_
 def test_a_piper_profile_pinning_the_weights_alone_is_refused(workspace, tmp_path) -> None:
     with pytest.raises(EngineError, match="does not match"):
         add_voice(workspace, _operator_profile(tmp_path, pin="onnx"), actor="ops", now=utcnow())
+
+
+def test_an_operator_piper_voice_speaks_under_its_consent_until_its_config_changes(workspace, tmp_path) -> None:
+    from pipeline.domain import check_consent_in_force
+    from pipeline.services.voices import model_ref, show_voice, signed_consent
+    from pipeline.synth import load_engine
+
+    add_voice(workspace, _operator_profile(tmp_path), actor="ops", now=utcnow())
+    voice, _ = show_voice(workspace, "operator")
+    assert voice.state == "ready" and voice.engine == "piper"
+    with workspace.sessions() as s:
+        check_consent_in_force(signed_consent(s, workspace, "operator"), "operator", utcnow())  # a consenting voice
+    ref = model_ref(voice, workspace)
+    (audio,) = load_engine(ref).synthesize(["We ask for a fair and public trial."])
+    assert audio.size > 0.5 * 22_050  # real speech, over half a second at the voice's 22.05 kHz
+    data = json.loads(ref.config_path.read_text())
+    data["inference"]["noise_scale"] = 0.0
+    ref.config_path.write_text(json.dumps(data))
+    with pytest.raises(EngineError, match="does not match"):
+        load_engine(model_ref(voice, workspace))

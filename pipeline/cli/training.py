@@ -69,7 +69,7 @@ def test(
     as_user: AsUser = None,
 ) -> None:
     """Render test sentences in a voice and print recognition WER, speaker similarity, duration and loudness."""
-    from pipeline.services.training import MAX_WER, MIN_SIMILARITY, evaluate_voice
+    from pipeline.services.training import MIN_SIMILARITY, evaluate_voice
     from pipeline.services.workspace import open_workspace
 
     with console.status(f"Rendering and measuring test sentences in {voice_id}…"):
@@ -78,14 +78,19 @@ def test(
     def fmt(value: float | None, pattern: str) -> str:
         return "n/a" if value is None else format(value, pattern)
 
-    print_table(f"Voice {voice_id} on {result.device}", ["sentence", "duration", "WER", "similarity", "LUFS"], [
+    rate = result.measure.upper()
+    print_table(f"Voice {voice_id} on {result.device}", ["sentence", "duration", rate, "similarity", "LUFS"], [
         (f.sentence, f"{f.duration_s:.2f} s", fmt(f.wer, ".2f"), fmt(f.similarity, ".3f"), fmt(f.lufs, ".1f"))
         for f in result.sentences
     ] + [("mean", "", fmt(result.mean_wer, ".2f"), fmt(result.mean_similarity, ".3f"), "")])
-    verdict = (f"mean WER at most {MAX_WER} and similarity at least {MIN_SIMILARITY}")
+    verdict = f"mean {rate} at most {result.max_error:g} and similarity at least {MIN_SIMILARITY}"
+    if result.recogniser is not None:
+        console.print(f"Recognised by {result.recogniser}.", highlight=False)
     if result.passed:
         success(f"Voice {voice_id} passes ({verdict}); state: {result.state}.")
     else:
-        err_console.print(f"Voice {voice_id} does not pass ({verdict}); state: {result.state}. "
-                          "Train longer or enrol more recordings.")
+        advice = ("Train longer or enrol more recordings." if result.mean_wer is not None else
+                  f"No recogniser covers {result.language!r}, so no error rate was measured and the voice cannot "
+                  f"pass; declare one for {result.language!r} under [recognisers] in voxgate.toml (see the README).")
+        err_console.print(f"Voice {voice_id} does not pass ({verdict}); state: {result.state}. {advice}")
         raise typer.Exit(1)

@@ -225,7 +225,7 @@ class _VitsBackend(_Backend):
     def synthesize(self, sentences: list[str]) -> list[np.ndarray]:
         import torch
 
-        ids = [self.model.tokenizer.text_to_ids(s) if _speakable(s) else [] for s in sentences]
+        ids = [self._ids(s, number) if _speakable(s) else [] for number, s in enumerate(sentences, start=1)]
         arrays = [np.zeros(0, np.float32) for _ in sentences]
         device = self.engine.device
         with _seeded(self.engine), torch.inference_mode():
@@ -240,6 +240,25 @@ class _VitsBackend(_Backend):
                 for i, wav in zip(batch, self._decode(z, frames), strict=True):
                     arrays[i] = _to_array(wav)
         return arrays
+
+    def _ids(self, sentence: str, number: int) -> list[int]:
+        """The sentence's token ids; refused when the model has no id for one of its symbols.
+
+        Coqui's tokenizer drops such a symbol with a log line and speaks the rest, so a model trained on
+        one script given a letter of another would skip sounds unheard (issue 13: training refuses the
+        same gap before any step).
+        """
+        tokenizer = self.model.tokenizer
+        tokenizer.not_found_characters = []  # Coqui's own list of what its encoder dropped
+        ids = tokenizer.text_to_ids(sentence)
+        if tokenizer.not_found_characters:
+            shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in tokenizer.not_found_characters)
+            raise EngineError(
+                f"The Coqui model {self.engine.model_path.name} cannot speak {shown} in sentence {number} "
+                f"({sentence!r}): it has no symbol for them and would skip them. Write the sentence in the "
+                "letters the voice was trained on, or train the voice on a base and recordings that have them."
+            )
+        return ids
 
     def _decode(self, z: Any, frames: list[int]) -> list[Any]:
         """One waveform per row of the latent batch `z` [B, C, T], each `frames[row]` frames long."""

@@ -1,7 +1,10 @@
 """Fine-tuning a single-speaker Coqui VITS on a voice's prepared clips.
 
 The base model's own config fixes the architecture, audio settings and text
-front end (characters or espeak-ng phonemes); only the run settings change.
+front end (characters or espeak-ng phonemes); only the run settings change,
+and a phoneme base is made to phonemise the voice's language (`phonemise_in`).
+Before any step, every symbol the data needs and the base has no id for is
+reported and training refused: Coqui's tokenizer would drop it silently.
 Coqui's trainer drives the GAN training; `checkpoint.run_steps` bounds it by
 steps, resumes it, and keeps its console output out of the progress bar.
 """
@@ -50,6 +53,13 @@ def clip_limits(base: BaseModel) -> ClipLimits:
     )
 
 
+def check_data(base: BaseModel, texts: Sequence[str], language: str) -> None:
+    """Refuse, before any data is prepared, transcripts with a symbol the base cannot represent, as `fine_tune` does."""
+    config = _load_config(base)
+    phonemise_in(config, language, base=base.checkpoint)
+    refuse_unrepresentable([training_text(text, language) for text in texts], config, language, base=base.checkpoint)
+
+
 def fine_tune(
     base: BaseModel,
     dataset: DatasetReport,
@@ -94,6 +104,7 @@ def fine_tune(
          "language": language, "audio_unique_name": clip.path.stem}
         for clip in dataset.clips
     ]
+    phonemise_in(config, language, base=base.checkpoint)
     refuse_unrepresentable([x["text"] for x in samples], config, language, base=base.checkpoint)
     trainer_class = step_trainer_class()
 
@@ -118,22 +129,26 @@ def training_text(text: str, language: str) -> str:
 
 
 def model_symbols(config: Any) -> set[str]:
-    """Every symbol the base's text front end has an embedding for."""
-    chars = config.characters
-    found = set(chars.phonemes or "") if config.use_phonemes else set(chars.characters or "")
-    found |= set(chars.punctuations or "") | {x for x in (chars.pad, chars.eos, chars.bos, chars.blank) if x} | {" "}
-    return found
+    """Every symbol the base's text front end has an id for: Coqui's own vocabulary, built from the base config."""
+    return {symbol for symbol in _tokenizer(config).characters.vocab if symbol}
 
 
 def data_symbols(texts: Sequence[str], config: Any, language: str) -> dict[str, int]:
     """Each symbol the data needs (characters, or espeak-ng IPA phonemes when the base uses phonemes), counted.
 
-    The base's own text cleaner runs first, as Coqui's tokenizer runs it (basic_cleaners lowercases).
+    Computed by Coqui's own front end as its dataset runs it during training (the base's cleaner with the
+    clip's language, then its phonemiser), so the check sees exactly what the model would be fed.
     """
-    clean = _cleaner(config)
+    from TTS.tts.utils.languages import normalize_language
+
+    tokenizer = _tokenizer(config)
     counts: dict[str, int] = {}
-    for text in map(clean, texts):
-        for symbol in (_ipa(text, language) if config.use_phonemes else text):
+    for text in texts:
+        if tokenizer.text_cleaner is not None:
+            text = tokenizer.text_cleaner(text, lang=normalize_language(language))
+        if tokenizer.phonemizer is not None:
+            text = tokenizer.phonemizer.phonemize(text, separator="", language=language)
+        for symbol in text:
             counts[symbol] = counts.get(symbol, 0) + 1
     return counts
 
@@ -156,24 +171,34 @@ def refuse_unrepresentable(texts: Sequence[str], config: Any, language: str, *, 
     )
 
 
-def _cleaner(config: Any) -> Any:
-    name = getattr(config, "text_cleaner", None)
-    if not name:
-        return lambda text: text
-    from TTS.tts.utils.text import cleaners
+def phonemise_in(config: Any, language: str, *, base: Path) -> None:
+    """Make a phoneme base phonemise the voice's language: its `phoneme_language` becomes `language`.
 
-    return getattr(cleaners, name)
-
-
-def _ipa(text: str, language: str) -> str:
-    import subprocess
-
+    Coqui's phonemiser ignores the language of a clip and always uses the config's `phoneme_language`,
+    so an English base would otherwise turn Urdu letters into English-rule phonemes without a word.
+    A base already in the language keeps its own variant (en-us stays en-us for an "en" voice).
+    The trained model's config carries the new language, so synthesis phonemises as training did.
+    """
+    if not config.use_phonemes:
+        return
+    if (config.phoneme_language or "").split("-")[0].lower() == language.split("-")[0].lower():
+        return
+    config.phoneme_language = language
     try:
-        out = subprocess.run(["espeak-ng", "-q", "--ipa", "-b", "1", "-v", language.split("-")[0], "--stdin"],
-                             input=text.encode(), capture_output=True, timeout=60, check=True).stdout.decode()
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise InputError(f"espeak-ng could not phonemise the {language!r} text ({exc}); install espeak-ng.") from exc
-    return "".join(ch for ch in out if not ch.isspace() and ch != "_")
+        _tokenizer(config)
+    except (RuntimeError, ValueError, ImportError) as exc:
+        raise InputError(
+            f"The base {base} reads {config.phonemizer or 'its default'} phonemes, which cannot phonemise "
+            f"{language!r} ({exc}); choose a base that reads espeak-ng phonemes or {language!r} letters."
+        ) from exc
+
+
+def _tokenizer(config: Any) -> Any:
+    """Coqui's tokenizer for the config: the one its dataset and the engine build, cleaner and phonemiser included."""
+    from TTS.tts.utils.text.tokenizer import TTSTokenizer
+
+    tokenizer, _ = TTSTokenizer.init_from_config(config)
+    return tokenizer
 
 
 def _load_config(base: BaseModel) -> Any:

@@ -21,7 +21,7 @@ import dataclasses
 import json
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -57,6 +57,17 @@ def clip_limits(base: BaseModel) -> ClipLimits:
                       max_text_chars=MAX_TEXT_CHARS)
 
 
+def check_data(base: BaseModel, texts: Sequence[str], language: str) -> None:
+    """Refuse, before any data is prepared, a base folder that is incomplete or does not speak `language`."""
+    missing = [name for name in BASE_FILES if not (base.folder / name).is_file()]
+    if missing:
+        raise InputError(f"The XTTS base folder {base.folder} lacks {', '.join(missing)}; "
+                         "use the full XTTS-v2 folder (model.pth, config.json, vocab.json, dvae.pth, mel_stats.pth).")
+    inference_config = json.loads(base.config_path.read_text(encoding="utf-8"))
+    if language not in inference_config.get("languages", [language]):
+        raise InputError(f"XTTS does not speak {language!r}; it speaks {', '.join(inference_config['languages'])}.")
+
+
 def fine_tune(
     base: BaseModel,
     dataset: DatasetReport,
@@ -74,13 +85,8 @@ def fine_tune(
     from TTS.tts.configs.xtts_config import XttsAudioConfig
     from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTArgs, GPTTrainer, GPTTrainerConfig
 
-    missing = [name for name in BASE_FILES if not (base.folder / name).is_file()]
-    if missing:
-        raise InputError(f"The XTTS base folder {base.folder} lacks {', '.join(missing)}; "
-                         "use the full XTTS-v2 folder (model.pth, config.json, vocab.json, dvae.pth, mel_stats.pth).")
+    check_data(base, [clip.text for clip in dataset.clips], language)
     inference_config = json.loads(base.config_path.read_text(encoding="utf-8"))
-    if language not in inference_config.get("languages", [language]):
-        raise InputError(f"XTTS does not speak {language!r}; it speaks {', '.join(inference_config['languages'])}.")
     # the architecture is the base's (GPTArgs extends XttsArgs); the training settings are the recipe's
     known = {f.name for f in dataclasses.fields(GPTArgs)}
     args = GPTArgs(**{k: v for k, v in inference_config.get("model_args", {}).items() if k in known})
