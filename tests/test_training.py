@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
-import types
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -232,9 +230,10 @@ def enrollment(workspace, clips: Sequence[EnrolledRecording], monkeypatch: pytes
     for clip in clips:
         shutil.copyfile(clip.path, folder / clip.path.name)
         recordings.append(EnrolledRecording(folder / clip.path.name, clip.sha256, clip.transcript))
-    module = types.ModuleType("pipeline.services.enrollment")
-    module.enrolled_recordings = lambda ws, voice_id: list(recordings) if voice_id == "demo" else []  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pipeline.services.enrollment", module)
+    from pipeline.services import recordings as module
+
+    monkeypatch.setattr(module, "enrolled_recordings",
+                        lambda ws, voice_id: list(recordings) if voice_id == "demo" else [])
     return recordings
 
 
