@@ -28,7 +28,7 @@ from sqlalchemy import select
 
 from pipeline.i18n import COOKIE as LANG_COOKIE
 from pipeline.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language, direction, has, t
-from pipeline.errors import ConsentError, InputError, NotFoundError, PermissionError_, VoxgateError
+from pipeline.errors import ConsentError, InputError, NotFoundError, PermissionError_, StoreError, VoxgateError
 from pipeline.portal.security import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -192,6 +192,9 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None, *, https: bool
             # One answer for a draft, a discarded take and a clip that does not exist: a distributor
             # must not learn which numbers are drafts waiting for release.
             return error_page(request, 404, NOT_AVAILABLE)
+        except StoreError as exc:  # a stored copy missing or damaged: refused, never served
+            log.error("download of clip %s (%s) refused: %s", clip_id, fmt, exc)
+            return error_page(request, 503, "This file cannot be handed out right now; the publisher has been told.")
         if credentials:  # the same audited hand-over of the person's Ogg copy; its manifest, not its audio
             if handover.sidecar_sha256 is None:
                 return error_page(request, 404, NOT_AVAILABLE)
