@@ -135,3 +135,29 @@ def test_wrong_keys_are_refused_in_one_line(bucket_url, tmp_path, monkeypatch) -
     store = S3FileStore(bucket_url, tmp_path)
     with pytest.raises(StoreError, match="Could not reach the object store"):
         store.check("ab" * 32)
+
+
+def test_init_with_a_files_url_keeps_every_blob_in_the_bucket(bucket_url, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli.main import app as cli
+    from pipeline.services.workspace import open_workspace
+
+    home = tmp_path / "ws"
+    result = CliRunner().invoke(cli, ["init", "--home", str(home), "--org", "Org", "--files-url", bucket_url])
+    assert result.exit_code == 0, result.output
+    ws = open_workspace(home)
+    assert isinstance(ws.files, S3FileStore) and ws.files.url == bucket_url
+    digest = ws.files.put(blob(tmp_path, 1000))
+    assert list(ws.files.digests()) == [digest] and not any((home / "blobs").iterdir())
+    ws.engine.dispose()
+
+
+def test_init_refuses_a_bad_files_url_before_creating_anything(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli.main import app as cli
+
+    result = CliRunner().invoke(cli, ["init", "--home", str(tmp_path / "ws"), "--files-url", "s3://Bad_Bucket/x"])
+    assert result.exit_code == 1 and "valid bucket" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "ws").exists()
