@@ -191,7 +191,7 @@ class S3FileStore:
                 else:
                     self._put_parts(key, body, expected)
             problem = self._matches(self._head(key), expected.sha256, expected)
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, OSError) as exc:  # OSError: a connection dropped under botocore
             raise self._fail(f"storing blob {expected.sha256[:12]}…", exc) from exc
         if problem is not None:
             raise StoreError(f"Blob {expected.sha256[:12]}… did not arrive intact in the object store ({problem}); "
