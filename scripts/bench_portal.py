@@ -166,7 +166,8 @@ def main() -> None:
         auth = {"Authorization": f"Bearer {released.token}"}
         try:
             t0 = time.perf_counter()
-            httpx.get(f"{base}/api/clips/{released.clip_id}/wav", headers=auth, timeout=300).raise_for_status()
+            httpx.get(f"{base}/api/clips/{released.clip_id}/wav", headers=auth, timeout=300,
+                      follow_redirects=True).raise_for_status()
             first_s = time.perf_counter() - t0
             download = f"{base}/api/clips/{released.clip_id}/wav"
             if link:

@@ -134,3 +134,40 @@ def test_migrate_refuses_bad_targets_in_one_line(embedded, args, message) -> Non
     result = run("migrate", *args, "--home", str(embedded.home))
     assert result.exit_code == 1 and message in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_migrated_workspace_serves_its_released_clip_from_the_object_store(tmp_path, pg_cluster,
+                                                                            object_store) -> None:
+    """Render and release on one machine (SQLite, blobs folder), migrate, then download through the new places."""
+    import hashlib
+    import re
+
+    import httpx
+
+    from pipeline.services.clips import open_download
+    from pipeline.services.verify import verify_file
+    from portal_fixtures import build_released, serving
+
+    released = build_released(tmp_path)
+    before = open_download(released.ws, released.clip_id, "mp3", actor="dana", now=utcnow()).sha256
+    released.ws.engine.dispose()
+    home = released.ws.home
+    result = run("migrate", "--to", pg_cluster.new_database(), "--files",
+                 f"s3://{object_store.new_bucket()}/moved", "--home", str(home))
+    assert result.exit_code == 0, result.output
+    ws = open_workspace(home)
+    with serving(home) as base:
+        client = httpx.Client(base_url=base, follow_redirects=False, timeout=300)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+        assert client.post("/login", data={"token": released.token, "csrf": csrf}).status_code == 303
+        again = client.get(f"/clips/{released.clip_id}/download/mp3")  # the copy made before the move
+        assert again.status_code == 307
+        assert hashlib.sha256(httpx.get(again.headers["location"]).content).hexdigest() == before
+        fresh = client.get(f"/clips/{released.clip_id}/download/wav")  # made now, from the moved premaster
+        assert fresh.status_code == 307
+        copy = tmp_path / "copy.wav"
+        copy.write_bytes(httpx.get(fresh.headers["location"]).content)
+    assert verify_file(ws, copy, now=utcnow(), actor="ops").verdict.outcome.value == "AUTHENTIC"
+    assert run("audit", "verify", "--home", str(home)).exit_code == 0
+    ws.engine.dispose()
