@@ -27,7 +27,7 @@ def embedded(workspace, tmp_path):
                                 text=text, actor="sam", now=utcnow()).id
     review.decide(ws, sid, Decision.APPROVE, actor="rita", now=utcnow())
     issue_token(ws, "dana", actor="ops", now=utcnow())
-    for i, path in enumerate((DEMO_VOICE / "voice.toml", DEMO_VOICE / "README.md")):
+    for path in (DEMO_VOICE / "voice.toml", DEMO_VOICE / "README.md"):
         if path.exists():
             ws.files.put(path)
     (tmp_path / "big.bin").write_bytes(bytes(range(256)) * 8000)

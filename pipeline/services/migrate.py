@@ -90,7 +90,8 @@ def migrate_workspace(home: Path, *, to_database: str | None, to_files: str | No
         # Hold the source still: the write lock (BEGIN IMMEDIATE) for the whole copy.
         with ws._write_lock, writer(ws.engine).connect() as source, source.begin():
             if target_files is not None:
-                assert isinstance(ws.files, FileStore)
+                if not isinstance(ws.files, FileStore):
+                    raise StoreError("The workspace's files are not in its blobs folder; nothing to migrate.")
                 _copy_blobs(ws.files, target_files, report, say)
             if target_db is not None:
                 _copy_rows(source, target_db, report, say)
