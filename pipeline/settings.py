@@ -50,6 +50,7 @@ class RenderConfig:
 class WorkspaceConfig:
     organisation: str
     database_url: str | None = None  # None: the SQLite file inside the workspace
+    files_url: str | None = None  # None: <home>/blobs; "s3://bucket/prefix": an S3-compatible object store
     max_chars: int = DEFAULT_MAX_CHARS
     review: ReviewConfig = field(default_factory=ReviewConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
@@ -76,6 +77,7 @@ class WorkspaceConfig:
             cfg = cls(
                 organisation=str(org),
                 database_url=raw.get("database", {}).get("url") or None,
+                files_url=raw.get("files", {}).get("url") or None,
                 max_chars=int(stmts.get("max_chars", DEFAULT_MAX_CHARS)),
                 review=review,
                 render=render,
@@ -86,6 +88,8 @@ class WorkspaceConfig:
             raise StoreError(f"{where}: invalid or missing setting ({exc}).") from exc
         if cfg.review.text_reviewers < 1 or cfg.review.audio_reviewers < 1:
             raise StoreError(f"{where}: each review stage needs at least one reviewer.")
+        if cfg.files_url is not None and not cfg.files_url.startswith("s3://"):
+            raise StoreError(f"{where}: [files] url must be empty (the blobs folder) or s3://BUCKET/PREFIX.")
         if cfg.render.disclosure not in ("before", "after", "both", "none"):
             raise StoreError(f"{where}: render.disclosure must be before, after, both or none.")
         return cfg
@@ -111,10 +115,11 @@ def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def default_config_text(organisation: str, database_url: str | None = None) -> str:
+def default_config_text(organisation: str, database_url: str | None = None, files_url: str | None = None) -> str:
     """The voxgate.toml written by `voxgate init`, with every default spelled out."""
     org = _toml_string(organisation)[1:-1]
     url = _toml_string(database_url or "")
+    files = _toml_string(files_url or "")
     return f"""# voxgate workspace configuration
 [organisation]
 name = "{org}"
@@ -123,6 +128,11 @@ name = "{org}"
 # Empty: the SQLite file voxgate.db in this folder. Or PostgreSQL, shared by several machines:
 # postgresql+psycopg://user@host/dbname (password from ~/.pgpass or PGPASSWORD, never written here).
 url = {url}
+
+[files]
+# Empty: the blobs folder in this folder. Or an S3-compatible object store, shared by several machines:
+# s3://bucket/prefix (endpoint and keys from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+url = {files}
 
 [statements]
 max_chars = {DEFAULT_MAX_CHARS}

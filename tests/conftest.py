@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pg import pg_cluster  # noqa: F401  (the session's PostgreSQL cluster, for tests on both databases)
+from s3 import bucket_url, object_store  # noqa: F401  (the session's SeaweedFS, for tests on object storage)
 
 # Nothing in the test run may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

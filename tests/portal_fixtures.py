@@ -30,8 +30,8 @@ class Released:
     token: str
 
 
-def build_released(root: Path, database_url: str | None = None) -> Released:
-    ws, _ = init_workspace(root / "ws", ORG, now=utcnow(), database_url=database_url)
+def build_released(root: Path, database_url: str | None = None, files_url: str | None = None) -> Released:
+    ws, _ = init_workspace(root / "ws", ORG, now=utcnow(), database_url=database_url, files_url=files_url)
     for name, role in PEOPLE.items():
         users.add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     voices.add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())

@@ -11,7 +11,8 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from pipeline.cli import (
-    audit, clips, disclosure, jobs, keys, portal, registry, review, statements, training, users, verify, voices,
+    audit, clips, disclosure, jobs, keys, migrate, portal, registry, review, statements, training, users, verify,
+    voices,
 )
 from pipeline.cli.output import HOME_DEFAULT, AsUser, Home, fail, handles_errors, print_table, success
 from pipeline.errors import InputError, TransitionError, VoxgateError
@@ -42,6 +43,7 @@ app.command("withdraw")(handles_errors(statements.withdraw))
 app.command("serve")(portal.serve)
 app.command("pull")(portal.pull)
 app.command("verify")(verify.verify)
+app.command("migrate")(migrate.migrate)
 
 
 @app.callback()
@@ -64,6 +66,9 @@ def init(
     c2pa_key: Annotated[Optional[Path], typer.Option(help="The signing certificate's unencrypted P-256 key (PEM).")] = None,
     database_url: Annotated[Optional[str], typer.Option(
         help="Keep the store in this empty PostgreSQL database (postgresql://USER@HOST/DB) instead of SQLite.")] = None,
+    files_url: Annotated[Optional[str], typer.Option(
+        help="Keep the files in this S3-compatible bucket prefix (s3://BUCKET/PREFIX) instead of the blobs folder.")]
+    = None,
 ) -> None:
     """Create a workspace: store (SQLite, or PostgreSQL), file store, config, the organisation's keys and C2PA identity."""
     from pipeline.services.workspace import init_workspace, utcnow
@@ -72,7 +77,7 @@ def init(
         raise InputError("Give both --c2pa-cert and --c2pa-key, or neither (a workspace CA is then generated).")
     c2pa = (c2pa_cert, c2pa_key) if c2pa_cert and c2pa_key else None
     ws, created = init_workspace(home, org, now=utcnow(), c2pa=c2pa, database_url=database_url,
-                                 say=lambda m: success(m + "."))
+                                 files_url=files_url, say=lambda m: success(m + "."))
     if created:
         success(f"Created workspace {ws.home} for {ws.config.organisation}. Next: `voxgate user add NAME --role admin`.")
     else:

@@ -28,7 +28,7 @@ from sqlalchemy import select
 
 from pipeline.i18n import COOKIE as LANG_COOKIE
 from pipeline.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language, direction, has, t
-from pipeline.errors import ConsentError, InputError, NotFoundError, PermissionError_, VoxgateError
+from pipeline.errors import ConsentError, InputError, NotFoundError, PermissionError_, StoreError, VoxgateError
 from pipeline.portal.security import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -192,10 +192,15 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None, *, https: bool
             # One answer for a draft, a discarded take and a clip that does not exist: a distributor
             # must not learn which numbers are drafts waiting for release.
             return error_page(request, 404, NOT_AVAILABLE)
+        except StoreError as exc:  # a stored copy missing or damaged: refused, never served
+            log.error("download of clip %s (%s) refused: %s", clip_id, fmt, exc)
+            return error_page(request, 503, "This file cannot be handed out right now; the publisher has been told.")
         if credentials:  # the same audited hand-over of the person's Ogg copy; its manifest, not its audio
-            return FileResponse(handover.sidecar, filename=handover.name + SIDECAR_SUFFIX,
-                                media_type="application/c2pa")
-        return FileResponse(handover.path, filename=handover.name, media_type=_MIME[fmt])
+            if handover.sidecar_sha256 is None:
+                return error_page(request, 404, NOT_AVAILABLE)
+            return stored_file(ws, handover.sidecar_sha256, filename=handover.name + SIDECAR_SUFFIX,
+                               media_type="application/c2pa")
+        return stored_file(ws, handover.sha256, filename=handover.name, media_type=_MIME[fmt])
 
     @app.get("/api/clips")
     def api_clips(request: Request, since: str | None = None) -> Response:
@@ -292,6 +297,18 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None, *, https: bool
     add_review_routes(app, ws, page=page, set_cookie=set_cookie, clock=clock, rp=rp)
     app.state.workspace = ws
     return app
+
+
+def stored_file(ws: Workspace, digest: str, *, filename: str, media_type: str) -> Response:
+    """Hand over a blob the service has just checked and audited: from a local folder, the file itself; from an
+    object store, a redirect to a presigned link that works for a minute, so the bytes never pass through here.
+
+    Call it only after the token, consent and audit checks: the link is as good as the file.
+    """
+    link = ws.files.link(digest, filename=filename, media_type=media_type)
+    if link is not None:
+        return RedirectResponse(link, status_code=307, headers={"Cache-Control": "no-store"})
+    return FileResponse(ws.files.path(digest), filename=filename, media_type=media_type)
 
 
 _MIME: Final = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "m4a": "audio/mp4",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from pipeline.services.gates import released_standing, require_released
 from pipeline.services.voices import signed_consent
 from pipeline.services.video import DERIVED_FORMATS
 from pipeline.services.workspace import Workspace
-from pipeline.store.files import SHARED_MODE, atomic_copy
+from pipeline.store.files import SHARED_MODE, BlobStore
 from pipeline.store.models import ClipFileRow, ClipRow
 
 EXTENSIONS = {"wav": "wav", "mp3": "mp3", "ogg": "ogg", "m4a": "m4a", "mp4-square": "square.mp4",
@@ -70,10 +70,20 @@ def _may_hand_over(ws: Workspace, s: Session, clip_id: int, fmt: str, now: datet
 
 @dataclass(frozen=True)
 class Handover:
-    path: Path  # the verified file in the store
+    sha256: str  # the blob in the store, checked just before the hand-over was recorded
     name: str  # what to call it for the recipient
-    sidecar: Path | None  # Ogg's content credentials, to travel beside it
+    sidecar_sha256: str | None  # Ogg's content credentials, to travel beside it
     delivery: int | None  # the delivery its payload mark names (None: captions, nothing to mark)
+    store: BlobStore = field(repr=False, compare=False)
+
+    @property
+    def path(self) -> Path:
+        """The file on this machine (from an object store: its verified cached copy)."""
+        return self.store.path(self.sha256)
+
+    @property
+    def sidecar(self) -> Path | None:
+        return self.store.path(self.sidecar_sha256) if self.sidecar_sha256 else None
 
 
 def _hand_over(ws: Workspace, clip_id: int, fmt: str, action: str, *, recipient: str, now: datetime,
@@ -90,13 +100,15 @@ def _hand_over(ws: Workspace, clip_id: int, fmt: str, action: str, *, recipient:
         with ws.sessions() as s:
             _may_hand_over(ws, s, clip_id, fmt, now)  # before anything is made or registered
         copy = personal_copy(ws, clip_id, fmt, recipient, now=now, tools=tools, progress=progress)
-    path = ws.files.open_checked(copy.sha256)
-    sidecar = ws.files.open_checked(copy.sidecar_sha256) if copy.sidecar_sha256 else None
+    ws.files.check(copy.sha256)  # an object store: its size and checksum, without reading it through here
+    if copy.sidecar_sha256:
+        ws.files.check(copy.sidecar_sha256)
     with ws.transaction() as s:
         _may_hand_over(ws, s, clip_id, fmt, now)
         ws.record(s, action, actor=recipient, subject=clip_id,
                   data={"format": fmt, "sha256": copy.sha256, "delivery": copy.delivery}, now=now)
-    return Handover(path, f"voxgate-clip-{clip_id}.{EXTENSIONS[fmt]}", sidecar, copy.delivery)
+    return Handover(copy.sha256, f"voxgate-clip-{clip_id}.{EXTENSIONS[fmt]}", copy.sidecar_sha256, copy.delivery,
+                    ws.files)
 
 
 def export_clip(ws: Workspace, clip_id: int, fmt: str, out_dir: Path, *, actor: str | None, now: datetime,
@@ -113,9 +125,9 @@ def export_clip(ws: Workspace, clip_id: int, fmt: str, out_dir: Path, *, actor: 
     handover = _hand_over(ws, clip_id, fmt, "voxgate.clip.exported", recipient=who.name, now=now, progress=progress)
     dest = out_dir / handover.name
     try:
-        if handover.sidecar is not None:  # first, so the file never appears without its credentials
-            atomic_copy(handover.sidecar, dest.with_name(dest.name + SIDECAR_SUFFIX), mode=SHARED_MODE)
-        atomic_copy(handover.path, dest, mode=SHARED_MODE)
+        if handover.sidecar_sha256 is not None:  # first, so the file never appears without its credentials
+            ws.files.export(handover.sidecar_sha256, dest.with_name(dest.name + SIDECAR_SUFFIX), mode=SHARED_MODE)
+        ws.files.export(handover.sha256, dest, mode=SHARED_MODE)
     except OSError as exc:
         raise StoreError(f"Could not write {dest}: {exc.strerror}; check the folder's permissions.") from exc
     return dest

@@ -337,9 +337,6 @@ def pending(ws: Workspace, *, actor: str | None) -> list[StatementRow]:
 
 def copy_draft(ws: Workspace, statement_id: int, out: Path) -> Path:
     """Copy the statement's draft master to `out/draft-<statement>.wav` so a reviewer can play it; checked by hash."""
-    from pipeline.hashing import sha256_file
-    from pipeline.store.files import atomic_copy
-
     if not out.is_dir():
         raise InputError(f"{out} is not a folder; create it first or give another --out.")
     with ws.sessions() as s:
@@ -350,12 +347,9 @@ def copy_draft(ws: Workspace, statement_id: int, out: Path) -> Path:
         digest = clip.audio_sha256
     dest = out / f"draft-{statement_id}.wav"
     try:
-        atomic_copy(ws.files.path(digest), dest)
+        ws.files.export(digest, dest)  # checked against its hash
     except OSError as exc:
         raise StoreError(f"Could not copy the draft to {dest}: {exc.strerror}.") from exc
-    if sha256_file(dest) != digest:
-        dest.unlink(missing_ok=True)
-        raise StoreError(f"The stored draft of statement {statement_id} does not match its hash; render it again.")
     return dest
 
 

@@ -2,7 +2,8 @@
 
     <home>/voxgate.toml     configuration
     <home>/voxgate.db       SQLite store (WAL), unless [database] url names a PostgreSQL database
-    <home>/blobs/           content-addressed file store
+    <home>/blobs/           content-addressed file store, unless [files] url names an object store
+    <home>/cache/blobs/     verified local copies of object-store blobs voxgate read (may be deleted)
     <home>/keys/org.key     the organisation's Ed25519 key (signs the audit log)
     <home>/keys/c2pa/       the C2PA signing identity (see pipeline.provenance.credentials)
     <home>/keys/watermark.key  32 random bytes (mode 0600) the payload watermark key derives from
@@ -50,7 +51,7 @@ from pipeline.identity.personal import Keyring, fingerprint
 from pipeline.provenance import credentials
 from pipeline.settings import CONFIG_FILE, WorkspaceConfig, default_config_text
 from pipeline.store.db import check_schema, migrate, normalise_url, open_engine, session_factory, sqlite_url, writer
-from pipeline.store.files import PRIVATE_DIR_MODE, PRIVATE_MODE, FileStore, atomic_output, private_dir
+from pipeline.store.files import PRIVATE_DIR_MODE, PRIVATE_MODE, BlobStore, atomic_output, open_file_store, private_dir
 from pipeline.store.models import ApprovalRow, AuditRow, PasskeyRow, UserRow
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class Workspace:
     config: WorkspaceConfig
     engine: Engine
     sessions: sessionmaker[Session]
-    files: FileStore
+    files: BlobStore
     org_key: Ed25519PrivateKey
     writes: sessionmaker[Session]  # sessions that hold the store's write lock (see store.db.open_engine)
     keyring: Keyring = field(default_factory=Keyring.from_env)
@@ -295,12 +296,13 @@ def _check_home_writable(home: Path) -> None:
 
 
 def init_workspace(home: Path, organisation: str, *, now: datetime, c2pa: C2paImport | None = None,
-                   database_url: str | None = None,
+                   database_url: str | None = None, files_url: str | None = None,
                    say: Callable[[str], None] = lambda _message: None) -> tuple[Workspace, bool]:
     """Create the workspace at `home`, or open it if it exists. Returns (workspace, created).
 
     `database_url` puts the store in PostgreSQL (an empty database the
-    workspace's migrations fill) instead of the SQLite file in `home`.
+    workspace's migrations fill) instead of the SQLite file in `home`;
+    `files_url` (s3://BUCKET/PREFIX) the blobs in an object store.
 
     An existing workspace gets only its missing identity files (content
     credentials, watermark secret); with `c2pa`, the operator's own chain
@@ -322,13 +324,15 @@ def init_workspace(home: Path, organisation: str, *, now: datetime, c2pa: C2paIm
         raise StoreError("The organisation name is empty; pass --org NAME.")
     if database_url:
         normalise_url(database_url)  # refused before anything is created
+    if files_url:
+        open_file_store(files_url, home)
     _check_home_writable(home)
     try:
         for sub in ("blobs", "keys", "voices"):  # people's keys are never here (their own key folders)
             private_dir(home / sub)
         os.chmod(home, PRIVATE_DIR_MODE)  # also when the folder existed (empty) before
         org_pub = generate_key(home / "keys" / "org.key") if not (home / "keys" / "org.key").exists() else None
-        config = default_config_text(organisation, database_url)
+        config = default_config_text(organisation, database_url, files_url)
         with atomic_output(home / (CONFIG_FILE + ".part")) as tmp:
             tmp.write_text(config, encoding="utf-8")
         if not database_url:
@@ -446,7 +450,7 @@ def open_workspace(home: Path, keyring: Keyring | None = None) -> Workspace:
     with map_exceptions(_DB_ERRORS, "Could not open the workspace database"):
         check_schema(engine)
         migrate(engine)  # no-op when current; upgrades a workspace made by an older voxgate
-    ws = Workspace(home, cfg, engine, session_factory(engine), FileStore(home / "blobs"),
+    ws = Workspace(home, cfg, engine, session_factory(engine), open_file_store(cfg.files_url, home),
                    load_key(home / "keys" / "org.key"), session_factory(writer(engine)),
                    keyring or Keyring.from_env())
     _adopt_file_head(ws)

@@ -3,6 +3,11 @@
 Writes go to a temporary file in the same directory, are fsynced and then
 renamed, so a crash never leaves a half-written blob under a real name, and
 a blob's name is proof of its content (checked again on every read).
+
+A workspace keeps its blobs in `<home>/blobs/` (`FileStore`), or, with
+`[files] url = "s3://BUCKET/PREFIX"` in voxgate.toml, in an S3-compatible
+object store that several machines share (`pipeline.store.s3.S3FileStore`).
+Both offer the same methods; `open_file_store` picks one.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, Protocol
 
 from pipeline.errors import StoreError
 from pipeline.hashing import sha256_file
@@ -100,14 +105,51 @@ def atomic_copy(src: Path, dest: Path, *, mode: int = PRIVATE_MODE) -> None:
         atomic_write_stream(f, dest, mode=mode)
 
 
+def check_digest(digest: str) -> str:
+    """`digest` if it is a lowercase hex sha256 (a blob's name never comes from anywhere else)."""
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise StoreError(f"{digest!r} is not a sha256 digest.")
+    return digest
+
+
+class BlobStore(Protocol):
+    """What services use of a file store, wherever its blobs live."""
+
+    url: str
+
+    def put(self, src: Path) -> str: ...
+    def path(self, digest: str) -> Path: ...
+    def link(self, digest: str, *, filename: str, media_type: str) -> str | None: ...
+    def check(self, digest: str) -> None: ...
+    def exists(self, digest: str) -> bool: ...
+    def open_checked(self, digest: str) -> Path: ...
+    def export(self, digest: str, dest: Path, *, mode: int = PRIVATE_MODE) -> None: ...
+    def digests(self) -> Iterator[str]: ...
+    def is_empty(self) -> bool: ...
+
+
+def open_file_store(url: str | None, home: Path) -> BlobStore:
+    """The workspace's file store: `<home>/blobs` when `url` is empty, else the object store it names."""
+    if not url:
+        return FileStore(home / "blobs")
+    from pipeline.store.s3 import S3FileStore
+
+    return S3FileStore(url, home / "cache" / "blobs")
+
+
 class FileStore:
+    """Blobs in a local folder: `<root>/ab/cdef...`."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    @property
+    def url(self) -> str:
+        return str(self.root)
+
     def path(self, digest: str) -> Path:
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise StoreError(f"{digest!r} is not a sha256 digest.")
-        return self.root / digest[:2] / digest[2:]
+        """Where the blob would be (unchecked: read through `open_checked`)."""
+        return self.root / check_digest(digest)[:2] / digest[2:]
 
     def put(self, src: Path) -> str:
         """Store the file at `src`; return its sha256. Storing the same bytes twice is a no-op."""
@@ -129,6 +171,31 @@ class FileStore:
             raise StoreError(f"Blob {digest[:12]}… no longer matches its checksum; restore it from a backup.")
         return path
 
-    def export(self, digest: str, dest: Path) -> None:
+    def check(self, digest: str) -> None:
+        """Refuse a blob that is missing or whose bytes no longer match its name."""
+        self.open_checked(digest)
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def link(self, digest: str, *, filename: str, media_type: str) -> None:
+        """A folder has no download links of its own: the portal sends the file (`path`) itself."""
+        return None
+
+    def export(self, digest: str, dest: Path, *, mode: int = PRIVATE_MODE) -> None:
         """Copy a verified blob to `dest` atomically."""
-        atomic_copy(self.open_checked(digest), dest)
+        atomic_copy(self.open_checked(digest), dest, mode=mode)
+
+    def digests(self) -> Iterator[str]:
+        """Every blob in the folder (by name; `open_checked` each to trust it)."""
+        if not self.root.is_dir():
+            return
+        for folder in sorted(self.root.iterdir()):
+            if folder.is_dir() and len(folder.name) == 2:
+                for blob in sorted(folder.iterdir()):
+                    name = folder.name + blob.name
+                    if blob.is_file() and len(name) == 64 and all(c in "0123456789abcdef" for c in name):
+                        yield name
+
+    def is_empty(self) -> bool:
+        return not self.root.is_dir() or not any(self.root.iterdir())
