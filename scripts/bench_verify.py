@@ -8,7 +8,7 @@ RSS from the kernel); warm is a second check in one process that already ran
 one (the portal's worker). `--code DIR` runs the cold CLI from another checkout,
 to measure before and after a change on the same workspace:
 
-    .venv/bin/python scripts/bench_verify.py [--code /work/main] [--keep DIR]
+    .venv/bin/python scripts/bench_verify.py [--code ../other-checkout] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ def build(root: Path) -> tuple[Path, Path, float]:
     from pipeline.services.render import Tools, render_statement
     from pipeline.services.workspace import init_workspace, utcnow
 
+    os.environ["VOXGATE_KEYS"] = str(root / "keys")  # people's keys, outside the workspace
+    os.environ.setdefault("VOXGATE_PASSPHRASE", "bench passphrase")
     ws, _ = init_workspace(root / "ws", ORG, now=utcnow())
     for name, role in PEOPLE.items():
-        users.add_user(ws, name, role, actor="ops", now=utcnow())
+        users.add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     voices.add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
     sid = statements.submit(ws, voice_id="demo", purpose="public-statement", channel="social", language="en",
                             text=TEXT, actor="sam", now=utcnow()).id
