@@ -113,3 +113,24 @@ def test_verify_page_in_both_languages_on_desktop_and_phone(bare_workspace, tmp_
                 page.close()
         browser.close()
     assert json.dumps(t("ur", "verdict.UNKNOWN"), ensure_ascii=False) != '"UNKNOWN"'
+
+
+def test_a_released_clips_details_on_the_urdu_verify_page_are_urdu() -> None:
+    """Every value the page writes itself (not the clip's own names and text) is in the reader's language."""
+    import re
+
+    from pipeline.portal.app import page_result
+
+    report = {"verdict": "AUTHENTIC", "reasons": ["its exact bytes are a registered file of clip 4"], "notes": {},
+              "clip": {"clip_id": 4, "state": "released", "voice_name": "Demo", "owner": "Imran", "text": None,
+                       "approvals": [{"stage": "text", "decision": "approve", "signature_valid": True},
+                                     {"stage": "audio", "decision": "approve", "signature_valid": False}],
+                       "released_at": "2026-12-02", "revoked_at": None}}
+    english = dict(page_result(report, "Free Voice Media", "en")["details"])
+    assert english["voice"] == "Demo, consent of Imran" and english["statement"] == "(not released)"
+    assert english["approvals"] == "text (approve, signature valid), audio (approve, signature INVALID)"
+    urdu = dict(page_result(report, "Free Voice Media", "ur")["details"])
+    for label in ("voice", "statement", "approvals", "state"):
+        left = re.sub(r"Demo|Imran", "", str(urdu[label]))
+        assert not re.search(r"[A-Za-z]", left), (label, urdu[label])
+        assert re.search(r"[\u0600-\u06FF]", left), (label, urdu[label])

@@ -413,15 +413,18 @@ def page_result(report: dict[str, Any], organisation: str, lang: str = "en") -> 
                     ("its voice", clip["voice_name"])]
     elif clip is not None:
         details += [("clip", clip["clip_id"]), ("state", state),
-                    ("voice", f"{clip['voice_name']}, consent of {clip['owner']}"),
-                    ("statement", clip["text"] if clip["text"] is not None else "(not released)"),
+                    ("voice", t(lang, "detail.voice_of", voice=clip["voice_name"], owner=clip["owner"])),
+                    ("statement", clip["text"] if clip["text"] is not None else t(lang, "detail.not_released")),
                     # Stages, not names: the public must not learn who works for the publisher.
-                    ("approvals", ", ".join(f"{a['stage']} ({a['decision']}, signature "
-                                            f"{'valid' if a['signature_valid'] else 'INVALID'})"
-                                            for a in clip["approvals"])),
+                    ("approvals", t(lang, "detail.list_separator").join(
+                        t(lang, "detail.approval", stage=t(lang, f"stage.{a['stage']}"),
+                          decision=t(lang, f"decision.{a['decision']}"),
+                          signature=t(lang, "detail.signature_valid" if a["signature_valid"]
+                                      else "detail.signature_invalid"))
+                        for a in clip["approvals"])),
                     ("released", clip["released_at"] or ""), ("revoked", clip["revoked_at"] or "")]
         if clip["text"] is not None:
             details.append(("labels", f"{t(lang, 'clips.ai_label')}, {organisation}"))
-    details += [(f"note ({k})", v) for k, v in report["notes"].items() if k == "decoded"]
+    details += [("note (decoded)", v) for k, v in report["notes"].items() if k == "decoded"]
     timeline = report.get("timeline")
     return {"verdict": verdict, "summary": _SUMMARY[verdict], "details": details, "timeline": timeline}
