@@ -94,8 +94,9 @@ def read_marks(samples: np.ndarray, rate: int, presence: Any, mark: Any) -> tupl
 
 
 def export_signed(audio: np.ndarray, folder: Path, stem: str, labels: ClipLabels, manifest: Mapping[str, Any],
-                  identity: Any) -> dict[str, Path]:
-    """Every audio format, labelled and signed; Ogg (which cannot embed a manifest) gets an ``ogg.c2pa`` sidecar.
+                  identity: Any, formats: tuple[str, ...] = AUDIO_FORMATS) -> dict[str, Path]:
+    """Each of `formats` (every audio format by default), labelled and signed; Ogg (which cannot embed a
+    manifest) gets an ``ogg.c2pa`` sidecar.
 
     The formats are encoded at once, one thread each: the work is in ffmpeg
     processes and the C2PA library, so they spread over the machine's cores.
@@ -113,8 +114,8 @@ def export_signed(audio: np.ndarray, folder: Path, stem: str, labels: ClipLabels
         return made
 
     files: dict[str, Path] = {}
-    with ThreadPoolExecutor(len(AUDIO_FORMATS), thread_name_prefix="export") as pool:
-        for made in pool.map(one, map(ExportFormat, AUDIO_FORMATS)):  # re-raises the first failure
+    with ThreadPoolExecutor(max(1, len(formats)), thread_name_prefix="export") as pool:
+        for made in pool.map(one, map(ExportFormat, formats)):  # re-raises the first failure
             files.update(made)
     return files
 
