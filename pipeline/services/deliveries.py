@@ -204,9 +204,9 @@ def _make(ws: Workspace, clip_id: int, premaster_sha: str, delivery: int, format
     """Mark the premaster once with the delivery's serial; encode every one of `formats` from it in parallel.
 
     Audio formats are exported and signed as the render's are; a video takes the clip's picture
-    (made once per clip) and this sound. The Ogg (or, without one, the first lossy file) and each
-    video's audio are read back for both marks; then every file is registered in one transaction,
-    so a copy is either wholly registered or not at all.
+    (made once per clip) and this sound. The Ogg (or, without one, the first lossy file) is read back
+    for both marks, each video for the serial; then every file is registered in one transaction, so
+    a copy is either wholly registered or not at all.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -219,9 +219,11 @@ def _make(ws: Workspace, clip_id: int, premaster_sha: str, delivery: int, format
             ensure_derived(ws, clip_id, fmt, tools, now=now, progress=progress)
     context = release_context(ws, clip_id, now)
     serial, presence, mark = delivery_serial(delivery), tools.presence_mark(), payload_mark(ws)
+    lossy = next((f for f in ("ogg", "m4a", "mp3") if f in audio_formats), None)
     audio, _ = mark_serial(read_premaster(ws.files.open_checked(premaster_sha)), serial, presence, mark,
                            target_lufs=context.provenance.settings["target_lufs"],
-                           true_peak_dbtp=context.provenance.settings["true_peak_dbtp"])
+                           true_peak_dbtp=context.provenance.settings["true_peak_dbtp"],
+                           read_back=lossy is None and not videos)  # else read from the encoded files below
     manifest = replace(context.provenance, payload_serial=serial).manifest()
     identity = load_identity(ws.c2pa_dir)
     stem = f"clip-{clip_id}-{delivery}"
@@ -233,10 +235,11 @@ def _make(ws: Workspace, clip_id: int, premaster_sha: str, delivery: int, format
                                  manifest, identity) for fmt in videos}
         files = export_signed(audio, folder, stem, context.labels, manifest, identity, audio_formats)
         files.update({fmt: job.result() for fmt, job in jobs.items()})  # re-raises a failed video
-        lossy = next((f for f in ("ogg", "m4a", "mp3") if f in files), None)
-        checks = [(files[f], f"{f} copy") for f in ((lossy,) if lossy else ())] + \
-                 [(files[f], f"{f} audio") for f in videos]
-        for done in [pool.submit(check_marks_in, path, serial, presence, mark, what) for path, what in checks]:
+        # Both marks from the lossy audio (Ogg Opus first: the harder codec); a video made beside it
+        # from the same samples is read for the recipient's serial, or for both marks if it stands alone.
+        checks = [(files[lossy], presence, f"{lossy} copy")] if lossy else []
+        checks += [(files[f], None if lossy else presence, f"{f} audio") for f in videos]
+        for done in [pool.submit(check_marks_in, path, serial, reader, mark, what) for path, reader, what in checks]:
             done.result()  # fail closed: nothing is registered unless every check passed
         _register(ws, clip_id, delivery, files, now)
 
