@@ -33,6 +33,7 @@ from pipeline.store.models import AuditRow, DeliveryFileRow, DeliveryRow
 from portal_fixtures import TEXT, serving
 
 pytestmark = pytest.mark.slow
+BOTH_DATABASES = True  # the queue's system database: a SQLite file in the workspace, or the workspace's PostgreSQL
 DISTRIBUTORS = ("dana", "devi")  # both hold a live token at release
 WAIT_S = 900  # generous: a loaded 2-core machine
 
@@ -44,9 +45,9 @@ class Module:
 
 
 @pytest.fixture(scope="module")
-def released(tmp_path_factory):
+def released(tmp_path_factory, module_database_url):
     root = tmp_path_factory.mktemp("copy-jobs")
-    ws, _ = init_workspace(root / "ws", ORG, now=utcnow())
+    ws, _ = init_workspace(root / "ws", ORG, now=utcnow(), database_url=module_database_url)
     for name, role in {**PEOPLE, "devi": "distributor", "dora": "distributor"}.items():
         users.add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     voices.add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
