@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -114,6 +115,8 @@ def test_the_release_queues_copies_for_active_distributors_only_and_makes_none(r
     states = {j.job_id: j.status for j in job_states(released.ws, _job_ids(released, (*DISTRIBUTORS, "dora")))}
     assert set(states) == set(_job_ids(released)) and set(states.values()) == {"ENQUEUED"}
     assert _copies(released) == {}  # the release waited for nothing: no worker has run yet
+    for path in released.ws.home.glob("jobs.sqlite*"):  # the queue is as private as the rest of the workspace
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
 def test_enqueueing_the_same_copy_twice_makes_one_job(released) -> None:
@@ -184,3 +187,21 @@ def test_a_distributor_added_after_the_release_gets_theirs_on_first_request(rele
             body = response.read()
     assert hashlib.sha256(body).hexdigest() == _copies(m)["dora"]["ogg"]
     assert job_states(m.ws, _job_ids(m, ("dora",))) == []  # made on request, not queued
+
+
+def test_the_portal_process_makes_queued_copies_too(released) -> None:
+    """`voxgate serve` runs the copies queue in-process: a job queued while only the portal runs is made."""
+    from portal_fixtures import free_port
+
+    m = released
+    (job,) = enqueue_copies(m.ws, m.clip_id, ["devi"], ("wav",))  # devi's WAV: not among the prepared formats
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    portal = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "serve", "--port", str(free_port()),
+                               "--home", str(m.ws.home)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        _wait_for("WAV copy", lambda: [j.status for j in job_states(m.ws, [job])] == ["SUCCESS"], portal)
+    finally:
+        _stop(portal)
+    assert "wav" in _copies(m)["devi"]
+    m.ws.files.open_checked(_copies(m)["devi"]["wav"])

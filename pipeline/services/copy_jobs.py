@@ -24,6 +24,7 @@ version of voxgate's workers takes them.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,7 @@ from pipeline.domain import Role
 from pipeline.errors import StoreError, map_exceptions
 from pipeline.services.workspace import Workspace
 from pipeline.store.db import sqlite_url
+from pipeline.store.files import PRIVATE_MODE
 from pipeline.store.models import AccessTokenRow, UserRow
 
 log = logging.getLogger(__name__)
@@ -53,11 +55,15 @@ _ID_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_.@+-]")
 
 
 def system_database_url(ws: Workspace) -> str:
-    """Where the job queue lives: the workspace's PostgreSQL, or a SQLite file in the workspace."""
+    """Where the job queue lives: the workspace's PostgreSQL, or a SQLite file in the workspace (made 0600 first,
+    as everything in a workspace is; SQLite gives its journal files the same mode)."""
     url = ws.config.database_url
     if url and url.startswith("postgresql"):
         return url
-    return sqlite_url(ws.home / SYSTEM_DATABASE_FILE)
+    path = ws.home / SYSTEM_DATABASE_FILE
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_MODE))
+    os.chmod(path, PRIVATE_MODE)
+    return sqlite_url(path)
 
 
 def copy_job_id(clip_id: int, recipient: str, formats: tuple[str, ...]) -> str:
