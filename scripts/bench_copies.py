@@ -205,7 +205,7 @@ def main() -> None:
         ids = [copy_job_id(clip_id, name, PREPARED_FORMATS) for name in distributors]
         queued = len(job_states(ws, ids))
         t0 = time.perf_counter()
-        with CopyWorker(ws, tools, role="bench", concurrency=args.concurrency, poll_s=0.2):
+        with CopyWorker(ws, tools, concurrency=args.concurrency, poll_s=0.2):
             while True:
                 states = [j.status for j in job_states(ws, ids)]
                 if all(st in ("SUCCESS", "ERROR", "CANCELLED") for st in states) and len(states) == n:

@@ -153,7 +153,7 @@ def worker(
         if "copies" in taken:
             from pipeline.services.copy_worker import CopyWorker
 
-            stack.enter_context(CopyWorker(ws, tools, role="worker", concurrency=concurrency))
+            stack.enter_context(CopyWorker(ws, tools, concurrency=concurrency))
         success(f"Worker started on {ws.home} ({', '.join(taken)}); Ctrl-C stops it.")
         try:
             while True:
@@ -167,7 +167,7 @@ def worker(
                 time.sleep(poll)
         except KeyboardInterrupt:
             success("Worker stopped; a render it had begun is reclaimed by another worker within 60 s, "
-                    "and a copy it had begun is finished when it starts again.")
+                    "and a copy it had begun is finished by another worker on this host or by this one restarted.")
 
 
 def _render_queue(ws, tools, statement_id: int | None, as_user: str | None,  # type: ignore[no-untyped-def]

@@ -50,7 +50,7 @@ def serve(
         return
     from pipeline.services.copy_worker import CopyWorker
 
-    with CopyWorker(app.state.workspace, app.state.tools, role="portal"):  # the portal's models, loaded once
+    with CopyWorker(app.state.workspace, app.state.tools):  # the portal's models, loaded once
         server.run()
 
 
