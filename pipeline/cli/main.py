@@ -131,7 +131,8 @@ def worker(
     """Render statements as they are text-approved and make the copies queued at release, until stopped (Ctrl-C).
 
     Run one per machine or GPU. Takes over the renders of workers that died (their lease runs out 60 s after
-    their last sign of life); copy jobs this worker was making when it died are finished when it restarts.
+    their last sign of life); a copy job it was making when it died is finished by another worker on this
+    host, or by this one restarted.
     """
     import time
     from contextlib import ExitStack
