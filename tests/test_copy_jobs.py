@@ -101,13 +101,14 @@ def _wait_for(what, done, worker: subprocess.Popen) -> None:
         time.sleep(0.05)
 
 
-def _stop(worker: subprocess.Popen) -> None:
+def _stop(worker: subprocess.Popen) -> int:
+    """Ctrl-C, as an operator stops it; its exit status (-9 if it had to be killed)."""
     worker.send_signal(signal.SIGINT)
     try:
-        worker.wait(timeout=120)
+        return worker.wait(timeout=120)
     except subprocess.TimeoutExpired:
         worker.kill()
-        worker.wait()
+        return worker.wait()
 
 
 def test_the_release_queues_copies_for_active_distributors_only_and_makes_none(released) -> None:
@@ -147,7 +148,8 @@ def test_a_worker_killed_mid_copy_finishes_it_on_restart_and_registers_no_half_c
     try:
         _wait_for("jobs done", lambda: {j.status for j in job_states(m.ws, _job_ids(m))} == {"SUCCESS"}, worker)
     finally:
-        _stop(worker)
+        stopped = _stop(worker)
+    assert stopped == 0, worker.stderr.read()[-3000:]  # Ctrl-C stops the queue cleanly
     assert not any(p.exists() for p in left)  # the dead job's folder was swept
     copies = _copies(m)
     assert set(copies) == set(DISTRIBUTORS)
