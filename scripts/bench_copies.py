@@ -104,7 +104,7 @@ def main() -> None:
     from dataclasses import replace
 
     from pipeline.domain.serials import delivery_serial
-    from pipeline.export.formats import ExportFormat, export_clip
+    from pipeline.export.formats import ExportFormat, export_clip, remux_opus_to_m4a
     from pipeline.export.video import VIDEO_MIME, replace_audio
     from pipeline.provenance.credentials import embed_credentials, load_identity, write_sidecar
     from pipeline.services.copies import check_marks_in, mark_serial, payload_mark, read_premaster, write_premaster
@@ -177,12 +177,15 @@ def main() -> None:
                 if ef is ExportFormat.OGG:
                     export_clip(marked, 48_000, ef, dest, context.labels)
                     write_sidecar(dest, ef.mime, manifest, identity)
+                elif ef is ExportFormat.M4A:  # a copy's M4A takes the Ogg's Opus packets: no second encode
+                    remux_opus_to_m4a(work / "copy.ogg", dest, context.labels,
+                                      seal=lambda path, ef: embed_credentials(path, ef.mime, manifest, identity))
                 else:
                     export_clip(marked, 48_000, ef, dest, context.labels,
                                 seal=lambda path, ef=ef: embed_credentials(path, ef.mime, manifest, identity))
                 return dest
             t, _ = timed(ours, repeat)
-            rows.append((f"{fmt}: encode, label, sign", t, bare[fmt]))
+            rows.append((f"{fmt}: {'Ogg packets remuxed' if fmt == 'm4a' else 'encode'}, label, sign", t, bare[fmt]))
         sound = write_premaster(marked, work / "sound.wav")
         with ws.sessions() as s:
             picture = ws.files.open_checked(next(f.sha256 for f in s.get(ClipRow, clip_id).files

@@ -102,29 +102,43 @@ def read_marks(samples: np.ndarray, rate: int, presence: Any, mark: Any) -> tupl
 
 
 def export_signed(audio: np.ndarray, folder: Path, stem: str, labels: ClipLabels, manifest: Mapping[str, Any],
-                  identity: Any, formats: tuple[str, ...] = AUDIO_FORMATS) -> dict[str, Path]:
+                  identity: Any, formats: tuple[str, ...] = AUDIO_FORMATS, *, m4a_from_ogg: bool = False
+                  ) -> dict[str, Path]:
     """Each of `formats` (every audio format by default), labelled and signed; Ogg (which cannot embed a
     manifest) gets an ``ogg.c2pa`` sidecar.
 
     The formats are encoded at once, one thread each: the work is in ffmpeg
     processes and the C2PA library, so they spread over the machine's cores.
+    `m4a_from_ogg` (a personal copy): the M4A takes the Ogg's Opus packets instead of a second Opus
+    encode of the same samples (`export.formats.remux_opus_to_m4a`).
     """
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
-    from pipeline.export.formats import ExportFormat, export_clip
+    from pipeline.export.formats import ExportFormat, export_clip, remux_opus_to_m4a
+
+    def seal_for(fmt: ExportFormat) -> Any:
+        return (lambda path, fmt: embed_credentials(path, fmt.mime, manifest, identity)) if can_embed(fmt.mime) else None
 
     def one(fmt: ExportFormat) -> dict[str, Path]:
-        embeds = can_embed(fmt.mime)
-        seal = (lambda path, fmt: embed_credentials(path, fmt.mime, manifest, identity)) if embeds else None
-        made = {fmt.value: export_clip(audio, MASTER_RATE, fmt, folder / f"{stem}{fmt.extension}", labels, seal=seal)}
-        if not embeds:  # Ogg: the manifest travels beside the file, and is stored and handed out with it
+        made = {fmt.value: export_clip(audio, MASTER_RATE, fmt, folder / f"{stem}{fmt.extension}", labels,
+                                       seal=seal_for(fmt))}
+        if not can_embed(fmt.mime):  # Ogg: the manifest travels beside the file, and is stored and handed out with it
             made[f"{fmt.value}.c2pa"] = write_sidecar(made[fmt.value], fmt.mime, manifest, identity)
         return made
 
+    def m4a_after(ogg: Future) -> dict[str, Path]:
+        source = ogg.result()["ogg"]
+        fmt = ExportFormat.M4A
+        return {fmt.value: remux_opus_to_m4a(source, folder / f"{stem}{fmt.extension}", labels, seal=seal_for(fmt))}
+
+    remux = m4a_from_ogg and "ogg" in formats and "m4a" in formats
     files: dict[str, Path] = {}
     with ThreadPoolExecutor(max(1, len(formats)), thread_name_prefix="export") as pool:
-        for made in pool.map(one, map(ExportFormat, formats)):  # re-raises the first failure
-            files.update(made)
+        jobs = {f: pool.submit(one, ExportFormat(f)) for f in formats if not (remux and f == "m4a")}
+        if remux:
+            jobs["m4a"] = pool.submit(m4a_after, jobs["ogg"])
+        for job in jobs.values():
+            files.update(job.result())  # re-raises the first failure
     return files
 
 
