@@ -106,8 +106,18 @@ def main() -> None:
     from pipeline.domain.serials import delivery_serial
     from pipeline.export.formats import ExportFormat, export_clip, remux_opus_to_m4a
     from pipeline.export.video import VIDEO_MIME, replace_audio
-    from pipeline.provenance.credentials import embed_credentials, load_identity, write_sidecar
-    from pipeline.services.copies import check_marks_in, mark_serial, payload_mark, read_premaster, write_premaster
+    from pipeline.provenance.credentials import (
+        embed_credentials,
+        load_identity,
+        write_sidecar,
+    )
+    from pipeline.services.copies import (
+        check_marks_in,
+        mark_serial,
+        payload_mark,
+        read_premaster,
+        write_premaster,
+    )
     from pipeline.services.copy_jobs import PREPARED_FORMATS, copy_job_id, job_states
     from pipeline.services.copy_worker import CopyWorker
     from pipeline.services.deliveries import prepare_copies
@@ -170,7 +180,7 @@ def main() -> None:
         bare: dict[str, float] = {}
         for fmt in ("ogg", "m4a", "mp3", "wav"):
             ef = ExportFormat(fmt)
-            bare[fmt], _ = timed(lambda: bare_encode(marked, fmt, work / f"bare.{fmt}"), repeat)
+            bare[fmt], _ = timed(lambda fmt=fmt: bare_encode(marked, fmt, work / f"bare.{fmt}"), repeat)
 
             def ours(ef=ef):
                 dest = work / f"copy{ef.extension}"

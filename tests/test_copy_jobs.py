@@ -17,20 +17,27 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
+from conftest import DEMO_VOICE, ORG, PEOPLE, REPO
+from portal_fixtures import TEXT, serving
 from sqlalchemy import select
 
-from conftest import DEMO_VOICE, ORG, PEOPLE, REPO
 from pipeline.domain import Decision
 from pipeline.services import review, statements, users, voices
-from pipeline.services.copy_jobs import PREPARED_FORMATS, copy_job_id, enqueue_copies, job_states
+from pipeline.services.copy_jobs import (
+    PREPARED_FORMATS,
+    copy_job_id,
+    enqueue_copies,
+    job_states,
+)
 from pipeline.services.render import render_statement
 from pipeline.services.tokens import issue_token
 from pipeline.services.tools import Tools
 from pipeline.services.workspace import init_workspace, utcnow
 from pipeline.store.models import AuditRow, DeliveryFileRow, DeliveryRow
-from portal_fixtures import TEXT, serving
 
 pytestmark = pytest.mark.slow
 BOTH_DATABASES = True  # the queue's system database: a SQLite file in the workspace, or the workspace's PostgreSQL
@@ -38,10 +45,11 @@ DISTRIBUTORS = ("dana", "devi")  # both hold a live token at release
 WAIT_S = 900  # generous: a loaded 2-core machine
 
 
+@dataclass
 class Module:
-    ws = None
-    clip_id = 0
-    tokens: dict[str, str] = {}
+    ws: Any = None
+    clip_id: int = 0
+    tokens: dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,14 @@ from typing import Any, Final
 from dbos import DBOS
 
 from pipeline.errors import StoreError, VoxgateError, map_exceptions
-from pipeline.services.copy_jobs import APP_NAME, QUEUE, STEPS_VERSION, WORKFLOW, active_distributors, system_database_url
+from pipeline.services.copy_jobs import (
+    APP_NAME,
+    QUEUE,
+    STEPS_VERSION,
+    WORKFLOW,
+    active_distributors,
+    system_database_url,
+)
 from pipeline.services.workspace import Workspace, utcnow
 from pipeline.store.scratch import host_tag, pid_alive
 

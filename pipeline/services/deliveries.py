@@ -47,10 +47,16 @@ from pipeline.services.copies import (
     read_premaster,
     write_premaster,
 )
-from pipeline.services.video import CAPTION_FORMATS, VIDEO_FORMATS, ensure_derived, release_context
+from pipeline.services.video import (
+    CAPTION_FORMATS,
+    VIDEO_FORMATS,
+    ensure_derived,
+    release_context,
+)
 from pipeline.services.workspace import Workspace
-from pipeline.store.scratch import job_folder
 from pipeline.store.models import ClipFileRow, ClipRow, DeliveryFileRow, DeliveryRow
+from pipeline.store.scratch import job_folder
+
 
 class KeyedLocks:
     """One lock per key, made on first use: requests for the same thing wait, for different things not."""
