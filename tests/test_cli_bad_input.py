@@ -240,3 +240,14 @@ def test_init_twice_changes_nothing(workspace) -> None:
     result = runner.invoke(app, ["init", "--home", str(workspace.home)])
     assert result.exit_code == 0 and "already exists; nothing else changed" in result.stdout
     assert store_snapshot(workspace.home) == before
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--queues", "videos"], "--queues takes render and/or copies"),  # no such queue
+    (["--queues", ","], "--queues takes"),  # nothing named
+    (["--concurrency", "0"], "--concurrency must be 1 or more"),
+])
+def test_worker_refuses_unknown_queues_and_no_concurrency(workspace, args, match) -> None:
+    result = CliRunner().invoke(app, ["worker", *args, "--home", str(workspace.home)])
+    assert result.exit_code == 1 and match in result.output, result.output
+    assert "Traceback" not in result.output

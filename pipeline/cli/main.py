@@ -119,42 +119,68 @@ def render(
 RETRY_AFTER_S = 600.0
 
 
+QUEUES = ("render", "copies")
+
+
 @app.command("worker")
 @handles_errors
 def worker(
     poll: Annotated[float, typer.Option(help="Seconds between looks at the queue when it is empty.")] = 5.0,
+    queues: Annotated[str, typer.Option(help="The queues this worker takes, comma-separated: render (statements "
+                                             "to synthesise), copies (personal copies queued at release).")]
+    = "render,copies",
+    concurrency: Annotated[int, typer.Option(help="Copy jobs at once (each encodes its formats in parallel).")] = 1,
     home: Home = HOME_DEFAULT,
     as_user: AsUser = None,
 ) -> None:
-    """Render statements as they are text-approved, until stopped (Ctrl-C or SIGTERM); run one per machine or GPU.
+    """Render statements as they are text-approved and make the copies queued at release, until stopped (Ctrl-C or
+    SIGTERM).
 
-    Takes over the renders of workers that died (their lease runs out 60 s after their last sign of life).
+    Run one per machine or GPU. Takes over the renders of workers that died (their lease runs out 60 s after
+    their last sign of life); a copy job it was making when it died is finished by another worker on this
+    host, or by this one restarted.
     """
     import signal
     import time
+    from contextlib import ExitStack
 
     from pipeline.services.tools import Tools
     from pipeline.services.workspace import open_workspace
     from pipeline.store.scratch import sweep
 
+    taken = [q.strip() for q in queues.split(",") if q.strip()]
+    if not taken or any(q not in QUEUES for q in taken):
+        raise InputError(f"--queues takes {' and/or '.join(QUEUES)}, comma-separated (e.g. --queues copies), "
+                         f"not {queues!r}.")
+    if concurrency < 1:
+        raise InputError("--concurrency must be 1 or more.")
     ws, tools = open_workspace(home), Tools()
+    sweep(ws.home)  # before the copies queue recovers a job whose process died mid-copy
     failed_at: dict[int, float] = {}  # a statement whose render failed is tried again after RETRY_AFTER_S
-    # A process started in the background by a shell or a service manager inherits SIGINT ignored, and Python then
-    # installs no Ctrl-C handler: set both stop signals explicitly, so the worker stops the same way everywhere.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    success(f"Worker started on {ws.home}; waiting for text-approved statements (Ctrl-C stops it).")
-    try:
-        while True:
-            sweep(ws.home)
-            now = time.monotonic()
-            skip = {sid for sid, at in failed_at.items() if now - at < RETRY_AFTER_S}
-            results, failures, _taken = _render_queue(ws, tools, None, as_user, skip=skip)
-            failed_at.update((sid, time.monotonic()) for sid, _exc in failures)
-            _print_renders(results, failures)
-            time.sleep(poll)
-    except KeyboardInterrupt:
-        success("Worker stopped; a render it had begun is reclaimed by another worker within 60 s.")
+    with ExitStack() as stack:
+        if "copies" in taken:
+            from pipeline.services.copy_worker import CopyWorker
+
+            stack.enter_context(CopyWorker(ws, tools, concurrency=concurrency))
+        # A process started in the background by a shell or a service manager inherits SIGINT ignored, and Python
+        # then installs no Ctrl-C handler: set both stop signals explicitly (after the copies queue started, so
+        # they are ours), and the worker stops the same way everywhere.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        success(f"Worker started on {ws.home} ({', '.join(taken)}); Ctrl-C stops it.")
+        try:
+            while True:
+                sweep(ws.home)
+                if "render" in taken:
+                    now = time.monotonic()
+                    skip = {sid for sid, at in failed_at.items() if now - at < RETRY_AFTER_S}
+                    results, failures, _taken = _render_queue(ws, tools, None, as_user, skip=skip)
+                    failed_at.update((sid, time.monotonic()) for sid, _exc in failures)
+                    _print_renders(results, failures)
+                time.sleep(poll)
+        except KeyboardInterrupt:
+            success("Worker stopped; a render it had begun is reclaimed by another worker within 60 s, "
+                    "and a copy it had begun is finished by another worker on this host or by this one restarted.")
 
 
 def _render_queue(ws, tools, statement_id: int | None, as_user: str | None,  # type: ignore[no-untyped-def]

@@ -29,6 +29,8 @@ def serve(
     = None,
     https: Annotated[bool, typer.Option("--https", help="The portal is reached over HTTPS through a TLS proxy: "
                                                         "cookies are sent only over HTTPS (Secure).")] = False,
+    copies: Annotated[bool, typer.Option("--copies/--no-copies", help="Also make the personal copies queued at "
+                                                                      "release, in this process.")] = True,
     home: Home = HOME_DEFAULT,
 ) -> None:
     """Start the distributors' portal, the reviewers' pages and the public /verify page."""
@@ -42,7 +44,14 @@ def serve(
     scheme = "https" if https else "http"
     success(f"voxgate portal for {app.state.workspace.config.organisation} on {scheme}://{host}:{port}/"
             + (f" (trusting forwarded headers from {', '.join(proxies)})" if proxies else ""))
-    uvicorn.Server(server_config(app, host=host, port=port, trusted_proxies=proxies)).run()
+    server = uvicorn.Server(server_config(app, host=host, port=port, trusted_proxies=proxies))
+    if not copies:
+        server.run()
+        return
+    from pipeline.services.copy_worker import CopyWorker
+
+    with CopyWorker(app.state.workspace, app.state.tools):  # the portal's models, loaded once
+        server.run()
 
 
 @handles_errors

@@ -122,6 +122,33 @@ def export_clip(
     return dest
 
 
+def remux_opus_to_m4a(source: Path, dest: Path, labels: ClipLabels, *, seal: Seal | None = None) -> Path:
+    """The Opus stream of an Ogg export (`source`), unchanged, in MP4 (M4A) with `labels`, sealed and checked.
+
+    For a personal copy the M4A carries exactly the Ogg's packets: one Opus encode serves both
+    files (they were encoded from the same samples with the same settings anyway), and the marks
+    read back from the Ogg are the M4A's marks.
+    """
+    dest = Path(dest)
+    if dest.suffix.lower() != ExportFormat.M4A.extension:
+        raise InputError(f"{dest.name} does not end in .m4a.")
+    tags = labels.as_tags()
+    with map_exceptions({OSError: AudioError}, f"Cannot write {dest} (check its folder exists and is writable)"), \
+            atomic_output(dest) as tmp:
+        args = [require_tool("ffmpeg"), "-v", "error", "-y", "-i", str(source), "-map", "0:a:0", "-c:a", "copy",
+                "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact", *_metadata_args(tags),
+                "-movflags", "+use_metadata_tags", "-f", "mp4", str(tmp)]
+        result = subprocess.run(args, capture_output=True, check=False)
+        if result.returncode != 0:
+            stderr = result.stderr.decode(errors="replace").strip()
+            raise AudioError(f"ffmpeg could not put {source.name}'s Opus into M4A: {stderr or result.returncode}")
+        if seal is not None:
+            seal(tmp, ExportFormat.M4A)
+        _check_written(tmp, ExportFormat.M4A, tags)
+    log.info("Exported %s (m4a from %s, %d bytes)", dest, source.name, dest.stat().st_size)
+    return dest
+
+
 def _checked_samples(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     x = checked_mono(samples, sample_rate, step="refusing to export")
     peak = float(np.abs(x).max())

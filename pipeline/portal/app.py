@@ -296,6 +296,7 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None, *, https: bool
 
     add_review_routes(app, ws, page=page, set_cookie=set_cookie, clock=clock, rp=rp)
     app.state.workspace = ws
+    app.state.tools = tools
     return app
 
 

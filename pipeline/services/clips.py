@@ -68,6 +68,12 @@ def _may_hand_over(ws: Workspace, s: Session, clip_id: int, fmt: str, now: datet
     _released_file(ws, s, clip_id, "wav" if fmt in DERIVED_FORMATS else fmt, now)
 
 
+def check_hand_over(ws: Workspace, clip_id: int, fmt: str, now: datetime) -> None:
+    """Raise unless `clip_id` may be handed out in `fmt` now (released by the signed records, consent in force)."""
+    with ws.sessions() as s:
+        _may_hand_over(ws, s, clip_id, fmt, now)
+
+
 @dataclass(frozen=True)
 class Handover:
     sha256: str  # the blob in the store, checked just before the hand-over was recorded

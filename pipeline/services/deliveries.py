@@ -1,10 +1,12 @@
 """Personal copies: every audio or video file that leaves the store names who it was handed to.
 
 A released clip's registered files carry the clip's serial in the payload
-mark; they are kept as the release, and never handed out as they are. The
-first time someone takes a clip (a portal download, `voxgate pull`,
-`voxgate clips export`), a *delivery* is registered for (clip, recipient),
-and the clip's premaster is marked with the delivery's serial
+mark; they are kept as the release, and never handed out as they are. At
+release, each active distributor's copies in the formats most taken are
+queued (`services.copy_jobs`) and made by a worker before anyone asks; for
+anyone else, and any other format, the first time they take the clip (a
+portal download, `voxgate pull`, `voxgate clips export`). Either way a
+*delivery* is registered for (clip, recipient), and the clip's premaster is marked with the delivery's serial
 (`pipeline.domain.serials`), loudness-limited, checked and exported exactly
 as the render did (`services.copies`), with the clip's labels and content
 credentials. Videos reuse the clip's picture and take the recipient's sound
@@ -15,17 +17,17 @@ leaked copy, re-encoded or cut, which clip it is and whom it was given to.
 Captions carry no audio, so there is nothing to mark: everyone gets the
 clip's own.
 
-Measured on 2 cores: the first download of an 11 s clip, which makes the
-copy in all four audio formats and loads the watermark model, 4.8-5.3 s
-(scripts/bench_portal.py); later downloads are served from the store. A
-video copy of a 66 s clip is a 1.7 s remux, against 11-13 s for the
-picture (scripts/bench_video.py).
+One copy decodes the premaster once, marks it once, and encodes all its
+formats (and videos' sound) at once, one thread each; scripts/bench_copies.py
+measures it per format. A video copy is a remux of the clip's picture (made
+once per clip) with the recipient's sound.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -36,15 +38,45 @@ from sqlalchemy import select
 from pipeline.domain.serials import delivery_serial
 from pipeline.errors import ProvenanceError
 from pipeline.provenance.credentials import SIDECAR_SUFFIX
-from pipeline.services.copies import check_marks_in, export_signed, mark_serial, payload_mark, read_premaster
-from pipeline.services.video import CAPTION_FORMATS, VIDEO_FORMATS, ensure_derived, release_context
-from pipeline.store.scratch import job_folder
+from pipeline.services.copies import (
+    AUDIO_FORMATS,
+    check_marks_in,
+    export_signed,
+    mark_serial,
+    payload_mark,
+    read_premaster,
+    write_premaster,
+)
+from pipeline.services.video import (
+    CAPTION_FORMATS,
+    VIDEO_FORMATS,
+    ensure_derived,
+    release_context,
+)
 from pipeline.services.workspace import Workspace
 from pipeline.store.models import ClipFileRow, ClipRow, DeliveryFileRow, DeliveryRow
+from pipeline.store.scratch import job_folder
 
-#: One copy is made at a time in a process: concurrent first downloads of the same copy wait for it
-#: instead of each making it. Copies already registered are served without taking this lock.
-_MAKING: Final = threading.Lock()
+
+class KeyedLocks:
+    """One lock per key, made on first use: requests for the same thing wait, for different things not."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[Hashable, threading.Lock] = {}
+
+    @contextmanager
+    def held(self, key: Hashable) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+
+#: One (recipient, clip) copy is made at a time in a process: concurrent requests for the same copy wait
+#: for it instead of each making it; other people's copies go on beside it. Copies already registered
+#: are served without taking any lock.
+_MAKING: Final = KeyedLocks()
 
 
 @dataclass(frozen=True)
@@ -69,25 +101,43 @@ def personal_copy(ws: Workspace, clip_id: int, fmt: str, recipient: str, *, now:
 
         tools = Tools()  # loads nothing until a model is needed
     if fmt in CAPTION_FORMATS:
-        with _MAKING:
+        with _MAKING.held(("derived", clip_id, fmt)):
             ensure_derived(ws, clip_id, fmt, tools, now=now, progress=progress)  # returns at once if made
         return Copy(_required(_clip_file(ws, clip_id, fmt), clip_id, fmt), None, None)
     premaster = _premaster(ws, clip_id)  # before anything is registered for a clip that cannot be marked
     delivery = _delivery(ws, clip_id, recipient, now)
-    with _MAKING:
+    with _MAKING.held(("delivery", delivery)):
         if (found := _registered(ws, delivery, fmt)) is not None:  # made while we waited for the lock
             return found
-        if fmt in VIDEO_FORMATS:
-            ensure_derived(ws, clip_id, fmt, tools, now=now, progress=progress)  # the clip's picture, made once
-            if _registered(ws, delivery, "wav") is None:
-                _make_audio(ws, clip_id, premaster, delivery, tools, now)
-            _make_video(ws, clip_id, delivery, fmt, tools, now)
-        else:
-            _make_audio(ws, clip_id, premaster, delivery, tools, now)
+        # One mark makes every audio format the recipient lacks at once (encoded in parallel).
+        missing = tuple(f for f in AUDIO_FORMATS if f not in _registered_formats(ws, delivery))
+        _make(ws, clip_id, premaster, delivery, tuple(dict.fromkeys((*missing, fmt))), tools, now, progress)
     found = _registered(ws, delivery, fmt)
     if found is None:
         raise ProvenanceError(f"The {fmt} copy of clip {clip_id} for {recipient} was not registered; try again.")
     return found
+
+
+def prepare_copies(ws: Workspace, clip_id: int, recipient: str, formats: tuple[str, ...], *, now: datetime,
+                   tools: Any) -> dict[str, str]:
+    """Make and register `recipient`'s copies of a released clip in those of `formats` not made yet.
+
+    The queue's step (services.copy_jobs): idempotent, so a repeated step (a worker killed and
+    restarted) makes only what is missing and registers nothing twice. Returns {format: sha256} of
+    every requested format as registered. The caller has checked that the clip may be handed out.
+    """
+    unknown = [f for f in formats if f not in (*AUDIO_FORMATS, *VIDEO_FORMATS)]
+    if unknown:
+        raise ProvenanceError(f"No personal copy is made in {', '.join(unknown)}; "
+                              f"choose from {', '.join((*AUDIO_FORMATS, *VIDEO_FORMATS))}.")
+    premaster = _premaster(ws, clip_id)
+    delivery = _delivery(ws, clip_id, recipient, now)
+    with _MAKING.held(("delivery", delivery)):
+        missing = tuple(f for f in formats if f not in _registered_formats(ws, delivery))
+        if missing:
+            _make(ws, clip_id, premaster, delivery, missing, tools, now, None)
+    have = _registered_formats(ws, delivery)
+    return {f: have[f] for f in formats if f in have}
 
 
 def registered_copy(ws: Workspace, clip_id: int, fmt: str, recipient: str) -> Copy | None:
@@ -121,6 +171,12 @@ def _delivery(ws: Workspace, clip_id: int, recipient: str, now: datetime) -> int
         return found
 
 
+def _registered_formats(ws: Workspace, delivery: int) -> dict[str, str]:
+    with ws.sessions() as s:
+        return {f.format: f.sha256 for f in s.scalars(select(DeliveryFileRow).where(
+            DeliveryFileRow.delivery_id == delivery))}
+
+
 def _registered(ws: Workspace, delivery: int, fmt: str) -> Copy | None:
     with ws.sessions() as s:
         files = {f.format: f.sha256 for f in s.scalars(select(DeliveryFileRow).where(
@@ -149,39 +205,61 @@ def _premaster(ws: Workspace, clip_id: int) -> str:
     return digest
 
 
-def _make_audio(ws: Workspace, clip_id: int, premaster_sha: str, delivery: int, tools: Any, now: datetime) -> None:
-    """Mark the premaster with the delivery's serial and register every audio format of it."""
-    context = release_context(ws, clip_id, now)
-    serial, presence, mark = delivery_serial(delivery), tools.presence_mark(), payload_mark(ws)
-    audio, _ = mark_serial(read_premaster(ws.files.open_checked(premaster_sha)), serial, presence, mark,
-                           target_lufs=context.provenance.settings["target_lufs"],
-                           true_peak_dbtp=context.provenance.settings["true_peak_dbtp"])
+def _make(ws: Workspace, clip_id: int, premaster_sha: str, delivery: int, formats: tuple[str, ...], tools: Any,
+          now: datetime, progress: Callable[[float], None] | None) -> None:
+    """Mark the premaster once with the delivery's serial; encode every one of `formats` from it in parallel.
+
+    Audio formats are exported and signed as the render's are; a video takes the clip's picture
+    (made once per clip) and this sound. The Ogg (or, without one, the first lossy file) is read back
+    for both marks, each video for the serial; then every file is registered in one transaction, so
+    a copy is either wholly registered or not at all.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from pipeline.provenance.credentials import load_identity
 
+    audio_formats = tuple(f for f in formats if f in AUDIO_FORMATS)
+    videos = tuple(f for f in formats if f in VIDEO_FORMATS)
+    for fmt in videos:  # the clip's picture, made once for everyone
+        with _MAKING.held(("derived", clip_id, fmt)):
+            ensure_derived(ws, clip_id, fmt, tools, now=now, progress=progress)
+    context = release_context(ws, clip_id, now)
+    serial, presence, mark = delivery_serial(delivery), tools.presence_mark(), payload_mark(ws)
+    lossy = next((f for f in ("ogg", "m4a", "mp3") if f in audio_formats), None)
+    audio, _ = mark_serial(read_premaster(ws.files.open_checked(premaster_sha)), serial, presence, mark,
+                           target_lufs=context.provenance.settings["target_lufs"],
+                           true_peak_dbtp=context.provenance.settings["true_peak_dbtp"],
+                           read_back=lossy is None and not videos)  # else read from the encoded files below
     manifest = replace(context.provenance, payload_serial=serial).manifest()
-    with job_folder(ws.home, "copy") as tmp:
-        files = export_signed(audio, Path(tmp), f"clip-{clip_id}-{delivery}", context.labels, manifest,
-                              load_identity(ws.c2pa_dir))
-        check_marks_in(files["ogg"], serial, presence, mark, "Ogg Opus copy")
+    identity = load_identity(ws.c2pa_dir)
+    stem = f"clip-{clip_id}-{delivery}"
+    with job_folder(ws.home, "copy") as tmp, ThreadPoolExecutor(max(1, len(videos)) + 1,
+                                                                thread_name_prefix="copy") as pool:
+        folder = Path(tmp)
+        sound = write_premaster(audio, folder / f"{stem}.sound.wav") if videos else None
+        jobs = {fmt: pool.submit(_video_copy, ws, clip_id, fmt, sound, folder / f"{stem}.{fmt}.mp4", context,
+                                 manifest, identity) for fmt in videos}
+        files = export_signed(audio, folder, stem, context.labels, manifest, identity, audio_formats,
+                              m4a_from_ogg=True)  # one Opus encode for both
+        files.update({fmt: job.result() for fmt, job in jobs.items()})  # re-raises a failed video
+        # Both marks from the lossy audio (Ogg Opus first: the harder codec); a video made beside it
+        # from the same samples is read for the recipient's serial, or for both marks if it stands alone.
+        checks = [(files[lossy], presence, f"{lossy} copy")] if lossy else []
+        checks += [(files[f], None if lossy else presence, f"{f} audio") for f in videos]
+        for done in [pool.submit(check_marks_in, path, serial, reader, mark, what) for path, reader, what in checks]:
+            done.result()  # fail closed: nothing is registered unless every check passed
         _register(ws, clip_id, delivery, files, now)
 
 
-def _make_video(ws: Workspace, clip_id: int, delivery: int, fmt: str, tools: Any, now: datetime) -> None:
+def _video_copy(ws: Workspace, clip_id: int, fmt: str, sound: Path, dest: Path, context: Any, manifest: Any,
+                identity: Any) -> Path:
+    """The clip's picture with the recipient's marked sound, labelled and sealed."""
     from pipeline.export.video import VIDEO_MIME, replace_audio
-    from pipeline.provenance.credentials import embed_credentials, load_identity
+    from pipeline.provenance.credentials import embed_credentials
 
-    context = release_context(ws, clip_id, now)
-    manifest = replace(context.provenance, payload_serial=delivery_serial(delivery)).manifest()
     picture = ws.files.open_checked(_required(_clip_file(ws, clip_id, fmt), clip_id, fmt))
-    sound = ws.files.open_checked(_registered(ws, delivery, "wav").sha256)
-    identity = load_identity(ws.c2pa_dir)
-    with job_folder(ws.home, "copy") as tmp:
-        dest = Path(tmp) / f"clip-{clip_id}-{delivery}.mp4"
-        replace_audio(picture, sound, dest, shape=fmt, labels=context.labels,
-                      seal=lambda path: embed_credentials(path, VIDEO_MIME, manifest, identity))
-        check_marks_in(dest, delivery_serial(delivery), tools.presence_mark(), payload_mark(ws),
-                       f"{fmt} audio")
-        _register(ws, clip_id, delivery, {fmt: dest}, now)
+    return replace_audio(picture, sound, dest, shape=fmt, labels=context.labels,
+                         seal=lambda path: embed_credentials(path, VIDEO_MIME, manifest, identity))
 
 
 def _register(ws: Workspace, clip_id: int, delivery: int, files: dict[str, Path], now: datetime) -> None:

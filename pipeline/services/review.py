@@ -311,6 +311,10 @@ def release(ws: Workspace, statement_id: int, *, actor: str | None, now: datetim
         transition(ws, s, row, Event.RELEASED, actor=who.name, now=now, data={"clip": clip.id})
         clip_transition(ws, s, clip, ClipEvent.RELEASED, actor=who.name, now=now,
                         data={"audio_sha256": clip.audio_sha256})
+        released_clip = clip.id
+    from pipeline.services.copy_jobs import enqueue_release_copies
+
+    enqueue_release_copies(ws, released_clip, now=now)  # queued, not waited for: a worker makes them
     return row
 
 

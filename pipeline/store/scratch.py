@@ -39,7 +39,8 @@ def job_folder(home: Path, kind: str) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -56,7 +57,7 @@ def sweep(home: Path) -> list[str]:
         found = _NAME.match(folder.name)
         if not folder.is_dir() or found is None or found["kind"] not in KINDS or found["host"] != here:
             continue
-        if not _alive(int(found["pid"])):
+        if not pid_alive(int(found["pid"])):
             shutil.rmtree(folder, ignore_errors=True)
             swept.append(folder.name)
             log.info("swept %s: its process %s is gone", folder.name, found["pid"])

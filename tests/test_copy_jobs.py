@@ -1,0 +1,216 @@
+"""Copies ready before anyone asks: queued at release, made by a worker, served as they are.
+
+One released clip for the module (one render). Its release queues a copy job
+for each active distributor; a real `voxgate worker --queues copies` process
+makes them, is killed with SIGKILL in the middle of a copy and started again;
+then downloads through the portal find the copies made, and make nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from conftest import DEMO_VOICE, ORG, PEOPLE, REPO
+from portal_fixtures import TEXT, serving
+from sqlalchemy import select
+
+from pipeline.domain import Decision
+from pipeline.services import review, statements, users, voices
+from pipeline.services.copy_jobs import (
+    PREPARED_FORMATS,
+    copy_job_id,
+    enqueue_copies,
+    job_states,
+)
+from pipeline.services.render import render_statement
+from pipeline.services.tokens import issue_token
+from pipeline.services.tools import Tools
+from pipeline.services.workspace import init_workspace, utcnow
+from pipeline.store.models import AuditRow, DeliveryFileRow, DeliveryRow
+
+pytestmark = pytest.mark.slow
+BOTH_DATABASES = True  # the queue's system database: a SQLite file in the workspace, or the workspace's PostgreSQL
+DISTRIBUTORS = ("dana", "devi")  # both hold a live token at release
+WAIT_S = 900  # generous: a loaded 2-core machine
+
+
+@dataclass
+class Module:
+    ws: Any = None
+    clip_id: int = 0
+    tokens: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory, module_database_url):
+    root = tmp_path_factory.mktemp("copy-jobs")
+    ws, _ = init_workspace(root / "ws", ORG, now=utcnow(), database_url=module_database_url)
+    for name, role in {**PEOPLE, "devi": "distributor", "dora": "distributor"}.items():
+        users.add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
+    voices.add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
+    m = Module()
+    m.ws, m.tokens = ws, {name: issue_token(ws, name, actor="ops", now=utcnow()) for name in DISTRIBUTORS}
+    # dora is a distributor without a token at release: she gets hers on first request, later.
+    sid = statements.submit(ws, voice_id="demo", purpose="public-statement", channel="social", language="en",
+                            text=TEXT, actor="sam", now=utcnow()).id
+    review.decide(ws, sid, Decision.APPROVE, actor="rita", now=utcnow())
+    review.decide(ws, sid, Decision.APPROVE, actor="joe-delegate", now=utcnow())
+    m.clip_id = render_statement(ws, sid, Tools(), actor="rita", now=utcnow()).clip_id
+    review.decide(ws, sid, Decision.APPROVE, actor="ravi", now=utcnow())  # the release: copies are queued
+    return m
+
+
+def _job_ids(m: Module, names=DISTRIBUTORS) -> list[str]:
+    return [copy_job_id(m.clip_id, name, PREPARED_FORMATS) for name in names]
+
+
+def _copies(m: Module) -> dict[str, dict[str, str]]:
+    """{recipient: {format: sha256}} as registered."""
+    with m.ws.sessions() as s:
+        rows = s.execute(select(DeliveryRow.recipient, DeliveryFileRow.format, DeliveryFileRow.sha256)
+                         .join(DeliveryFileRow, DeliveryFileRow.delivery_id == DeliveryRow.id)
+                         .where(DeliveryRow.clip_id == m.clip_id))
+        out: dict[str, dict[str, str]] = {}
+        for recipient, fmt, digest in rows:
+            out.setdefault(recipient, {})[fmt] = digest
+        return out
+
+
+def _actions(m: Module) -> Counter:
+    with m.ws.sessions() as s:
+        return Counter(s.scalars(select(AuditRow.action)))
+
+
+def _worker(m: Module) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "worker", "--queues", "copies", "--poll", "1",
+                             "--home", str(m.ws.home)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _wait_for(what, done, worker: subprocess.Popen) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not done():
+        if worker.poll() is not None:
+            pytest.fail(f"the worker exited ({worker.returncode}) before {what}: {worker.stderr.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {WAIT_S} s")
+        time.sleep(0.05)
+
+
+def _stop(worker: subprocess.Popen) -> int:
+    """Ctrl-C, as an operator stops it; its exit status (-9 if it had to be killed)."""
+    worker.send_signal(signal.SIGINT)
+    try:
+        return worker.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        return worker.wait()
+
+
+def test_the_release_queues_copies_for_active_distributors_only_and_makes_none(released) -> None:
+    states = {j.job_id: j.status for j in job_states(released.ws, _job_ids(released, (*DISTRIBUTORS, "dora")))}
+    assert set(states) == set(_job_ids(released)) and set(states.values()) == {"ENQUEUED"}
+    assert _copies(released) == {}  # the release waited for nothing: no worker has run yet
+    for path in released.ws.home.glob("jobs.sqlite*"):  # the queue is as private as the rest of the workspace
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_enqueueing_the_same_copy_twice_makes_one_job(released) -> None:
+    again = enqueue_copies(released.ws, released.clip_id, ["dana", "dana"])
+    assert again == [_job_ids(released, ("dana",))[0]] * 2
+    assert len(job_states(released.ws, _job_ids(released))) == len(DISTRIBUTORS)
+
+
+def test_a_worker_killed_mid_copy_finishes_it_on_restart_and_registers_no_half_copy(released) -> None:
+    m, home = released, released.ws.home
+    worker = _worker(m)
+    try:
+        _wait_for("copy in progress", lambda: any(home.glob("voxgate-copy-*")), worker)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    left = list(home.glob(f"voxgate-copy-{worker.pid}-*"))
+    assert left, "the killed worker's temporary folder should still be there (it was killed, not stopped)"
+    states = {j.job_id: j.status for j in job_states(m.ws, _job_ids(m))}
+    assert "PENDING" in states.values(), states  # killed with a job begun and not finished
+    for recipient, files in _copies(m).items():  # whatever was registered is whole: all of a copy or none
+        assert set(files) == {*PREPARED_FORMATS, "ogg.c2pa"}, (recipient, files)
+        for digest in files.values():
+            m.ws.files.open_checked(digest)
+
+    worker = _worker(m)
+    try:
+        _wait_for("jobs done", lambda: {j.status for j in job_states(m.ws, _job_ids(m))} == {"SUCCESS"}, worker)
+    finally:
+        stopped = _stop(worker)
+    assert stopped == 0, worker.stderr.read()[-3000:]  # Ctrl-C stops the queue cleanly
+    assert not any(p.exists() for p in left)  # the dead job's folder was swept
+    copies = _copies(m)
+    assert set(copies) == set(DISTRIBUTORS)
+    for recipient, files in copies.items():
+        assert set(files) == {*PREPARED_FORMATS, "ogg.c2pa"}, (recipient, files)  # WAV, MP3: on request
+        for digest in files.values():
+            m.ws.files.open_checked(digest)
+    actions = _actions(m)
+    assert actions["voxgate.clip.copy_made"] == len(DISTRIBUTORS)  # one copy each, none twice after the restart
+    assert actions["voxgate.clip.downloaded"] == 0  # nobody asked
+
+
+def test_a_download_serves_the_ready_copy_and_makes_nothing(released) -> None:
+    m = released
+    made = _copies(m)["dana"]
+    before = _actions(m)
+    with serving(m.ws.home) as url:
+        for fmt in PREPARED_FORMATS:
+            request = urllib.request.Request(f"{url}/api/clips/{m.clip_id}/{fmt}",
+                                             headers={"Authorization": f"Bearer {m.tokens['dana']}"})
+            with urllib.request.urlopen(request, timeout=120) as response:
+                assert hashlib.sha256(response.read()).hexdigest() == made[fmt]
+    after = _actions(m)
+    assert after["voxgate.clip.copy_made"] == before["voxgate.clip.copy_made"]  # nothing marked or encoded
+    assert after["voxgate.clip.delivery_registered"] == before["voxgate.clip.delivery_registered"]
+    assert after["voxgate.clip.downloaded"] == before["voxgate.clip.downloaded"] + len(PREPARED_FORMATS)
+    assert _copies(m)["dana"] == made
+
+
+def test_a_distributor_added_after_the_release_gets_theirs_on_first_request(released) -> None:
+    m = released
+    token = issue_token(m.ws, "dora", actor="ops", now=utcnow())
+    with serving(m.ws.home) as url:
+        request = urllib.request.Request(f"{url}/api/clips/{m.clip_id}/ogg", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=300) as response:
+            body = response.read()
+    assert hashlib.sha256(body).hexdigest() == _copies(m)["dora"]["ogg"]
+    assert job_states(m.ws, _job_ids(m, ("dora",))) == []  # made on request, not queued
+
+
+def test_the_portal_process_makes_queued_copies_too(released) -> None:
+    """`voxgate serve` runs the copies queue in-process: a job queued while only the portal runs is made."""
+    from portal_fixtures import free_port
+
+    m = released
+    (job,) = enqueue_copies(m.ws, m.clip_id, ["devi"], ("wav",))  # devi's WAV: not among the prepared formats
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    portal = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "serve", "--port", str(free_port()),
+                               "--home", str(m.ws.home)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        _wait_for("WAV copy", lambda: [j.status for j in job_states(m.ws, [job])] == ["SUCCESS"], portal)
+    finally:
+        _stop(portal)
+    assert "wav" in _copies(m)["devi"]
+    m.ws.files.open_checked(_copies(m)["devi"]["wav"])
