@@ -13,9 +13,11 @@ from pipeline.errors import InputError, ProvenanceError
 from pipeline.export.probe import decode
 from pipeline.provenance.presence import DEFAULT_PRESENCE_THRESHOLD, PresenceMark
 
-# Measured: marked speech scores 1.000 (≥ 0.999 after MP3/Opus), unmarked ≤ 0.01.
+# Measured: marked speech scores 1.000 (≥ 0.999 after MP3/Opus). Unmarked speech scores 0.000–0.067 over 13
+# takes of the same sentence (Piper's generator noise makes each take differ): far under the detector's
+# threshold (DEFAULT_PRESENCE_THRESHOLD, 0.5), which is what matters; 0.05 here failed one run in about ten.
 MARKED_MIN = 0.99
-UNMARKED_MAX = 0.05
+UNMARKED_MAX = 0.2
 
 
 @pytest.fixture(scope="module")
