@@ -41,23 +41,8 @@ from pipeline.services.render import render_statement  # noqa: E402
 from pipeline.services.tools import Tools  # noqa: E402
 from pipeline.services.workspace import init_workspace, utcnow  # noqa: E402
 
-TEXT = " ".join([
-    "I am writing to you from a place where I cannot speak for myself, so my friends speak for me.",
-    "The charges against me are false, and every document my lawyers have filed shows it.",
-    "For eleven months the hearings have been closed to the public and to the press.",
-    "I ask only for what the constitution promises every citizen: an open trial before an independent judge.",
-    "To my family, thank you for your patience and your courage.",
-    "To the journalists who keep asking questions, please do not stop.",
-    "To the people who stood outside the courthouse in the rain, I heard about you, and it gave me strength.",
-    "We will not answer anger with anger.",
-    "We will answer it with facts, with patience, and with the law.",
-    "When this is over, I hope to thank each of you in my own voice.",
-    "Until then, this message is read by a synthetic voice made with my consent, and labelled as such.",
-    "Please share it only as it is, with its label, and check it before you believe any other.",
-    "Forgeries of my voice have already appeared, and more will follow as the trial goes on.",
-    "Every authentic message from me carries a watermark and a signed record of who approved it.",
-    "If a recording asks you for money or for violence, it is not from me.",
-])
+from bench_render import TEXT  # noqa: E402  (the same ~60 s statement the render benchmark measures)
+
 TARGET_MIN: float = 10.0  # 1,000 distributors' copies within this many minutes on 16 cores (issue 12)
 
 
