@@ -30,9 +30,10 @@ INSERTED_RUN_S: Final = 3
 #: At the file's start or end there is no join for a cut to straddle: this many audible seconds there that are
 #: not the clip are material added before or after it (a short "... and vote for X" appended to a real clip).
 EDGE_RUN_S: Final = 2
-#: The payload mark fills in seconds the waveform does not find only where the waveform cannot follow the file
-#: at all (time-stretched, filtered: under this share of its audible seconds found). Where it follows, a second
-#: it does not find is not the clip: the mark's 4 s windows would smear a clip's mark over audio added next to it.
+#: The payload mark fills in seconds the waveform does not find where the waveform cannot follow the file at all
+#: (time-stretched, filtered: under this share of its audible seconds found). Where it follows, the mark only
+#: bridges a lone missed second between two found ones (Opus 24k misses about one second in thirty): its 4 s
+#: windows would otherwise smear a clip's mark over audio added next to it.
 WAVEFORM_FOLLOWS: Final = 0.5
 #: Under this share of the clip's own audible seconds, a derived file is called an excerpt.
 EXCERPT_BELOW: Final = 0.9
@@ -133,10 +134,14 @@ def localise(clip_id: int, content: ContentMatch | None, marks: tuple[int | None
     else:
         return None
     by_mark = [False] * len(base)
-    if content is None or content.coverage < WAVEFORM_FOLLOWS:
-        for i, state in enumerate(base):
-            if state is Block.ABSENT and i < len(marks) and marks[i] == clip_id:
-                base[i], by_mark[i] = Block.GENUINE, True
+    follows = content is not None and content.coverage >= WAVEFORM_FOLLOWS
+    found = list(base)
+    for i, state in enumerate(found):
+        # Where the waveform follows the file, the mark only bridges a lone second it missed (a codec's quiet
+        # stretch) between two it found: never a run, never the file's first or last second.
+        isolated = 0 < i < len(found) - 1 and found[i - 1] is found[i + 1] is Block.GENUINE
+        if state is Block.ABSENT and i < len(marks) and marks[i] == clip_id and (isolated or not follows):
+            base[i], by_mark[i] = Block.GENUINE, True
     in_order = content.in_order if content is not None else True
     covered = None  # the clip's length is unknown without its master
     if content is not None and content.master_audible_s:
