@@ -475,19 +475,16 @@ class CheckTools:
 
     def asr(self, spec: Any = None) -> Any:
         """The bundled recogniser, or with `spec` a configured one (checked against its pin, loaded once)."""
-        if spec is not None and spec.path is not None:
-            from pipeline.quality.asr import Transcriber
-            from pipeline.quality.recognisers import check_pinned
+        from pipeline.quality.recognisers import check_pinned, load_transcriber
 
+        if spec is not None and spec.path is not None:
             check_pinned(spec)
             key = (spec.path, spec.languages)  # one folder may be declared for other languages elsewhere
             if key not in self.configured:
-                self.configured[key] = Transcriber(spec.path, languages=spec.languages).load()
+                self.configured[key] = load_transcriber(spec)
             return self.configured[key]
         if self.transcriber is None:
-            from pipeline.quality.asr import Transcriber
-
-            self.transcriber = Transcriber().load()
+            self.transcriber = load_transcriber()
         return self.transcriber
 
     def speaker(self) -> SpeakerEncoder:

@@ -79,6 +79,15 @@ def recogniser_for(language: str, configured: tuple[RecogniserSpec, ...] = ()) -
     return None
 
 
+def load_transcriber(spec: RecogniserSpec | None = None):  # type: ignore[no-untyped-def]
+    """The recogniser `spec` names, loaded (the bundled one for no spec or no folder); check its pin first."""
+    from pipeline.quality.asr import Transcriber  # faster-whisper: kept off the CLI's start-up path
+
+    if spec is None or spec.path is None:
+        return Transcriber().load()
+    return Transcriber(spec.path, languages=spec.languages).load()
+
+
 def check_pinned(spec: RecogniserSpec) -> None:
     """Refuse a configured model folder whose model.bin is missing or not the pinned one."""
     if spec.path is None:

@@ -28,7 +28,6 @@ MAX_EARLIER_RECORDINGS: Final = 20
 """How many of an earlier enrollment's recordings a re-enrollment is compared with (evenly spread)."""
 
 
-
 @dataclass(frozen=True)
 class Recording:
     """A training recording covered by the voice's current enrollment (the API training codes against)."""

@@ -42,18 +42,13 @@ class Tools:
 
     def asr(self, spec: Any = None) -> Any:
         """The bundled recogniser, or with `spec` a configured one (checked against its pin, loaded once)."""
+        from pipeline.quality.recognisers import check_pinned, load_transcriber
+
         if spec is not None and spec.path is not None:
-            from pipeline.quality.asr import Transcriber
-            from pipeline.quality.recognisers import check_pinned
-
             check_pinned(spec)
-            return self.cached(f"asr:{spec.path}:{','.join(sorted(spec.languages))}",
-                               lambda: Transcriber(spec.path, languages=spec.languages))
+            return self.cached(f"asr:{spec.path}:{','.join(sorted(spec.languages))}", lambda: load_transcriber(spec))
         if self.transcriber is None:
-            from pipeline.quality.asr import Transcriber
-
-            self.transcriber = Transcriber()
-            self.transcriber.load()
+            self.transcriber = load_transcriber()
         return self.transcriber
 
     def disclosure(self, key: str, make: Callable[[], np.ndarray]) -> np.ndarray:

@@ -304,8 +304,7 @@ def evaluate_voice(
     `trained` voice under the threshold and at MIN_SIMILARITY becomes `ready`.
     """
     from pipeline.audio.loudness import MIN_DURATION_S, measure
-    from pipeline.quality.asr import Transcriber
-    from pipeline.quality.recognisers import check_pinned, error_rate, recogniser_for
+    from pipeline.quality.recognisers import check_pinned, error_rate, load_transcriber, recogniser_for
     from pipeline.services.recordings import enrolled_recordings
     from pipeline.synth import load_engine, normalise_for_speech
 
@@ -326,8 +325,7 @@ def evaluate_voice(
     transcriber = None
     if spec is not None:
         check_pinned(spec)
-        transcriber = Transcriber(spec.path, languages=spec.languages) if spec.path else Transcriber()
-        transcriber.load()
+        transcriber = load_transcriber(spec)
     limit = spec.threshold if spec is not None else MAX_WER
     similarities = _similarities(audio, rate, [r.path for r in enrolled_recordings(ws, voice_id)])
     figures = []
