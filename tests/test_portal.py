@@ -7,6 +7,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from pipeline.cli.main import app as cli
 from pipeline.portal.security import RateLimiter
 from pipeline.services.verify_pool import PoolLimits
 from pipeline.provenance.credentials import CredentialStatus
-from pipeline.services.auditing import audit_log
+from pipeline.services.auditing import audit_log, audit_verify
 from pipeline.services.verify import verify_file
 from pipeline.services.deliveries import deliveries_of
 from pipeline.services.tokens import issue_token
@@ -82,6 +83,54 @@ def test_a_download_is_the_distributors_own_registered_copy_and_is_audited(base_
     events = [e for e in audit_log(released.ws) if e.action == "voxgate.clip.downloaded"]
     assert events and events[-1].actor == "dana" and events[-1].data["format"] == "mp3"
     assert events[-1].data["delivery"] == delivery.id and events[-1].data["sha256"] == digest
+
+
+def test_downloads_arriving_together_share_one_commit_and_none_returns_before_its_event(released) -> None:
+    """Issue 12: download events are committed in groups, and no download is answered before its event is."""
+    from functools import partial
+
+    from sqlalchemy import event
+
+    from pipeline.services.clips import open_download, record_hand_overs
+    from pipeline.services.group_commit import GroupCommit
+
+    ws = released.ws
+    open_download(ws, released.clip_id, "ogg", actor="dana", now=utcnow())  # dana's copy exists
+
+    def downloads() -> int:
+        return sum(e.action == "voxgate.clip.downloaded" for e in audit_log(ws))
+
+    before, group, lock = downloads(), GroupCommit(partial(record_hand_overs, ws)), threading.Lock()
+    commits: list[str] = []
+    answered: list[tuple[int, int]] = []  # (how many had been answered, events committed then)
+
+    def note_commit(_session) -> None:
+        commits.append(threading.current_thread().name)
+
+    def download() -> None:
+        open_download(ws, released.clip_id, "ogg", actor="dana", now=utcnow(), group=group)
+        with lock:
+            answered.append((len(answered) + 1, downloads() - before))
+
+    event.listen(ws.writes, "after_commit", note_commit)
+    try:
+        threads = [threading.Thread(target=download, name=f"download-{i}") for i in range(10)]
+        with ws.transaction():  # holds the store's write lock: the first download's commit waits for it
+            threads[0].start()
+            for thread in threads[1:]:
+                thread.start()
+            deadline = time.monotonic() + 60
+            while group.queued() < 9:
+                assert time.monotonic() < deadline, "the downloads never queued behind the held commit"
+                time.sleep(0.01)
+        for thread in threads:
+            thread.join(60)
+    finally:
+        event.remove(ws.writes, "after_commit", note_commit)
+    assert len(answered) == 10 and downloads() - before == 10
+    assert all(committed >= rank for rank, committed in answered)
+    assert len([c for c in commits if c.startswith("download-")]) == 2  # the first alone, then the nine queued
+    assert audit_verify(ws).ok
 
 
 def test_videos_and_captions_download_in_every_listed_format(base_url, released) -> None:

@@ -16,6 +16,7 @@ import logging
 import tempfile
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -41,6 +42,7 @@ from pipeline.portal.security import (
 from pipeline.provenance.credentials import SIDECAR_SUFFIX
 from pipeline.services import clips as clip_service
 from pipeline.services.gates import released_standing
+from pipeline.services.group_commit import GroupCommit
 from pipeline.services.tools import Tools
 from pipeline.domain import Role
 from pipeline.portal.review import add_review_routes
@@ -95,6 +97,7 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None, *, https: bool
     sign_in_limit, verify_limit = RateLimiter(*SIGN_IN_LIMIT), RateLimiter(*VERIFY_LIMIT)
     tools = Tools()  # the watermark model, loaded on the first personal copy and kept
     pool, counter = VerifyPool(home, pool_limits), CheckCounter()
+    downloads = GroupCommit(partial(clip_service.record_hand_overs, ws))  # several downloads, one commit
 
     def page(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
         csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
@@ -185,7 +188,7 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None, *, https: bool
         credentials = fmt == OGG_CREDENTIALS
         try:
             handover = clip_service.open_download(ws, clip_id, "ogg" if credentials else fmt, actor=user.name,
-                                                  now=clock(), tools=tools)
+                                                  now=clock(), tools=tools, group=downloads)
         except ConsentError as exc:
             return error_page(request, 410, str(exc))
         except (NotFoundError, InputError):

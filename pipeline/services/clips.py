@@ -12,10 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.domain import ClipState, Role, check_consent
-from pipeline.errors import ConsentError, InputError, NotFoundError, StoreError
+from pipeline.errors import ConsentError, InputError, NotFoundError, StoreError, VoxgateError
 from pipeline.provenance.credentials import SIDECAR_SUFFIX
 from pipeline.services.statements import get_statement, to_domain
 from pipeline.services.gates import released_standing, require_released
+from pipeline.services.group_commit import GroupCommit
 from pipeline.services.voices import signed_consent
 from pipeline.services.video import DERIVED_FORMATS
 from pipeline.services.workspace import Workspace
@@ -93,11 +94,13 @@ class Handover:
 
 
 def _hand_over(ws: Workspace, clip_id: int, fmt: str, action: str, *, recipient: str, now: datetime,
-               tools: Any = None, progress: Callable[[float], None] | None = None) -> Handover:
+               tools: Any = None, progress: Callable[[float], None] | None = None,
+               group: GroupCommit[HandoverEvent] | None = None) -> Handover:
     """Check, make or find `recipient`'s own copy (services.deliveries), verify its bytes, and audit the hand-over.
 
     Consent and release are checked before a copy is made, and always inside the write transaction
-    that records the hand-over, so a revocation meanwhile stops it.
+    that records the hand-over, so a revocation meanwhile stops it. With a `group`, the hand-over is
+    recorded together with the others that arrive meanwhile (services.group_commit).
     """
     from pipeline.services.deliveries import personal_copy, registered_copy
 
@@ -109,12 +112,45 @@ def _hand_over(ws: Workspace, clip_id: int, fmt: str, action: str, *, recipient:
     ws.files.check(copy.sha256)  # an object store: its size and checksum, without reading it through here
     if copy.sidecar_sha256:
         ws.files.check(copy.sidecar_sha256)
-    with ws.transaction() as s:
-        _may_hand_over(ws, s, clip_id, fmt, now)
-        ws.record(s, action, actor=recipient, subject=clip_id,
-                  data={"format": fmt, "sha256": copy.sha256, "delivery": copy.delivery}, now=now)
+    event = HandoverEvent(clip_id, fmt, action, recipient, copy.sha256, copy.delivery, now)
+    if group is not None:
+        group.commit(event)
+    elif (error := record_hand_overs(ws, [event])[0]) is not None:
+        raise error
     return Handover(copy.sha256, f"voxgate-clip-{clip_id}.{EXTENSIONS[fmt]}", copy.sidecar_sha256, copy.delivery,
                     ws.files)
+
+
+@dataclass(frozen=True)
+class HandoverEvent:
+    """One hand-over to record: who gets which copy of which clip."""
+
+    clip_id: int
+    fmt: str
+    action: str
+    recipient: str
+    sha256: str
+    delivery: int | None
+    now: datetime
+
+
+def record_hand_overs(ws: Workspace, events: list[HandoverEvent]) -> list[VoxgateError | None]:
+    """Record `events` in one transaction, each after checking (once per clip and format, at the latest time
+    among them) that it may leave the store now; what refused each event, or None where it was recorded."""
+    latest = max(e.now for e in events)
+    with ws.transaction() as s:
+        refusals: dict[tuple[int, str], VoxgateError | None] = {}
+        for key in dict.fromkeys((e.clip_id, e.fmt) for e in events):
+            try:
+                _may_hand_over(ws, s, *key, latest)
+                refusals[key] = None
+            except VoxgateError as exc:
+                refusals[key] = exc
+        for e in events:
+            if refusals[(e.clip_id, e.fmt)] is None:
+                ws.record(s, e.action, actor=e.recipient, subject=e.clip_id,
+                          data={"format": e.fmt, "sha256": e.sha256, "delivery": e.delivery}, now=e.now)
+    return [refusals[(e.clip_id, e.fmt)] for e in events]
 
 
 def export_clip(ws: Workspace, clip_id: int, fmt: str, out_dir: Path, *, actor: str | None, now: datetime,
@@ -139,6 +175,9 @@ def export_clip(ws: Workspace, clip_id: int, fmt: str, out_dir: Path, *, actor: 
     return dest
 
 
-def open_download(ws: Workspace, clip_id: int, fmt: str, *, actor: str, now: datetime, tools: Any = None) -> Handover:
-    """The distributor's own verified copy for a portal download, audited with their name."""
-    return _hand_over(ws, clip_id, fmt, "voxgate.clip.downloaded", recipient=actor, now=now, tools=tools)
+def open_download(ws: Workspace, clip_id: int, fmt: str, *, actor: str, now: datetime, tools: Any = None,
+                  group: GroupCommit[HandoverEvent] | None = None) -> Handover:
+    """The distributor's own verified copy for a portal download, audited with their name (in `group`'s
+    next commit when one is given)."""
+    return _hand_over(ws, clip_id, fmt, "voxgate.clip.downloaded", recipient=actor, now=now, tools=tools,
+                      group=group)
