@@ -63,24 +63,31 @@ def test_four_workers_render_forty_statements_exactly_once(workspace, db_kind) -
     assert audit_verify(workspace).ok
 
 
-def test_a_live_worker_takes_over_the_render_of_a_dead_one(workspace) -> None:
+def test_a_live_worker_takes_over_the_render_of_a_dead_one(workspace, tmp_path) -> None:
     """A claim whose lease ran out (its worker died a minute ago) is rendered by `voxgate worker` unprompted.
 
     The worker is started as a background process is (SIGINT ignored, as a shell's `&` and many service managers
-    leave it) and stopped with SIGTERM, as a service manager stops it: it must stop cleanly all the same.
+    leave it) and stopped with SIGTERM, as a service manager stops it: it must stop cleanly all the same. Its
+    secrets (organisation, watermark and C2PA keys) come from its own folder, as on a worker machine whose
+    copy of the workspace has no keys/.
     """
+    import shutil
     import signal
     import time
     from datetime import timedelta
 
     from pipeline.services.render import LEASE, _claim
+    from pipeline.services.workspace import SECRETS_ENV
 
     sid = statements.submit(workspace, voice_id="demo", purpose="public-statement", channel="social", language="en",
                             text="We ask for a fair and public trial.", actor="sam", now=utcnow()).id
     review.decide(workspace, sid, Decision.APPROVE, actor="rita", now=utcnow())
     review.decide(workspace, sid, Decision.APPROVE, actor="joe-delegate", now=utcnow())
     _claim(workspace, sid, actor="rita", now=utcnow() - LEASE - timedelta(seconds=1), worker="dead-host:1:gone")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    secrets = tmp_path / "worker-secrets"
+    shutil.move(workspace.home / "keys", secrets)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           SECRETS_ENV: str(secrets)}
     worker = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "worker", "--poll", "1", "--home",
                                str(workspace.home), "--as", "ravi"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True,
@@ -93,6 +100,7 @@ def test_a_live_worker_takes_over_the_render_of_a_dead_one(workspace) -> None:
     finally:
         worker.send_signal(signal.SIGTERM)
         out, _ = worker.communicate(timeout=120)
+        shutil.move(secrets, workspace.home / "keys")
     assert worker.returncode == 0 and "Worker stopped" in out
     with workspace.sessions() as s:
         assert [(c.state, c.worker.split(":")[1]) for c in s.scalars(select(ClipRow).order_by(ClipRow.id))] == [

@@ -112,3 +112,31 @@ def test_voice_show_lists_the_consent_record(workspace) -> None:
     consent = json.loads(result.stdout)["consent"]
     assert consent["policy"] == "per_statement" and consent["approvers"] == ["joe-delegate"]
     assert consent["statement"].startswith("I, Joe Example, consent") and len(consent["record_sha256"]) == 64
+
+
+def test_a_worker_machine_reads_its_secrets_from_its_own_folder_and_refuses_loose_ones(tmp_path, monkeypatch) -> None:
+    """Issue 12: a worker gets the organisation, watermark and C2PA keys from a folder the operator placed
+    (`VOXGATE_SECRETS`, each private file 0600), not from the shared workspace folder; people's keys never."""
+    import shutil
+
+    from pipeline.services.workspace import SECRETS_ENV, init_workspace, open_workspace, utcnow, watermark_secret
+
+    ws, _ = init_workspace(tmp_path / "ws", "Org", now=utcnow())
+    secret = watermark_secret(ws)
+    shutil.move(ws.home / "keys", tmp_path / "secrets")  # the worker's copy of the workspace has no keys/
+    monkeypatch.setenv(SECRETS_ENV, str(tmp_path / "secrets"))
+    worker = open_workspace(ws.home)
+    assert watermark_secret(worker) == secret and worker.c2pa_dir == tmp_path / "secrets" / "c2pa"
+    assert worker.org_public_key == ws.org_public_key
+    assert CliRunner().invoke(app, ["audit", "verify", "--home", str(ws.home)]).exit_code == 0
+
+    (tmp_path / "secrets" / "watermark.key").chmod(0o644)
+    result = CliRunner().invoke(app, ["audit", "verify", "--home", str(ws.home)])
+    assert result.exit_code == 1 and "chmod 600" in result.output and "Traceback" not in result.output
+    (tmp_path / "secrets" / "watermark.key").chmod(0o600)
+    (tmp_path / "secrets" / "c2pa" / "signer.key").unlink()
+    result = CliRunner().invoke(app, ["audit", "verify", "--home", str(ws.home)])
+    assert result.exit_code == 1 and "is missing" in result.output
+    monkeypatch.setenv(SECRETS_ENV, str(tmp_path / "nowhere"))
+    result = CliRunner().invoke(app, ["audit", "verify", "--home", str(ws.home)])
+    assert result.exit_code == 1 and "not a folder" in result.output

@@ -58,10 +58,16 @@ log = logging.getLogger(__name__)
 DATABASE_FILE: Final = "voxgate.db"
 _DB_ERRORS = {OperationalError: StoreError, SQLAlchemyError: StoreError}
 WATERMARK_SECRET_BYTES: Final = 32
-C2PA_DIR: Final = Path("keys") / "c2pa"
-WATERMARK_KEY: Final = Path("keys") / "watermark.key"
+KEYS_DIR: Final = Path("keys")
+C2PA_DIR: Final = KEYS_DIR / "c2pa"
+WATERMARK_KEY: Final = KEYS_DIR / "watermark.key"
+ORG_KEY: Final = KEYS_DIR / "org.key"
 #: Files a workspace made before content credentials lacks; `init` adds them.
 IDENTITY_FILES: Final = (*(C2PA_DIR / name for name in credentials.IDENTITY_FILES), WATERMARK_KEY)
+#: A folder laid out like `<home>/keys` (org.key, watermark.key, c2pa/) that a worker machine reads its
+#: secrets from instead, placed there by the operator, each private file 0600.
+SECRETS_ENV: Final = "VOXGATE_SECRETS"
+SECRET_FILES: Final = (ORG_KEY, WATERMARK_KEY, C2PA_DIR / credentials.SIGNER_KEY)
 
 C2paImport = tuple[Path, Path]
 """An operator's own C2PA identity: (certificate chain PEM, private key PEM)."""
@@ -143,6 +149,7 @@ class Workspace:
     org_key: Ed25519PrivateKey
     writes: sessionmaker[Session]  # sessions that hold the store's write lock (see store.db.open_engine)
     keyring: Keyring = field(default_factory=Keyring.from_env)
+    keys_dir: Path | None = None  # the machine's secrets (org, watermark, C2PA); None: `<home>/keys`
     # Writers in one process queue here, in order, instead of spinning on SQLite's busy handler
     # (which is not fair: under 50 concurrent downloads some waited past the busy timeout).
     _write_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -180,9 +187,13 @@ class Workspace:
     def voice_dir(self, voice_id: str) -> Path:
         return self.home / "voices" / voice_id
 
+    def secret(self, relative: Path) -> Path:
+        """Where this machine keeps one of the workspace's secret files (`ORG_KEY`, `WATERMARK_KEY`, `C2PA_DIR`)."""
+        return secret_path(self.home, self.keys_dir, relative)
+
     @property
     def c2pa_dir(self) -> Path:
-        return self.home / C2PA_DIR
+        return self.secret(C2PA_DIR)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -423,7 +434,7 @@ def _create_secret(path: Path) -> None:
 
 def watermark_secret(ws: Workspace) -> bytes:
     """The workspace's watermark secret: the payload mark derives its key from it (`payload.derive_key`)."""
-    path = ws.home / WATERMARK_KEY
+    path = ws.secret(WATERMARK_KEY)
     try:
         secret = path.read_bytes()
     except FileNotFoundError:
@@ -440,7 +451,10 @@ def open_workspace(home: Path, keyring: Keyring | None = None) -> Workspace:
         raise StoreError(f"No workspace at {home}; create one with `voxgate init --home {home}`.")
     cfg = WorkspaceConfig.load(home / CONFIG_FILE)
     _keep_private(home)
-    if missing := [str(path) for path in IDENTITY_FILES if not (home / path).is_file()]:
+    keys_dir = secrets_from_env()
+    if keys_dir is not None:
+        check_secrets(keys_dir)
+    elif missing := [str(path) for path in IDENTITY_FILES if not (home / path).is_file()]:
         raise StoreError(
             f"The workspace at {home} has no {', '.join(missing)}: it predates content credentials and the payload "
             f"watermark. Run `voxgate init --home {home}` to add them (nothing else changes); if these files existed "
@@ -451,11 +465,35 @@ def open_workspace(home: Path, keyring: Keyring | None = None) -> Workspace:
         check_schema(engine)
         migrate(engine)  # no-op when current; upgrades a workspace made by an older voxgate
     ws = Workspace(home, cfg, engine, session_factory(engine), open_file_store(cfg.files_url, home),
-                   load_key(home / "keys" / "org.key"), session_factory(writer(engine)),
-                   keyring or Keyring.from_env())
+                   load_key(secret_path(home, keys_dir, ORG_KEY)), session_factory(writer(engine)),
+                   keyring or Keyring.from_env(), keys_dir)
     _adopt_file_head(ws)
     _assign_id(ws)
     return ws
+
+
+def secret_path(home: Path, keys_dir: Path | None, relative: Path) -> Path:
+    """`relative` (under `keys/`) in `keys_dir` when the machine has its own secrets folder, else in `home`."""
+    return home / relative if keys_dir is None else keys_dir / relative.relative_to(KEYS_DIR)
+
+
+def secrets_from_env() -> Path | None:
+    """The secrets folder `VOXGATE_SECRETS` names; None when unset."""
+    raw = os.environ.get(SECRETS_ENV, "").strip()
+    return Path(raw).expanduser() if raw else None
+
+
+def check_secrets(keys_dir: Path) -> None:
+    """Refuse a secrets folder that lacks a file or lets another account read a private one."""
+    if not keys_dir.is_dir():
+        raise StoreError(f"{SECRETS_ENV} names {keys_dir}, which is not a folder; place org.key, watermark.key "
+                         "and c2pa/ there, copied from the workspace's keys/ folder.")
+    for relative in (ORG_KEY, *IDENTITY_FILES):
+        path = secret_path(Path(), keys_dir, relative)
+        if not path.is_file():
+            raise StoreError(f"{path} is missing; copy the workspace's {relative} there (mode 0600).")
+        if relative in SECRET_FILES and path.stat().st_mode & 0o077:
+            raise StoreError(f"{path} can be read by other accounts; run `chmod 600 {path}` first.")
 
 
 def _assign_id(ws: Workspace) -> None:
