@@ -9,6 +9,7 @@ then downloads through the portal find the copies made, and make nothing.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import stat
@@ -24,7 +25,9 @@ import pytest
 from conftest import DEMO_VOICE, ORG, PEOPLE, REPO
 from portal_fixtures import TEXT, serving
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from pipeline.cli.main import app
 from pipeline.domain import Decision
 from pipeline.services import review, statements, users, voices
 from pipeline.services.copy_jobs import (
@@ -125,6 +128,19 @@ def test_the_release_queues_copies_for_active_distributors_only_and_makes_none(r
     assert _copies(released) == {}  # the release waited for nothing: no worker has run yet
     for path in released.ws.home.glob("jobs.sqlite*"):  # the queue is as private as the rest of the workspace
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    listed = _listed(released)
+    assert {(j["clip"], j["recipient"], j["status"]) for j in listed} == {
+        (released.clip_id, name, "ENQUEUED") for name in DISTRIBUTORS}
+    assert all(j["formats"] == list(PREPARED_FORMATS) and j["worker"] in (None, "local") for j in listed)
+    table = CliRunner().invoke(app, ["jobs", "copies", "--home", str(released.ws.home)], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "Copy jobs" in table.output and "dana" in table.output
+
+
+def _listed(m) -> list[dict[str, Any]]:
+    """`voxgate jobs copies --json`, as an operator would look."""
+    result = CliRunner().invoke(app, ["jobs", "copies", "--json", "--home", str(m.ws.home)])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
 
 
 def test_enqueueing_the_same_copy_twice_makes_one_job(released) -> None:
@@ -159,6 +175,9 @@ def test_a_worker_killed_mid_copy_finishes_it_on_restart_and_registers_no_half_c
         stopped = _stop(worker)
     assert stopped == 0, worker.stderr.read()[-3000:]  # Ctrl-C stops the queue cleanly
     assert not any(p.exists() for p in left)  # the dead job's folder was swept
+    listed = _listed(m)
+    assert {(j["recipient"], j["status"]) for j in listed} == {(name, "SUCCESS") for name in DISTRIBUTORS}
+    assert all(j["worker"] and j["error"] is None for j in listed)  # who made each, and nothing failed
     copies = _copies(m)
     assert set(copies) == set(DISTRIBUTORS)
     for recipient, files in copies.items():

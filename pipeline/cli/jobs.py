@@ -1,4 +1,4 @@
-"""`voxgate jobs …`: render jobs, which worker holds them, and why one failed."""
+"""`voxgate jobs …`: render and copy jobs, which worker holds them, and why one failed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pipeline.cli.output import HOME_DEFAULT, AsJson, Home, handles_errors, prin
 from pipeline.services import jobs as svc
 from pipeline.services.workspace import open_workspace, utcnow
 
-app = typer.Typer(help="Render jobs: state, worker, attempts, errors.", no_args_is_help=True)
+app = typer.Typer(help="Render and copy jobs: state, worker, attempts, errors.", no_args_is_help=True)
 
 
 def _rows(jobs: list[svc.RenderJob], as_json: bool, title: str) -> None:
@@ -41,3 +41,24 @@ def list_(
 def show(statement_id: int, home: Home = HOME_DEFAULT, as_json: AsJson = False) -> None:
     """Every render attempt of one statement: worker, status and the error that ended it."""
     _rows(svc.statement_jobs(open_workspace(home), statement_id), as_json, f"Render jobs of statement {statement_id}")
+
+
+@app.command("copies")
+@handles_errors
+def copies(
+    limit: Annotated[int, typer.Option(help="How many of the newest jobs to show.")] = svc.DEFAULT_LIMIT,
+    home: Home = HOME_DEFAULT,
+    as_json: AsJson = False,
+) -> None:
+    """List the personal-copy jobs queued at release, newest first: queued, being made, done or failed."""
+    from pipeline.services.copy_jobs import list_copy_jobs
+
+    jobs = list_copy_jobs(open_workspace(home), limit=limit)
+    if as_json:
+        print_json([{"job": j.job_id, "clip": j.clip_id, "recipient": j.recipient, "formats": list(j.formats),
+                     "status": j.status, "worker": j.executor, "attempts": j.attempts, "created_at": j.created_at,
+                     "error": j.error} for j in jobs])
+        return
+    print_table("Copy jobs", ["clip", "recipient", "formats", "status", "worker", "attempts", "queued", "error"], [
+        (j.clip_id, j.recipient, ", ".join(j.formats), j.status, j.executor or "", j.attempts or 0,
+         f"{j.created_at:%Y-%m-%d %H:%M:%S}" if j.created_at else "", j.error or "") for j in jobs])

@@ -32,7 +32,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Final
 
 from sqlalchemy import select
@@ -92,6 +92,21 @@ class JobState:
     executor: str | None
     attempts: int | None
     output: Any
+    clip_id: int | None = None
+    recipient: str | None = None
+    formats: tuple[str, ...] = ()
+    created_at: datetime | None = None
+    error: str | None = None
+
+
+def _state(status: Any) -> JobState:
+    args = tuple((status.input or {}).get("args") or ())  # (clip_id, recipient, formats), as enqueued
+    created = (datetime.fromtimestamp(status.created_at / 1000, tz=timezone.utc)
+               if status.created_at is not None else None)
+    return JobState(status.workflow_id, status.status, status.executor_id, getattr(status, "recovery_attempts", None),
+                    status.output, args[0] if len(args) > 0 else None, args[1] if len(args) > 1 else None,
+                    tuple(args[2]) if len(args) > 2 else (), created,
+                    str(status.error) if status.error is not None else None)
 
 
 def _client(ws: Workspace) -> Any:
@@ -145,10 +160,16 @@ def job_states(ws: Workspace, job_ids: list[str]) -> list[JobState]:
     """What the queue knows of these jobs (those it never saw are left out)."""
     client = _client(ws)
     try:
-        found = []
-        for status in client.list_workflows(workflow_ids=job_ids):
-            found.append(JobState(status.workflow_id, status.status, status.executor_id,
-                                  getattr(status, "recovery_attempts", None), status.output))
-        return found
+        return [_state(status) for status in client.list_workflows(workflow_ids=job_ids)]
+    finally:
+        client.destroy()
+
+
+def list_copy_jobs(ws: Workspace, *, limit: int | None = None) -> list[JobState]:
+    """The newest copy jobs first: queued, being made (by which worker), done or failed, and why."""
+    client = _client(ws)
+    try:
+        with map_exceptions({Exception: StoreError}, "The copy jobs could not be listed"):
+            return [_state(status) for status in client.list_workflows(name=WORKFLOW, limit=limit, sort_desc=True)]
     finally:
         client.destroy()
