@@ -233,3 +233,57 @@ def test_the_portal_process_makes_queued_copies_too(released) -> None:
         _stop(portal)
     assert "wav" in _copies(m)["devi"]
     m.ws.files.open_checked(_copies(m)["devi"]["wav"])
+
+
+def _other_machine() -> list[str] | None:
+    """A command prefix that runs a process under another host name (a UTS namespace), or None if it cannot."""
+    probe = subprocess.run(["unshare", "--uts", "sh", "-c", "hostname voxgate-other"], capture_output=True)
+    return None if probe.returncode else ["unshare", "--uts", "sh", "-c", 'hostname voxgate-other && exec "$@"', "-"]
+
+
+def test_a_copy_job_of_a_worker_dead_on_another_machine_is_finished_here_once_its_heartbeat_stops(
+        released, db_kind) -> None:
+    """Issue 12: no heartbeat across hosts meant a dead machine's copy jobs waited for that machine."""
+    if db_kind == "sqlite":
+        pytest.skip("machines share a PostgreSQL store; an embedded SQLite workspace has one machine")
+    prefix = _other_machine()
+    if prefix is None:
+        pytest.skip("`unshare --uts` is not permitted here, so no process can run under another host name")
+    from pipeline.services.copy_worker import DEAD_AFTER
+    from pipeline.store.models import WorkerHeartbeatRow
+    from pipeline.store.scratch import host_tag
+
+    m, home = released, released.ws.home
+    (job,) = enqueue_copies(m.ws, m.clip_id, ["dana"], ("mp3",))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    other = subprocess.Popen([*prefix, sys.executable, "-m", "pipeline.cli.main", "worker", "--queues", "copies",
+                              "--poll", "1", "--home", str(home)], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for("the other machine's copy under way", lambda: any(home.glob(f"voxgate-copy-{other.pid}-*"))
+                  and [j.status for j in job_states(m.ws, [job])] == ["PENDING"], other)
+        os.kill(other.pid, signal.SIGKILL)  # the machine is gone, mid-copy
+        other.wait(timeout=60)
+    finally:
+        if other.poll() is None:
+            other.kill()
+    (state,) = job_states(m.ws, [job])
+    assert state.status == "PENDING" and _host(state.executor) != host_tag()  # left to a worker on another host
+    with m.ws.transaction() as s:  # a minute passes: its last heartbeat is now older than the limit
+        s.get(WorkerHeartbeatRow, state.executor).seen_at = utcnow() - 2 * DEAD_AFTER
+    worker = _worker(m)
+    try:
+        _wait_for("the job taken over", lambda: [j.status for j in job_states(m.ws, [job])] == ["SUCCESS"], worker)
+    finally:
+        assert _stop(worker) == 0, worker.stderr.read()[-3000:]
+    (state,) = job_states(m.ws, [job])
+    assert _host(state.executor) == host_tag()  # finished here
+    m.ws.files.open_checked(_copies(m)["dana"]["mp3"])  # whole
+    with m.ws.sessions() as s:
+        made = list(s.scalars(select(AuditRow).where(AuditRow.action == "voxgate.clip.copy_made")))
+    assert sum("mp3" in e.data["files"] for e in made) == 1  # registered once
+
+
+def _host(executor: str | None) -> str:
+    """The host tag in a copies executor id (`copies@<host>:<pid>:<tag>`)."""
+    return (executor or "").partition("@")[2].partition(":")[0]

@@ -9,14 +9,16 @@ A job has two steps: `check` (the clip may still be handed out, the recipient
 is still active) and `make` (`deliveries.prepare_copies`: mark once, encode
 in parallel, register every file in one transaction). A worker killed in the
 middle of `make` leaves its job PENDING under its executor id, which names
-its host and process (`copies@<host tag>:<pid>:<tag>`). Every live worker on
-that host looks every `RECOVER_EVERY_S` for jobs of processes there that no
-longer run, and hands them back to the queue (DBOS recovery: re-enqueued, so
-exactly one worker takes each); `make` runs again and makes only what was not
-registered. A job of a dead worker on another host waits for a worker on
-that host (no heartbeat across hosts yet), or is made on first request
-meanwhile. Temporary folders of dead jobs are swept by `voxgate worker`
-(store.scratch).
+its host and process (`copies@<host tag>:<pid>:<tag>`). Every worker writes a
+heartbeat to the store every `RECOVER_EVERY_S` (table `worker_heartbeats`) and
+then looks for PENDING jobs of dead workers: a process on its own host that no
+longer runs, or, on any host, a worker whose heartbeat is older than
+`DEAD_AFTER` (60 s) or missing. It hands their jobs back to the queue (DBOS
+recovery: re-enqueued, so exactly one worker takes each); `make` runs again
+and makes only what was not registered. A worker that was only slow, not dead,
+and finishes the job too registers nothing twice: `deliveries` registers a
+(delivery, format) once, inside the store's write lock. Temporary folders of
+dead jobs are swept by `voxgate worker` (store.scratch).
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ import os
 import re
 import secrets
 import threading
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from dbos import DBOS
+from sqlalchemy import delete, select
 
 from pipeline.errors import StoreError, VoxgateError, map_exceptions
 from pipeline.services.copy_jobs import (
@@ -40,13 +44,15 @@ from pipeline.services.copy_jobs import (
     system_database_url,
 )
 from pipeline.services.workspace import Workspace, utcnow
+from pipeline.store.models import WorkerHeartbeatRow
 from pipeline.store.scratch import host_tag, pid_alive
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY: Final = 1  # copy jobs at once per worker; each already encodes its formats in parallel
 POLL_S: Final = 1.0  # how often an idle worker looks at the queue
-RECOVER_EVERY_S: Final = 10.0  # how often a worker looks for the jobs of dead workers on its host
+RECOVER_EVERY_S: Final = 10.0  # how often a worker beats and looks for the jobs of dead workers
+DEAD_AFTER: Final = timedelta(seconds=60)  # a worker silent this long is dead: its jobs go back to the queue
 #: The workspace and models this process makes copies with (DBOS runs one application per process).
 _RUNTIME: Final[dict[str, Any]] = {}
 
@@ -92,20 +98,40 @@ def executor_id() -> str:
     return f"copies@{host_tag()}:{os.getpid()}:{_PROCESS_TAG}"
 
 
-def dead_executors(executors: set[str]) -> list[str]:
-    """Those of `executors` that were processes on this host and no longer run."""
-    here, dead = host_tag(), []
-    for name in sorted(executors):
-        found = _EXECUTOR.match(name or "")
-        if found and found["host"] == here and int(found["pid"]) != os.getpid() and not pid_alive(int(found["pid"])):
-            dead.append(name)
-    return dead
+def dead_executors(executors: set[str], beats: dict[str, datetime], now: datetime) -> list[str]:
+    """Those of `executors` that are dead: a process on this host that no longer runs, or any worker whose last
+    heartbeat (`beats`) is older than `DEAD_AFTER` or missing (every worker beats before it takes a job)."""
+    here = host_tag()
+
+    def gone(name: str) -> bool:
+        found = _EXECUTOR.match(name)
+        return bool(found and found["host"] == here and not pid_alive(int(found["pid"])))
+
+    return [name for name in sorted(executors) if name != executor_id()
+            and (gone(name) or name not in beats or now - beats[name] > DEAD_AFTER)]
 
 
-def recover_dead() -> list[str]:
-    """Hand the copy jobs of this host's dead workers back to the queue; the executors recovered."""
+def beat(ws: Workspace, now: datetime) -> None:
+    """Tell every machine this worker is alive (its row in `worker_heartbeats`)."""
+    with ws.transaction() as s:
+        row = s.get(WorkerHeartbeatRow, executor_id())
+        if row is None:
+            s.add(WorkerHeartbeatRow(executor_id=executor_id(), seen_at=now))
+        else:
+            row.seen_at = now
+
+
+def heartbeats(ws: Workspace) -> dict[str, datetime]:
+    """The last heartbeat of every worker that has one."""
+    with ws.sessions() as s:
+        return {row.executor_id: row.seen_at for row in s.scalars(select(WorkerHeartbeatRow))}
+
+
+def recover_dead(ws: Workspace) -> list[str]:
+    """Hand the copy jobs of dead workers back to the queue; the executors recovered."""
     pending = DBOS.list_workflows(status="PENDING", name=WORKFLOW, load_input=False, load_output=False)
-    dead = dead_executors({w.executor_id for w in pending if w.executor_id})
+    executors = {w.executor_id for w in pending if w.executor_id}
+    dead = dead_executors(executors, heartbeats(ws), utcnow()) if executors else []
     if dead:
         DBOS._recover_pending_workflows(dead)  # re-enqueued: the queue's dequeue admits one runner each
         log.warning("took back the copy jobs of dead workers %s", ", ".join(dead))
@@ -127,9 +153,10 @@ class CopyWorker:
     def _recover_loop(self) -> None:
         while True:
             try:
-                recover_dead()
+                beat(self.ws, utcnow())
+                recover_dead(self.ws)
             except Exception as exc:  # noqa: BLE001 - a busy database: look again at the next beat
-                log.warning("could not look for dead workers' copy jobs: %s", exc)
+                log.warning("could not beat or look for dead workers' copy jobs: %s", exc)
             if self._stop.wait(self.recover_every_s):
                 return
 
@@ -137,6 +164,7 @@ class CopyWorker:
         if _RUNTIME:
             raise StoreError("This process already runs a copies queue; run one per process.")
         self.tools.presence_mark()  # the watermark model: loaded once per worker, before the first job
+        beat(self.ws, utcnow())  # before it can take a job: a worker with jobs and no heartbeat is dead
         _RUNTIME.update(ws=self.ws, tools=self.tools)
         try:
             with map_exceptions({Exception: StoreError}, "The copies queue could not be started"):
@@ -158,4 +186,9 @@ class CopyWorker:
         self._recovery.join()
         DBOS.destroy()
         _RUNTIME.clear()
+        try:  # stopped: a job it left unfinished goes to another worker at its next look, not 60 s later
+            with self.ws.transaction() as s:
+                s.execute(delete(WorkerHeartbeatRow).where(WorkerHeartbeatRow.executor_id == executor_id()))
+        except VoxgateError as exc:
+            log.warning("could not remove this worker's heartbeat (%s); it counts as dead in 60 s", exc)
 

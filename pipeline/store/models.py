@@ -444,3 +444,11 @@ class PasskeyApprovalRow(Base):
     public_key: Mapped[bytes] = mapped_column(LargeBinary)  # the credential's COSE key, copied for offline checks
     rp_id: Mapped[str] = mapped_column(String(255))
     origin: Mapped[str] = mapped_column(String(255))
+
+
+class WorkerHeartbeatRow(Base):
+    """When a copies worker (by its queue executor id) last showed it was alive (migration 0011)."""
+
+    __tablename__ = "worker_heartbeats"
+    executor_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seen_at: Mapped[datetime]
