@@ -136,9 +136,8 @@ def worker(
     """Render statements as they are text-approved and make the copies queued at release, until stopped (Ctrl-C or
     SIGTERM).
 
-    Run one per machine or GPU. Takes over the renders of workers that died (their lease runs out 60 s after
-    their last sign of life); a copy job it was making when it died is finished by another worker on this
-    host, or by this one restarted.
+    Run one per machine or GPU. Takes over the renders and copy jobs of workers that died (60 s after their
+    last sign of life; at once for a copy job whose process is gone from this host).
     """
     import signal
     import time
@@ -180,7 +179,7 @@ def worker(
                 time.sleep(poll)
         except KeyboardInterrupt:
             success("Worker stopped; a render it had begun is reclaimed by another worker within 60 s, "
-                    "and a copy it had begun is finished by another worker on this host or by this one restarted.")
+                    "and a copy it had begun is finished by the next worker that looks.")
 
 
 def _render_queue(ws, tools, statement_id: int | None, as_user: str | None,  # type: ignore[no-untyped-def]
