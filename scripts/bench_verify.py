@@ -35,6 +35,9 @@ TEXT = " ".join([
     "Please share this message with your friends and your family, and ask them to come to the square.",
     "We will stay peaceful, we will stay together, and we will keep asking for a fair and open trial.",
     "Thank you for your letters, your songs and your patience. We hear you, and we are not afraid.",
+    "The families of the prisoners have waited outside the gate every day since the first hearing.",
+    "Their children ask when their parents will come home, and nobody can give them an answer yet.",
+    "Stand with them, speak for them, and remember their names until every one of them walks free.",
 ])
 
 
