@@ -161,3 +161,59 @@ def test_jobs_list_and_show_name_the_worker_the_attempt_and_the_error(workspace)
     assert listed.exit_code == 0 and "host-b:2:y" in listed.stdout
     missing = runner.invoke(app, ["jobs", "show", "99", "--home", str(workspace.home)])
     assert missing.exit_code == 1 and "never been rendered" in missing.stderr
+
+
+def test_render_of_a_statement_another_worker_holds_follows_its_steps_to_the_end(workspace, tmp_path,
+                                                                                   monkeypatch) -> None:
+    """Issue 12: `voxgate render ID` shows the render's progress whichever worker runs it, and its outcome."""
+    import json
+    import threading
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli.main import app
+    from pipeline.services import jobs
+    from pipeline.services.render import note_step
+
+    polls = [threading.Semaphore(0)]  # released at each look the follower takes (the real listing, counted)
+    real_list_jobs = jobs.list_jobs
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        found = real_list_jobs(*args, **kwargs)
+        polls[0].release()
+        return found
+
+    monkeypatch.setattr(jobs, "list_jobs", counted)
+    files = {}
+    for fmt in ("wav", "premaster"):
+        files[fmt] = tmp_path / f"{fmt}.bin"
+        files[fmt].write_bytes(fmt.encode())
+    runner, gpu, outcomes = CliRunner(), "gpu-1:7:a", {}
+    for ending, text in (("done", TEXT), ("fails", TEXT + " Again, in public.")):
+        sid = approved(workspace, text)
+        clip, _ = _claim(workspace, sid, actor="rita", now=utcnow(), worker=gpu)
+        note_step(workspace, clip, gpu, "watermark")
+        (shown,) = json.loads(runner.invoke(app, ["jobs", "show", str(sid), "--json", "--home",
+                                                  str(workspace.home)]).stdout)
+        assert (shown["status"], shown["step"], shown["worker"]) == ("running", "watermark", gpu)
+        looks = polls[0] = threading.Semaphore(0)
+
+        def other_worker(sid: int = sid, clip: int = clip, ending: str = ending,
+                         looks: threading.Semaphore = looks) -> None:
+            for _ in range(3):  # the follower is following: it found the job and looked twice more
+                assert looks.acquire(timeout=60)
+            note_step(workspace, clip, gpu, "export")
+            if ending == "done":
+                _register(workspace, sid, clip, {}, {}, {}, files, actor="rita", now=utcnow(), worker=gpu)
+            else:
+                _release_claim(workspace, sid, clip, RuntimeError("CUDA out of memory"), now=utcnow(), worker=gpu)
+
+        thread = threading.Thread(target=other_worker)
+        thread.start()
+        outcomes[ending] = runner.invoke(app, ["render", str(sid), "--home", str(workspace.home), "--as", "ravi"])
+        thread.join(60)
+    done, fails = outcomes["done"], outcomes["fails"]
+    assert done.exit_code == 0, done.output
+    assert f"being rendered by worker {gpu}" in done.stdout and f"rendered by {gpu}: clip" in done.stdout
+    assert fails.exit_code == 1 and "CUDA out of memory" in fails.stderr and "Traceback" not in fails.output
+    assert [c.worker for c in clips(workspace)] == [gpu, gpu]  # the follower rendered nothing itself

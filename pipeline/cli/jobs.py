@@ -17,12 +17,12 @@ def _rows(jobs: list[svc.RenderJob], as_json: bool, title: str) -> None:
     now = utcnow()
     if as_json:
         print_json([{"clip": j.clip_id, "statement": j.statement_id, "revision": j.revision, "attempt": j.attempt,
-                     "status": j.status(now), "worker": j.worker, "started_at": j.started_at,
+                     "status": j.status(now), "step": j.step, "worker": j.worker, "started_at": j.started_at,
                      "lease_until": j.lease_until, "error": j.error} for j in jobs])
         return
-    print_table(title, ["clip", "statement", "attempt", "status", "worker", "started", "error"], [
-        (j.clip_id, j.statement_id, j.attempt, j.status(now), j.worker or "", f"{j.started_at:%Y-%m-%d %H:%M:%S}",
-         j.error or "") for j in jobs])
+    print_table(title, ["clip", "statement", "attempt", "status", "step", "worker", "started", "error"], [
+        (j.clip_id, j.statement_id, j.attempt, j.status(now), j.step if j.status(now) == "running" else "",
+         j.worker or "", f"{j.started_at:%Y-%m-%d %H:%M:%S}", j.error or "") for j in jobs])
 
 
 @app.command("list")

@@ -96,7 +96,8 @@ def render(
     """Synthesise text-approved statements into labelled, watermarked draft clips.
 
     Any number of `render --all` may run at once, on one machine or several sharing a PostgreSQL store:
-    each statement is rendered by exactly one of them.
+    each statement is rendered by exactly one of them. `render ID` of a statement another worker is
+    rendering follows that render's progress (and takes it over if that worker dies meanwhile).
     """
     from pipeline.services.tools import Tools
     from pipeline.services.workspace import open_workspace
@@ -106,6 +107,8 @@ def render(
         raise InputError("Give one statement id, or --all.")
     ws = open_workspace(home)
     sweep(ws.home)  # the temp folders of renders and copies whose process died
+    if statement_id is not None and _follow(ws, statement_id):
+        return
     results, failures, taken = _render_queue(ws, Tools(), None if all_ else statement_id, as_user)
     if not results and not failures:
         success("Nothing to render: no statement is text-approved"
@@ -117,6 +120,45 @@ def render(
 
 
 RETRY_AFTER_S = 600.0
+FOLLOW_POLL_S = 0.5
+
+
+def _follow(ws, statement_id: int) -> bool:  # type: ignore[no-untyped-def]
+    """Show the progress of another worker's running render of `statement_id` until it ends; False if no live
+    worker holds it (or its worker died meanwhile: then this process takes the render over)."""
+    import time
+
+    from pipeline.errors import EngineError
+    from pipeline.services.jobs import following, list_jobs
+    from pipeline.services.render import STEPS
+    from pipeline.services.workspace import utcnow
+
+    job = following(ws, statement_id, utcnow())
+    if job is None:
+        return False
+    typer.echo(f"Statement {statement_id} is being rendered by worker {job.worker}; following it.")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn()) as bar:
+        task = bar.add_task(f"statement {statement_id}", total=len(STEPS))
+        while True:
+            (now_job,) = [j for j in list_jobs(ws, statement_id=statement_id, limit=None) if j.clip_id == job.clip_id]
+            status = now_job.status(utcnow())
+            if status == "running":
+                step = now_job.step or STEPS[0]
+                bar.update(task, completed=STEPS.index(step) if step in STEPS else 0,
+                           description=f"statement {statement_id}: {step}")
+                time.sleep(FOLLOW_POLL_S)
+                continue
+            if status == "worker lost":
+                bar.update(task, description=f"statement {statement_id}: its worker stopped answering")
+                return False  # claimable now: this process renders it
+            break
+    if now_job.state == "failed":
+        raise EngineError(f"Statement {statement_id}'s render by {job.worker} failed: {now_job.error or 'no reason'}; "
+                          f"see `voxgate jobs show {statement_id}`.")
+    success(f"Statement {statement_id} rendered by {job.worker}: clip {job.clip_id} ({now_job.state}).")
+    return True
+
 
 
 QUEUES = ("render", "copies")

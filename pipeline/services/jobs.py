@@ -33,6 +33,7 @@ class RenderJob:
     started_at: datetime
     lease_until: datetime | None
     error: str | None
+    step: str | None = None  # the step a running render is at (services.render.STEPS)
 
     def status(self, now: datetime) -> str:
         """`running`, or `worker lost` once a rendering job's lease ran out; otherwise the clip's state."""
@@ -60,7 +61,7 @@ def list_jobs(ws: Workspace, *, statement_id: int | None = None, limit: int | No
             if "clip" in event.data:
                 errors[int(event.data["clip"])] = str(event.data.get("reason", ""))
     return [RenderJob(c.id, c.statement_id, c.revision, attempts[c.statement_id].index(c.id) + 1, c.state, c.worker,
-                      c.created_at, c.lease_until, errors.get(c.id)) for c in clips]
+                      c.created_at, c.lease_until, errors.get(c.id), c.step) for c in clips]
 
 
 def statement_jobs(ws: Workspace, statement_id: int) -> list[RenderJob]:
@@ -68,3 +69,9 @@ def statement_jobs(ws: Workspace, statement_id: int) -> list[RenderJob]:
     if not jobs:
         raise NotFoundError(f"Statement {statement_id} has never been rendered; list render jobs with `voxgate jobs list`.")
     return jobs
+
+
+def following(ws: Workspace, statement_id: int, now: datetime) -> RenderJob | None:
+    """The running render of `statement_id` when a live worker holds it (to follow, not to claim), else None."""
+    jobs = list_jobs(ws, statement_id=statement_id, limit=1)
+    return jobs[0] if jobs and jobs[0].status(now) == "running" else None

@@ -171,6 +171,14 @@ def renew_lease(ws: Workspace, clip_id: int, worker: str, now: datetime) -> str 
     return None
 
 
+def note_step(ws: Workspace, clip_id: int, worker: str, step: str) -> None:
+    """Record the step `worker`'s render of `clip_id` is at, for whoever follows it from another machine."""
+    with ws.transaction() as s:
+        clip = s.get(ClipRow, clip_id)
+        if clip is not None and clip.state == ClipState.RENDERING.value and clip.worker == worker:
+            clip.step = step
+
+
 class LeaseKeeper:
     """Renews a render's lease in a background thread while the render runs, and notices if it was lost."""
 
@@ -214,6 +222,7 @@ def render_statement(ws: Workspace, statement_id: int, tools: Tools, *, actor: s
 
             def step(name: str) -> None:
                 lease.check(statement_id)  # stop at the next step once another worker has taken over
+                note_step(ws, clip_id, worker, name)
                 progress(name)
 
             figures, settings, labels, files = _produce(ws, clip_id, statement_id, job, tools, tmp, now, step)

@@ -175,6 +175,7 @@ class ClipRow(Base):
     # Migration 0010: while `rendering`, the worker holding the render and when its lease runs out.
     worker: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[datetime | None]
+    step: Mapped[str | None] = mapped_column(String(32))  # migration 0011: the render step its worker is at
     files: Mapped[list[ClipFileRow]] = relationship(order_by="ClipFileRow.format", lazy="selectin")
 
 
