@@ -280,8 +280,10 @@ def test_a_copy_job_of_a_worker_dead_on_another_machine_is_finished_here_once_it
     assert _host(state.executor) == host_tag()  # finished here
     m.ws.files.open_checked(_copies(m)["dana"]["mp3"])  # whole
     with m.ws.sessions() as s:
+        dana = s.scalars(select(DeliveryRow.id).where(DeliveryRow.clip_id == m.clip_id,
+                                                      DeliveryRow.recipient == "dana")).one()
         made = list(s.scalars(select(AuditRow).where(AuditRow.action == "voxgate.clip.copy_made")))
-    assert sum("mp3" in e.data["files"] for e in made) == 1  # registered once
+    assert sum("mp3" in e.data["files"] and e.data["delivery"] == dana for e in made) == 1  # registered once
 
 
 def _host(executor: str | None) -> str:
