@@ -123,6 +123,12 @@ RETRY_AFTER_S = 600.0
 FOLLOW_POLL_S = 0.5
 
 
+def _render_columns() -> tuple:  # type: ignore[type-arg]
+    """A render's progress bar, whether this process renders or follows another worker's render."""
+    return (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn())
+
+
 def _follow(ws, statement_id: int) -> bool:  # type: ignore[no-untyped-def]
     """Show the progress of another worker's running render of `statement_id` until it ends; False if no live
     worker holds it (or its worker died meanwhile: then this process takes the render over)."""
@@ -137,8 +143,7 @@ def _follow(ws, statement_id: int) -> bool:  # type: ignore[no-untyped-def]
     if job is None:
         return False
     typer.echo(f"Statement {statement_id} is being rendered by worker {job.worker}; following it.")
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn()) as bar:
+    with Progress(*_render_columns()) as bar:
         task = bar.add_task(f"statement {statement_id}", total=len(STEPS))
         while True:
             (now_job,) = [j for j in list_jobs(ws, statement_id=statement_id, limit=None) if j.clip_id == job.clip_id]
@@ -233,15 +238,13 @@ def _render_queue(ws, tools, statement_id: int | None, as_user: str | None,  # t
     me = worker_id()
     results, failures, taken = [], [], []
     tried: set[int] = set(skip or ())
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn())
 
     def todo() -> list[int]:
         return [i for i in (claimable(ws, utcnow()) if statement_id is None else [statement_id]) if i not in tried]
 
     if not (ids := todo()):
         return results, failures, taken  # nothing to show: an idle worker's poll prints nothing
-    with Progress(*columns, transient=False) as bar:
+    with Progress(*_render_columns(), transient=False) as bar:
         while ids:
             for sid in ids:
                 tried.add(sid)
