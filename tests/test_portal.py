@@ -280,14 +280,24 @@ def test_a_600_mb_upload_is_refused_before_its_body_is_read(base_url, path) -> N
     assert status.startswith(b"HTTP/1.1 411"), status
 
 
-def test_the_api_gives_the_same_verdict_object_as_the_cli_without_names(base_url, released) -> None:
+def test_the_api_gives_the_same_verdict_object_as_the_cli_without_names(base_url, released, tmp_path) -> None:
     client = signed_in(base_url, released.token)
     copy = client.get(f"/clips/{released.clip_id}/download/mp3").content
     answer = httpx.post(f"{base_url}/api/verify", content=copy, timeout=300)
     assert answer.status_code == 200, answer.text
     data = answer.json()
     assert data["version"] == 2 and data["verdict"] == "AUTHENTIC" and data["exit_code"] == 0
-    assert data["traced_to"] == {"traceable": True, "of": "the file"} and data["evidence"]["payload"]["delivery"] is None
+    assert data["traced_to"] == {"traceable": True, "of": "the file"} and data["evidence"]["payload"] is None
+    assert "dana" not in answer.text and "rita" not in answer.text
+    # Re-encoded, the copy is traced by its payload mark, which names dana's delivery: the public answer does not.
+    (tmp_path / "copy.mp3").write_bytes(copy)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "copy.mp3"), "-c:a", "libopus", "-b:a", "24k",
+                    str(tmp_path / "copy.ogg")], check=True)
+    answer = httpx.post(f"{base_url}/api/verify", content=(tmp_path / "copy.ogg").read_bytes(), timeout=300)
+    data = answer.json()
+    assert data["verdict"] == "DERIVED" and data["evidence"]["payload"] == {
+        "clip": released.clip_id, "delivery": None, "confidence": data["evidence"]["payload"]["confidence"]}
+    assert data["traced_to"] == {"traceable": True, "of": "the file"}, data["traced_to"]
     assert "dana" not in answer.text and "rita" not in answer.text
     assert httpx.post(f"{base_url}/api/verify", content=b"not audio at all, just text", timeout=60).status_code == 415
 

@@ -31,6 +31,32 @@ def test_init_creates_store_config_keys(tmp_path) -> None:
     assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == MIGRATION_HEAD
 
 
+def test_a_workspace_made_by_an_older_voxgate_is_upgraded_when_opened(tmp_path) -> None:
+    """`open_workspace` skips Alembic when the schema is at the head it computes from the file names, so that
+    name must be Alembic's own head, and an older schema must still be upgraded."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    from pipeline.services.workspace import open_workspace
+    from pipeline.store.db import MIGRATIONS, head_revision
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert head_revision() == ScriptDirectory.from_config(cfg).get_current_head() == MIGRATION_HEAD
+    home = tmp_path / "ws"
+    assert runner.invoke(app, ["init", "--home", str(home), "--org", "Free Voice Media"]).exit_code == 0
+    with create_engine(f"sqlite:///{home / 'voxgate.db'}").begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0010")  # before migration 0011's clips.step and worker heartbeats
+    con = sqlite3.connect(home / "voxgate.db")
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0010"
+    open_workspace(home)
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == MIGRATION_HEAD
+    assert "step" in {row[1] for row in con.execute("PRAGMA table_info(clips)")}
+
+
 def test_init_with_a_database_url_keeps_the_store_in_postgresql(tmp_path, pg_cluster) -> None:
     from sqlalchemy import create_engine, text
 

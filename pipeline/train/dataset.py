@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Final, Protocol
 
 import numpy as np
 
+from pipeline.audio.mix import resample
 from pipeline.errors import ConsentError, InputError, StoreError
 
 logger = logging.getLogger(__name__)
@@ -203,16 +203,7 @@ def _read_enrolled(recording: Recording, sample_rate: int) -> np.ndarray:
         audio, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError) as exc:
         raise InputError(f"Enrolled recording {recording.path} is not a readable audio file: {exc}.") from exc
-    return _resample(audio.mean(axis=1), rate, sample_rate)
-
-
-def _resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target:
-        return audio.astype(np.float32, copy=False)
-    from scipy.signal import resample_poly
-
-    g = math.gcd(rate, target)
-    return resample_poly(audio, target // g, rate // g).astype(np.float32)
+    return resample(audio.mean(axis=1), rate, sample_rate)
 
 
 def _frame_db(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
