@@ -38,6 +38,27 @@ def test_every_step_is_recorded_in_order(workspace) -> None:
     assert audit_verify(workspace).ok
 
 
+def test_a_transaction_without_an_event_leaves_the_signed_head_as_it_was(workspace) -> None:
+    """Heartbeats and render steps write every few seconds and record no event: nothing to sign again."""
+    from pipeline.audit import stored_head
+    from pipeline.store.models import UserRow
+
+    _submit(workspace)
+    published = workspace.head_path.read_bytes()
+    written = workspace.head_path.stat()
+    with workspace.sessions() as s:
+        before = stored_head(s)
+    with workspace.transaction() as s:
+        s.get(UserRow, "sam").disabled_reason = None  # a write, but no event
+    with workspace.sessions() as s:
+        assert stored_head(s) == before
+    assert workspace.head_path.stat() == written  # not even written again (the same bytes, a new file)
+    _submit(workspace)  # an event moves it
+    with workspace.sessions() as s:
+        assert stored_head(s).seq == before.seq + 1
+    assert workspace.head_path.read_bytes() != published and audit_verify(workspace).ok
+
+
 def test_audit_verify_cli_reports_ok(workspace) -> None:
     result = runner.invoke(app, ["audit", "verify", "--home", str(workspace.home)])
     assert result.exit_code == 0 and "Audit log OK" in result.stdout

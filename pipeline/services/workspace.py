@@ -197,12 +197,17 @@ class Workspace:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One atomic unit of work; on commit, the signed audit head moves forward."""
+        """One atomic unit of work; on commit, the signed audit head moves forward.
+
+        A transaction that recorded no event (a heartbeat, a render's step) leaves the head, and its
+        published file, as they were.
+        """
         with self._write_lock, map_exceptions(_DB_ERRORS, "The workspace database refused the change"):
             with self.writes.begin() as session:
                 before = last_seq(session)
                 yield session
-                head = audit.advance(session, self.org_key, self.org_public_key, before)
+                moved = last_seq(session) != before
+                head = audit.advance(session, self.org_key, self.org_public_key, before) if moved else None
             if head is not None:  # the published copy; the database's own head is what gates read
                 write_head_file(self.head_path, head)
 
