@@ -561,6 +561,8 @@ def _at(running: np.ndarray, u: np.ndarray) -> np.ndarray:
     u = np.clip(u, 0.0, len(running) - 1.0)
     i = np.minimum(u.astype(np.int64), len(running) - 2)
     f = (u - i).reshape((-1,) + (1,) * (running.ndim - 1))
+    if not f.any():  # the grid as embedded: whole rows, the same values without the arithmetic
+        return running[i]
     return running[i] * (1.0 - f) + running[i + 1] * f
 
 
