@@ -26,8 +26,9 @@ from pipeline.errors import InputError
 CHALLENGE_WORD_COUNT: Final = 4
 
 #: English challenge words by stressed vowel. Homophones, numbers, words with two
-#: spellings (harbor/harbour), words that are part of how dates are said, and 49 words
-#: Whisper tiny.en misheard at least once in the packaged Piper voice are left out.
+#: spellings (harbor/harbour), words that are part of how dates are said, and 51 words
+#: Whisper tiny.en misheard at least once in the packaged Piper voice are left out
+#: ("pilot" and "island" each once in 138 scripts, measured after resampling moved to libsoxr).
 _EN_WORDS: Final[Mapping[str, tuple[str, ...]]] = {
     "ae": ("apple", "basket", "candle", "lantern", "rabbit", "saddle", "cactus", "camel"),
     "eh": ("melon", "pebble", "helmet", "penguin", "lemon", "velvet", "jelly", "shelter"),
@@ -36,7 +37,7 @@ _EN_WORDS: Final[Mapping[str, tuple[str, ...]]] = {
     "uh": ("bucket", "muffin", "trumpet", "bubble"),
     "ee": ("needle", "eagle", "meeting", "teacher", "season"),
     "ay": ("table", "paper", "bacon", "cradle", "razor", "sailor", "raven", "painter", "crayon", "station"),
-    "eye": ("spider", "pilot", "island", "diamond", "bicycle", "violin"),
+    "eye": ("spider", "diamond", "bicycle", "violin"),
     "oh": ("ocean", "motor", "robot", "photo", "toaster", "soldier", "polar"),
     "oo": ("noodle", "rooster", "scooter", "ruby", "balloon", "igloo"),
     "ow": ("mountain", "tower", "fountain", "cowboy"),
