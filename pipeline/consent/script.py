@@ -28,7 +28,7 @@ CHALLENGE_WORD_COUNT: Final = 4
 #: English challenge words by stressed vowel. Homophones, numbers, words with two
 #: spellings (harbor/harbour), words that are part of how dates are said, and 51 words
 #: Whisper tiny.en misheard at least once in the packaged Piper voice are left out
-#: ("pilot" and "island" each once in 138 scripts, measured after resampling moved to libsoxr).
+#: ("pilot" once and "island" twice in 138 scripts, measured after resampling moved to libsoxr).
 _EN_WORDS: Final[Mapping[str, tuple[str, ...]]] = {
     "ae": ("apple", "basket", "candle", "lantern", "rabbit", "saddle", "cactus", "camel"),
     "eh": ("melon", "pebble", "helmet", "penguin", "lemon", "velvet", "jelly", "shelter"),
