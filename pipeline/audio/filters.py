@@ -73,22 +73,7 @@ def correlate_valid(x: np.ndarray, template: np.ndarray) -> np.ndarray:
     n, m = len(x), len(template)
     if m > n:
         return np.empty(0)
-    size = _fast_length(n + m - 1)
+    size = 1 << (n + m - 2).bit_length()  # the power of two at least n + m - 1: a length the FFT takes quickly
     spectrum = np.fft.rfft(x, size) * np.fft.rfft(np.asarray(template)[::-1], size)
     return np.fft.irfft(spectrum, size)[m - 1:n]
 
-
-def _fast_length(n: int) -> int:
-    """The smallest 2^a·3^b·5^c at least n: a length the FFT takes quickly."""
-    best = 1 << max(n - 1, 0).bit_length()
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            p = p35
-            while p < n:
-                p *= 2
-            best = min(best, p)
-            p35 *= 3
-        p5 *= 5
-    return best

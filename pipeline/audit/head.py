@@ -115,11 +115,12 @@ def last_seq(s: Session) -> int:
 def advance(s: Session, key: Ed25519PrivateKey, org_public_key: bytes, before_seq: int) -> Head | None:
     """Move the head to the newest event inside the caller's transaction; None if there is nothing to sign.
 
-    `before_seq` is the last event before this transaction began. A missing head is made only for a log
-    that was empty before (a new workspace); otherwise it stays missing and every gate refuses.
+    `before_seq` is the last event before this transaction began. A transaction that recorded no event
+    (a heartbeat, a render's step) leaves the head as it was, unsigned again. A missing head is made only
+    for a log that was empty before (a new workspace); otherwise it stays missing and every gate refuses.
     """
     last = s.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
-    if last is None:
+    if last is None or last.seq == before_seq:
         return None
     old = stored_head(s)
     revocations, vetoes = revocation_items(s), veto_items(s)

@@ -550,10 +550,7 @@ def _band_matrix(b: float) -> np.ndarray:
 
 def _running(x: np.ndarray) -> np.ndarray:
     """Running sums along the first axis with a zero row on top: sum of rows [i, j) is r[j] − r[i]."""
-    out = np.empty((len(x) + 1, *x.shape[1:]))
-    out[0] = 0.0
-    np.cumsum(x, axis=0, dtype=np.float64, out=out[1:])
-    return out
+    return np.concatenate([np.zeros((1, *x.shape[1:])), np.cumsum(x, axis=0, dtype=np.float64)])
 
 
 def _at(running: np.ndarray, u: np.ndarray) -> np.ndarray:

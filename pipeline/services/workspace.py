@@ -206,8 +206,7 @@ class Workspace:
             with self.writes.begin() as session:
                 before = last_seq(session)
                 yield session
-                moved = last_seq(session) != before
-                head = audit.advance(session, self.org_key, self.org_public_key, before) if moved else None
+                head = audit.advance(session, self.org_key, self.org_public_key, before)
             if head is not None:  # the published copy; the database's own head is what gates read
                 write_head_file(self.head_path, head)
 
