@@ -165,6 +165,23 @@ def test_measure_sees_the_peak_between_samples() -> None:
     assert report.true_peak_dbtp - report.sample_peak_dbfs == pytest.approx(3.01, abs=0.05)
 
 
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("rate", [16_000, 22_050, 44_100, 48_000])
+def test_true_peaks_are_scipys_polyphase_reading_of_the_same_filter(rate: int, exact: bool) -> None:
+    """Each phase is an FFT convolution; the values are those of direct polyphase filtering."""
+    from scipy.signal import resample_poly
+
+    from pipeline.audio.loudness import _interpolator, _true_peaks, oversampling
+
+    samples = (np.random.default_rng(rate).standard_normal(rate) * 0.2).astype(np.float32)
+    factor = oversampling(rate)
+    window = _interpolator(factor, True) / factor if exact else ("kaiser", 5.0)  # the latter: scipy's own design
+    phases = resample_poly(samples, factor, 1, window=window).reshape(samples.size, factor)
+    expected = np.maximum(np.abs(phases).max(axis=1), np.abs(samples))
+    assert np.abs(_true_peaks(samples, rate, exact=exact) - expected).max() < 1e-5
+    assert np.count_nonzero(expected > np.abs(samples) * 1.01) > samples.size // 10  # peaks between samples are read
+
+
 def test_measure_counts_clipped_samples(speech_clip: Clip) -> None:
     samples, rate = _variant(speech_clip, "hot +12 dB clipped")
     report = measure(samples, rate)

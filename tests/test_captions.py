@@ -154,7 +154,7 @@ def test_captions_never_run_ahead_of_recognised_speech(piper_voice: tuple[Path, 
 
     sentences = ["Our message today is simple.", LONG_SENTENCE, "Thank you for listening."]
     audio, rate, timeline = synthesise(sentences, piper_voice)
-    words = Transcriber().load().transcribe(audio, rate).words
+    words = Transcriber().load().transcribe(audio, rate, word_timings=True).words
     captions = build_captions(timeline, words, lang="en")
     assert len(captions) >= 5
 

@@ -87,7 +87,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory, piper_voice: tuple[Path, Path
     audio, rate, timeline = synthesise(SENTENCES, piper_voice)
     marked, _score = presence.embed_and_verify(audio, rate)
     wav = export_clip(marked, rate, "wav", tmp_path_factory.mktemp("clip") / "clip.wav", labels_for("en"))
-    words = Transcriber().load().transcribe(marked, rate).words
+    words = Transcriber().load().transcribe(marked, rate, word_timings=True).words
     return Clip(wav, marked, rate, timeline, build_captions(timeline, words, lang="en"))
 
 

@@ -52,8 +52,9 @@ SILENCE_LUFS: Final = -70.0
 _EXACT_TAPS_PER_PHASE: Final = 64
 """Interpolation filter length for the final true-peak check and for `measure`: within 0.01 dB of a
 400-tap filter on a 10 kHz burst at 22.05 kHz, where scipy's default (10 taps per phase) read
-0.15 dB low and left ffmpeg reading above the ceiling. Six times slower, so the limiter's own
-passes use the default and this long filter checks the result once."""
+0.15 dB low and left ffmpeg reading above the ceiling. The limiter's own passes keep scipy's
+default filter: shaped by the exact reading, the limiter's gain curve left ffmpeg's meter (which
+overshoots near Nyquist) reading 0.3 dB above it, where a final uniform gain reads under."""
 
 _LIMITER_LOOKAHEAD_S: Final = 0.005
 """Gain reduction ramps in over this time before a peak, so there is no hard edge."""
@@ -192,27 +193,37 @@ def _gain_and_limit(
 def _true_peaks(audio: np.ndarray, sample_rate: int, *, exact: bool = False) -> np.ndarray:
     """Per-sample true peak: the largest oversampled magnitude from each sample to the next.
 
-    Polyphase interpolation by `oversampling(sample_rate)`, as BS.1770-4 Annex 2; `exact` uses
-    the long filter (`_EXACT_TAPS_PER_PHASE`). float32 is ample for a peak reading and halves
-    the time of the filter.
+    Polyphase interpolation by `oversampling(sample_rate)`, as BS.1770-4 Annex 2: phase p is the
+    signal convolved with every factor-th tap from p, which reads the signal p/factor of a sample
+    after each sample (the same values as `scipy.signal.resample_poly` with this filter). `exact`
+    uses the long filter (`_EXACT_TAPS_PER_PHASE`), else scipy's default. The FFT makes the long
+    filter as cheap as the short one (0.12 s for 76 s at 48 kHz, against 1.7 s by direct polyphase
+    filtering). float32 is ample for a peak reading and halves the time of the convolutions.
     """
-    from scipy.signal import resample_poly
+    from scipy.signal import oaconvolve
 
     factor = oversampling(sample_rate)
-    window = _interpolator(factor) if exact else ("kaiser", 5.0)  # scipy's default filter
-    phases = resample_poly(audio.astype(np.float32), factor, 1, window=window).reshape(audio.size, factor)
+    taps = _interpolator(factor, exact)
+    half = taps.size // 2
+    signal = audio.astype(np.float32)
     peaks = np.abs(audio).astype(np.float64)
-    for phase in range(factor):  # column by column: numpy is slow at max over a short axis
-        np.maximum(peaks, np.abs(phases[:, phase]), out=peaks)
+    for phase in range(factor):
+        first = -((phase + half) // factor)  # the phase's earliest tap, in samples relative to the output
+        phase_taps = taps[phase + half + first * factor::factor].astype(np.float32)
+        values = oaconvolve(signal, phase_taps)[-first:-first + signal.size]
+        np.maximum(peaks, np.abs(values), out=peaks)
     return peaks
 
 
 @functools.cache
-def _interpolator(factor: int) -> np.ndarray:
-    """The exact true-peak interpolation filter: long, so content close to Nyquist reads at its level."""
+def _interpolator(factor: int, exact: bool) -> np.ndarray:
+    """The true-peak interpolation filter, scaled for zero-stuffed input. The exact one is long, so
+    that content close to Nyquist reads at its level; the other is `scipy.signal.resample_poly`'s
+    default design."""
     from scipy.signal import firwin
 
-    return firwin(2 * _EXACT_TAPS_PER_PHASE * factor + 1, 1 / factor, window=("kaiser", 8.6))
+    taps_per_phase, beta = (_EXACT_TAPS_PER_PHASE, 8.6) if exact else (10, 5.0)
+    return factor * firwin(2 * taps_per_phase * factor + 1, 1 / factor, window=("kaiser", beta))
 
 
 def _limiter_gain(peaks: np.ndarray, sample_rate: int, ceiling: float) -> np.ndarray:

@@ -102,15 +102,14 @@ def read_marks(samples: np.ndarray, rate: int, presence: Any, mark: Any) -> tupl
 
 
 def export_signed(audio: np.ndarray, folder: Path, stem: str, labels: ClipLabels, manifest: Mapping[str, Any],
-                  identity: Any, formats: tuple[str, ...] = AUDIO_FORMATS, *, m4a_from_ogg: bool = False
-                  ) -> dict[str, Path]:
+                  identity: Any, formats: tuple[str, ...] = AUDIO_FORMATS) -> dict[str, Path]:
     """Each of `formats` (every audio format by default), labelled and signed; Ogg (which cannot embed a
     manifest) gets an ``ogg.c2pa`` sidecar.
 
     The formats are encoded at once, one thread each: the work is in ffmpeg
     processes and the C2PA library, so they spread over the machine's cores.
-    `m4a_from_ogg` (a personal copy): the M4A takes the Ogg's Opus packets instead of a second Opus
-    encode of the same samples (`export.formats.remux_opus_to_m4a`).
+    Beside an Ogg, the M4A takes the Ogg's Opus packets instead of a second Opus encode of the same
+    samples (`export.formats.remux_opus_to_m4a`), so the marks read back from the Ogg are the M4A's.
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -131,7 +130,7 @@ def export_signed(audio: np.ndarray, folder: Path, stem: str, labels: ClipLabels
         fmt = ExportFormat.M4A
         return {fmt.value: remux_opus_to_m4a(source, folder / f"{stem}{fmt.extension}", labels, seal=seal_for(fmt))}
 
-    remux = m4a_from_ogg and "ogg" in formats and "m4a" in formats
+    remux = "ogg" in formats and "m4a" in formats
     files: dict[str, Path] = {}
     with ThreadPoolExecutor(max(1, len(formats)), thread_name_prefix="export") as pool:
         jobs = {f: pool.submit(one, ExportFormat(f)) for f in formats if not (remux and f == "m4a")}

@@ -239,8 +239,7 @@ def _make(ws: Workspace, clip_id: int, premaster_sha: str, delivery: int, format
         sound = write_premaster(audio, folder / f"{stem}.sound.wav") if videos else None
         jobs = {fmt: pool.submit(_video_copy, ws, clip_id, fmt, sound, folder / f"{stem}.{fmt}.mp4", context,
                                  manifest, identity) for fmt in videos}
-        files = export_signed(audio, folder, stem, context.labels, manifest, identity, audio_formats,
-                              m4a_from_ogg=True)  # one Opus encode for both
+        files = export_signed(audio, folder, stem, context.labels, manifest, identity, audio_formats)
         files.update({fmt: job.result() for fmt, job in jobs.items()})  # re-raises a failed video
         # Both marks from the lossy audio (Ogg Opus first: the harder codec); a video made beside it
         # from the same samples is read for the recipient's serial, or for both marks if it stands alone.

@@ -255,6 +255,10 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, too
 
     progress("loudness")
     speech = normalise(speech, MASTER_RATE, target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
+    # Speech recognition of the message runs beside everything from here to the export (the marks
+    # are inaudible, so it hears the same words in the speech before marking, and the watermark
+    # stage leaves a core free); its gate is checked before anything is registered.
+    heard = _pool().submit(_asr_gate, tools, speech, job.text, lang, ws.config.recognisers)
 
     progress("disclosure")
     disclosure_at = cfg.disclosure
@@ -288,7 +292,9 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, too
     progress("watermark")
     presence = tools.presence_mark()
     mark = payload_mark(ws)
-    premaster, _ = presence.embed_and_verify(audio, MASTER_RATE)  # every recipient's copy is marked from this
+    # Every recipient's copy is marked from the premaster. Its presence mark is read where it matters:
+    # on the final samples below (at the embedding threshold) and in the Ogg export.
+    premaster = presence.embed(audio, MASTER_RATE)
     audio, marks = mark_serial(premaster, clip_serial(clip_id), presence, mark, target_lufs=cfg.target_lufs,
                                true_peak_dbtp=cfg.true_peak_dbtp)
 
@@ -305,11 +311,6 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, too
         "engine": engine.name,
         "device": engine.device,
     }
-    # Speech recognition runs beside the export (they only read the marked audio); its gate is
-    # checked before anything is registered.
-    heard = _pool().submit(_asr_gate, tools, audio[speech_offset:speech_offset + len(speech)], job.text, lang,
-                           ws.config.recognisers)
-
     progress("export")
     notices = ai_notices(lang, owner=job.owner, organisation=ws.config.organisation)
     labels = ClipLabels(

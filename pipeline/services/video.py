@@ -113,7 +113,7 @@ def _captions(master: Path, timeline: list[dict[str, Any]], lang: str, tools: An
     from pipeline.export.probe import decode
     from pipeline.quality.asr import supports
 
-    words = tools.asr().transcribe(*decode(master)).words if supports(lang) else None
+    words = tools.asr().transcribe(*decode(master), word_timings=True).words if supports(lang) else None
     return build_captions(timeline, words, lang=lang)
 
 
