@@ -12,7 +12,8 @@ audit log as `voxgate.verify.checked`, by "public" unless a user is named.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -52,6 +53,9 @@ PRESENCE_S: Final = 60
 MAX_SEARCH_WINDOWS: Final = 60  # ~50 ms each: the search costs at most ~3 s, whatever the file's length
 _PROVEN_WHOLE: Final = "not needed: the file is proven whole by its bytes or its content credentials"
 MARK_WINDOW_S: Final = 4  # the payload mark needs 4 s to read (payload.MIN_DURATION_S): its windows' length
+MASTERS_KEPT: Final = 4
+"""Masters a process keeps decoded (16 kHz, ~4 MB a minute): a portal worker checks copies of the same
+few released clips again and again, and a digest names the same samples for ever."""
 _LABEL_TAGS: Final = (AI_GENERATED_TAG.lower(), CLIP_ID_TAG.lower(), "voxgate_statement", "voxgate_voice")
 
 
@@ -212,8 +216,7 @@ def _judge(ws: Workspace, path: Path, digest: str, tags: dict[str, str], credent
         rows = {clip: row for clip in sorted(named) if (row := s.get(ClipRow, clip)) is not None}
         facts = {clip: _facts(s, ws, row) for clip, row in rows.items()}
         masters = {clip: row.audio_sha256 for clip, row in rows.items() if row.audio_sha256}
-    content = {clip: match.match_audio(x16, decode(ws.files.open_checked(sha), match.RATE)[0])
-               for clip, sha in masters.items() if clip not in intact}
+    content = {clip: match.match_audio(x16, _master(ws, sha)) for clip, sha in masters.items() if clip not in intact}
     marks: tuple[int | None, ...] = ()
     if payload is not None and payload.serial is not None and payload.serial not in intact:
         found = content.get(payload.serial)
@@ -239,6 +242,25 @@ def _judge(ws: Workspace, path: Path, digest: str, tags: dict[str, str], credent
                             "credentials": credentials.status.value,
                             "delivery": verdict.trace.delivery if verdict.trace else None}, now=now)
     return VerifyReport(path, digest, tags, credentials, evidence, verdict, clip, notes)
+
+
+_masters: OrderedDict[str, np.ndarray] = OrderedDict()
+_masters_lock = threading.Lock()
+
+
+def _master(ws: Workspace, digest: str) -> np.ndarray:
+    """The master with this digest at the match's rate, decoded from the store once its bytes are checked."""
+    with _masters_lock:
+        if (kept := _masters.get(digest)) is not None:
+            _masters.move_to_end(digest)
+            return kept
+    samples = decode(ws.files.open_checked(digest), match.RATE)[0]
+    samples.flags.writeable = False  # shared by every check that reads it
+    with _masters_lock:
+        _masters[digest] = samples
+        while len(_masters) > MASTERS_KEPT:
+            _masters.popitem(last=False)
+    return samples
 
 
 def _silent_seconds(x16: np.ndarray) -> tuple[bool, ...]:
