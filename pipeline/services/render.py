@@ -255,9 +255,9 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, too
 
     progress("loudness")
     speech = normalise(speech, MASTER_RATE, target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
-    # Speech recognition of the message runs beside everything from here to the export (the marks
-    # are inaudible, so it hears the same words in the speech before marking, and the watermark
-    # stage leaves a core free); its gate is checked before anything is registered.
+    # Speech recognition of the message runs beside everything from here to the export: the marks
+    # are inaudible, so it hears the same words in the speech before marking. Its gate is checked
+    # before anything is registered.
     heard = _pool().submit(_asr_gate, tools, speech, job.text, lang, ws.config.recognisers)
 
     progress("disclosure")
