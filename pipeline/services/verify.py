@@ -11,9 +11,9 @@ audit log as `voxgate.verify.checked`, by "public" unless a user is named.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -38,6 +38,7 @@ from pipeline.services.review import approvals_of, verifier
 from pipeline.services.voices import signatures_of, witness_only
 from pipeline.services.workspace import Workspace
 from pipeline.domain.serials import parse_serial
+from pipeline.store.files import BlobStore
 from pipeline.store.models import ClipFileRow, ClipRow, ConsentRow, DeliveryFileRow, DeliveryRow, StatementRow, VoiceRow
 from pipeline.verify import match
 from pipeline.verify.verdict import PREMASTER_FORMAT, ClipFacts, Evidence, Outcome, PayloadReading, Trace, Verdict, decide
@@ -216,7 +217,8 @@ def _judge(ws: Workspace, path: Path, digest: str, tags: dict[str, str], credent
         rows = {clip: row for clip in sorted(named) if (row := s.get(ClipRow, clip)) is not None}
         facts = {clip: _facts(s, ws, row) for clip, row in rows.items()}
         masters = {clip: row.audio_sha256 for clip, row in rows.items() if row.audio_sha256}
-    content = {clip: match.match_audio(x16, _master(ws, sha)) for clip, sha in masters.items() if clip not in intact}
+    content = {clip: match.match_audio(x16, _master(ws.files, sha)) for clip, sha in masters.items()
+               if clip not in intact}
     marks: tuple[int | None, ...] = ()
     if payload is not None and payload.serial is not None and payload.serial not in intact:
         found = content.get(payload.serial)
@@ -244,22 +246,11 @@ def _judge(ws: Workspace, path: Path, digest: str, tags: dict[str, str], credent
     return VerifyReport(path, digest, tags, credentials, evidence, verdict, clip, notes)
 
 
-_masters: OrderedDict[str, np.ndarray] = OrderedDict()
-_masters_lock = threading.Lock()
-
-
-def _master(ws: Workspace, digest: str) -> np.ndarray:
+@functools.lru_cache(maxsize=MASTERS_KEPT)
+def _master(files: BlobStore, digest: str) -> np.ndarray:
     """The master with this digest at the match's rate, decoded from the store once its bytes are checked."""
-    with _masters_lock:
-        if (kept := _masters.get(digest)) is not None:
-            _masters.move_to_end(digest)
-            return kept
-    samples = decode(ws.files.open_checked(digest), match.RATE)[0]
+    samples = decode(files.open_checked(digest), match.RATE)[0]
     samples.flags.writeable = False  # shared by every check that reads it
-    with _masters_lock:
-        _masters[digest] = samples
-        while len(_masters) > MASTERS_KEPT:
-            _masters.popitem(last=False)
     return samples
 
 
