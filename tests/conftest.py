@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import os
+import shutil
 from importlib import resources
 from pathlib import Path
 
@@ -112,17 +113,39 @@ def module_database_url(request: pytest.FixtureRequest, db_kind: str) -> str | N
     return None if db_kind == "sqlite" else request.getfixturevalue("pg_cluster").new_database()
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, database_url: str | None):
-    """A fresh workspace (SQLite in WAL mode, or PostgreSQL) with one user per role and the demo voice."""
+def new_workspace(home: Path, database_url: str | None = None):
+    """A workspace at `home` (SQLite in WAL mode, or PostgreSQL) with one user per role and the demo voice."""
     from pipeline.services.users import add_user_from_keys
     from pipeline.services.voices import add_voice
     from pipeline.services.workspace import init_workspace, utcnow
 
-    ws, _ = init_workspace(tmp_path / "ws", ORG, now=utcnow(), database_url=database_url)
+    ws, _ = init_workspace(home, ORG, now=utcnow(), database_url=database_url)
     for name, role in PEOPLE.items():
         add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
     add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
+    return ws
+
+
+@pytest.fixture(scope="session")
+def sqlite_workspace_template(tmp_path_factory: pytest.TempPathFactory, personal_keys: Path) -> Path:
+    """One embedded workspace made for the session, closed; each test's SQLite workspace is a copy of its folder
+    (the same keys and secrets, its own store), which costs a tenth of making one."""
+    home = tmp_path_factory.mktemp("template") / "ws"
+    new_workspace(home).engine.dispose()
+    return home
+
+
+@pytest.fixture
+def workspace(request: pytest.FixtureRequest, tmp_path: Path, database_url: str | None):
+    """A fresh workspace (SQLite in WAL mode, or PostgreSQL) with one user per role and the demo voice."""
+    from pipeline.services.workspace import open_workspace
+
+    if database_url is None:
+        home = tmp_path / "ws"
+        shutil.copytree(request.getfixturevalue("sqlite_workspace_template"), home)
+        ws = open_workspace(home)
+    else:
+        ws = new_workspace(tmp_path / "ws", database_url)
     yield ws
     ws.engine.dispose()  # PostgreSQL: give the connections back before the next test opens its own
 
