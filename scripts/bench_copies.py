@@ -105,7 +105,7 @@ def main() -> None:
     )
     from pipeline.services.copy_jobs import PREPARED_FORMATS, copy_job_id, job_states
     from pipeline.services.copy_worker import CopyWorker
-    from pipeline.services.deliveries import prepare_copies
+    from pipeline.services.deliveries import COPY_PRESENCE_EXCERPT_S, prepare_copies
     from pipeline.services.video import ensure_derived, release_context
     from pipeline.store.models import ClipRow, DeliveryFileRow
 
@@ -141,6 +141,7 @@ def main() -> None:
         with ws.sessions() as s:
             clip = s.get(ClipRow, clip_id)
             premaster_sha, duration = clip.premaster_sha256, clip.figures["duration_s"]
+            strength = clip.figures["payload_strength"]
         t0 = time.perf_counter()
         ensure_derived(ws, clip_id, "mp4-vertical", tools, now=utcnow())  # the picture: once per clip
         picture_s = time.perf_counter() - t0
@@ -157,6 +158,7 @@ def main() -> None:
         rows: list[tuple[str, float, float | None]] = []  # (stage, seconds, baseline seconds)
         decode_s, premaster = timed(lambda: read_premaster(premaster_path), repeat)
         mark_s, (marked, _) = timed(lambda: mark_serial(premaster, serial, presence, mark, read_back=False,
+                                                          strength=strength,
                                                           target_lufs=settings["target_lufs"],
                                                           true_peak_dbtp=settings["true_peak_dbtp"]), repeat)
         from pipeline.services.copies import read_marks
@@ -190,7 +192,8 @@ def main() -> None:
             picture, sound, work / "copy.mp4", shape="mp4-vertical", labels=context.labels,
             seal=lambda path: embed_credentials(path, VIDEO_MIME, manifest, identity)), repeat)
         rows.append(("mp4-vertical: remux picture + AAC, label, sign", video_s, bare["mp4-vertical"]))
-        check_ogg_s, _ = timed(lambda: check_marks_in(work / "copy.ogg", serial, presence, mark, "ogg"), repeat)
+        check_ogg_s, _ = timed(lambda: check_marks_in(work / "copy.ogg", serial, presence, mark, "ogg",
+                                                      COPY_PRESENCE_EXCERPT_S), repeat)
         check_mp4_s, _ = timed(lambda: check_marks_in(work / "copy.mp4", serial, None, mark, "mp4"), repeat)
         prepared_bare = sum(bare[f] for f in PREPARED_FORMATS)
 
@@ -222,9 +225,10 @@ def main() -> None:
     for col in ("stage", "seconds", "baseline s", "× baseline"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     shared = [("decode the premaster (once)", decode_s),
-              ("mark: payload embed + verify, final loudness pass, true-peak gate", mark_s),
+              ("mark: payload embed at the render's strength, final loudness pass, true-peak gate", mark_s),
               ("(not done for a copy) both marks read from the exact samples", exact_s),
-              ("check both marks in the Ogg", check_ogg_s), ("check the serial in the video's audio", check_mp4_s)]
+              ("check the Ogg: serial (whole), presence (10 s)", check_ogg_s),
+              ("check the serial in the video's audio", check_mp4_s)]
     for name, t in shared:
         table.add_row(name, f"{t:.2f}", f"{prepared_bare:.2f}", f"{t / prepared_bare:.2f}")
     for name, t, b in rows:

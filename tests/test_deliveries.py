@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner
@@ -14,7 +17,9 @@ from pipeline.cli.main import app as cli
 from pipeline.domain.serials import DELIVERY_BASE, clip_serial, delivery_serial, parse_serial
 from pipeline.errors import ConsentError, InputError, ProvenanceError
 from pipeline.services import clips
-from pipeline.services.deliveries import deliveries_of
+from pipeline.provenance.payload import MAX_STRENGTH, PayloadMark
+from pipeline.services.copies import MASTER_RATE, check_marks_in, mark_serial
+from pipeline.services.deliveries import COPY_PRESENCE_EXCERPT_S, deliveries_of
 from pipeline.services.tools import Tools
 from pipeline.services.workspace import utcnow
 from pipeline.store.models import ClipRow
@@ -35,6 +40,58 @@ def test_clip_and_delivery_serials_never_overlap() -> None:
 def test_serials_out_of_range_are_refused(make, value) -> None:
     with pytest.raises(InputError):
         make(value)
+
+
+# --- a copy's marks -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def speech(speech_clip):
+    """About 24 s of speech at the master rate and loudness, not marked."""
+    from pipeline.audio.loudness import normalise
+    from pipeline.audio.mix import resample
+
+    samples, rate = speech_clip
+    return normalise(resample(np.tile(samples, 4), rate, MASTER_RATE), MASTER_RATE)
+
+
+@pytest.fixture(scope="module")
+def premaster(speech):
+    """The speech presence-marked, as a render leaves its premaster."""
+    return Tools().presence_mark().embed(speech, MASTER_RATE)
+
+
+def opus(samples: np.ndarray, path: Path) -> Path:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "f32le", "-ar", str(MASTER_RATE), "-ac", "1", "-i", "pipe:0",
+                    "-c:a", "libopus", "-b:a", "32k", str(path)], input=samples.astype("<f4").tobytes(), check=True)
+    return path
+
+
+@pytest.mark.slow
+def test_a_copy_marked_at_its_renders_strength_is_the_copy_a_read_back_would_make(premaster) -> None:
+    """A copy skips the read-back after embedding by taking the strength its render's read-back chose."""
+    presence, mark = Tools().presence_mark(), PayloadMark(b"k" * 32)
+    verified, figures = mark_serial(premaster, 7, presence, mark, target_lufs=-16, true_peak_dbtp=-1.5)
+    at_once, _ = mark_serial(premaster, 7, presence, mark, target_lufs=-16, true_peak_dbtp=-1.5, read_back=False,
+                             strength=figures["payload_strength"])
+    assert figures["payload_strength"] == MAX_STRENGTH  # plain speech: the first strength read back
+    assert np.array_equal(verified, at_once)
+
+
+@pytest.mark.slow
+def test_a_copys_ogg_is_read_for_both_marks_and_refused_without_either(speech, premaster, tmp_path) -> None:
+    """The presence mark is read from ten seconds in the middle of a copy's Ogg, the serial from all of it."""
+    from pipeline.audio.loudness import normalise
+
+    presence, mark = Tools().presence_mark(), PayloadMark(b"k" * 32)
+    copy, _ = mark_serial(premaster, 7, presence, mark, target_lufs=-16, true_peak_dbtp=-1.5, read_back=False)
+    read = check_marks_in(opus(copy, tmp_path / "copy.ogg"), 7, presence, mark, "copy", COPY_PRESENCE_EXCERPT_S)
+    assert read["presence_score"] >= 0.9 and read["payload_confidence"] > 30
+    with pytest.raises(ProvenanceError, match="payload watermark"):
+        check_marks_in(tmp_path / "copy.ogg", 8, presence, mark, "copy", COPY_PRESENCE_EXCERPT_S)
+    no_presence = normalise(mark.embed(speech, MASTER_RATE, 7), MASTER_RATE)  # a serial, but no presence mark
+    with pytest.raises(ProvenanceError, match="presence watermark"):
+        check_marks_in(opus(no_presence, tmp_path / "unmarked.ogg"), 7, presence, mark, "copy", COPY_PRESENCE_EXCERPT_S)
 
 
 # --- personal copies on a real workspace ---------------------------------------------------------

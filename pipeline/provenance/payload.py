@@ -168,6 +168,8 @@ class Detection:
     time_scale: float = 1.0
     #: How much higher its frequencies are (1.122 after a pitch shift of +2 semitones or speed 1.122).
     frequency_scale: float = 1.0
+    #: The `max_strength` the mark was embedded at, when `embed_and_verify` read it back.
+    strength: float | None = None
 
 
 def derive_key(workspace_secret: bytes, purpose: str = "payload-v1") -> bytes:
@@ -284,7 +286,7 @@ class PayloadMark:
             if found.payload == payload and found.confidence >= margin:
                 log.info("Payload mark embedded and verified (serial %d, strength %.2f, confidence %.1f)",
                          payload, strength, found.confidence)
-                return marked, found
+                return marked, replace(found, strength=strength)
             log.info("Payload mark too weak at strength %.2f (confidence %.1f); trying stronger",
                      strength, found.confidence)
         read = "nothing" if found.payload is None else f"serial {found.payload}"

@@ -55,18 +55,29 @@ def payload_mark(ws: Workspace) -> Any:
 
 
 def mark_serial(premaster: np.ndarray, serial: int, presence: Any, mark: Any, *, target_lufs: float,
-                true_peak_dbtp: float, read_back: bool = True) -> tuple[np.ndarray, dict[str, float]]:
+                true_peak_dbtp: float, read_back: bool = True,
+                strength: float | None = None) -> tuple[np.ndarray, dict[str, float]]:
     """The premaster with `serial` in its payload mark, at final loudness; true peak and both marks checked.
 
-    `read_back=False` leaves out reading both marks from these exact samples: for a personal copy
-    whose lossy file is read back for both marks anyway (`check_marks_in`), a harder test of the same
-    samples, so the copy costs one presence detection instead of two. The figures then lack the scores.
+    The payload mark is read back right after embedding, and embedded stronger where it reads weakly
+    (`embed_and_verify`); the figures keep the strength it took (`payload_strength`).
+
+    A personal copy whose lossy file is read back for both marks (`check_marks_in`, a harder test of
+    the same samples) skips both readings here: `read_back=False` leaves out reading both marks from
+    the final samples (the figures then lack the scores), and `strength`, the one its clip's render
+    took on the same premaster, embeds at once without the read-back after embedding.
     """
+    from dataclasses import replace
+
     from pipeline.audio.loudness import measure, normalise
     from pipeline.provenance.payload import DEFAULT_MARGIN
     from pipeline.provenance.presence import DEFAULT_EMBED_THRESHOLD
 
-    audio, _ = mark.embed_and_verify(premaster, MASTER_RATE, serial)
+    if strength is None:
+        audio, embedded = mark.embed_and_verify(premaster, MASTER_RATE, serial)
+        strength = embedded.strength
+    else:
+        audio = replace(mark, max_strength=strength).embed(premaster, MASTER_RATE, serial)
     # The marks add energy; the final limiter pass keeps the true-peak ceiling, and both marks are
     # detected again on exactly the samples that will be exported.
     audio = normalise(audio, MASTER_RATE, target_lufs=target_lufs, true_peak_dbtp=true_peak_dbtp)
@@ -88,15 +99,17 @@ def mark_serial(premaster: np.ndarray, serial: int, presence: Any, mark: Any, *,
             f"(ceiling {true_peak_dbtp} dBTP); nothing was registered."
         )
     return audio, {"integrated_lufs": round(loud.integrated_lufs, 2), "true_peak_dbtp": round(loud.true_peak_dbtp, 2),
-                   **figures}
+                   "payload_strength": strength, **figures}
 
 
-def read_marks(samples: np.ndarray, rate: int, presence: Any, mark: Any) -> tuple[float, Any]:
-    """(presence score, payload reading) of `samples`, the two detectors run at once (torch and numpy, two cores)."""
+def read_marks(samples: np.ndarray, rate: int, presence: Any, mark: Any,
+               presence_samples: np.ndarray | None = None) -> tuple[float, Any]:
+    """(presence score, payload reading) of `samples` (the presence mark of `presence_samples` where given),
+    the two detectors run at once (torch and numpy, two cores)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1, thread_name_prefix="presence") as pool:
-        score = pool.submit(presence.detect, samples, rate)
+        score = pool.submit(presence.detect, samples if presence_samples is None else presence_samples, rate)
         found = mark.detect(samples, rate)
         return score.result(), found
 
@@ -141,11 +154,15 @@ def export_signed(audio: np.ndarray, folder: Path, stem: str, labels: ClipLabels
     return files
 
 
-def check_marks_in(path: Path, serial: int, presence: Any, mark: Any, what: str) -> dict[str, float]:
+def check_marks_in(path: Path, serial: int, presence: Any, mark: Any, what: str,
+                   presence_excerpt_s: float | None = None) -> dict[str, float]:
     """Both marks read from an encoded file (the lossy export a messaging app carries, a video's audio).
 
     `presence=None` reads the payload mark only: for a file encoded from the same samples as
     another whose presence mark was read already (a copy's video beside its Ogg Opus, the harder codec).
+    `presence_excerpt_s` reads the presence mark from that many seconds in the middle of the file
+    only: for a personal copy, whose premaster's presence mark its render read from a whole file
+    made the same way (the payload, each copy's own, is always read from the whole file).
     """
     from pipeline.export.probe import decode
     from pipeline.provenance.presence import DEFAULT_PRESENCE_THRESHOLD
@@ -154,7 +171,11 @@ def check_marks_in(path: Path, serial: int, presence: Any, mark: Any, what: str)
     if presence is None:
         score, found = None, mark.detect(samples, rate)
     else:
-        score, found = read_marks(samples, rate, presence, mark)
+        excerpt = samples
+        if presence_excerpt_s is not None and len(samples) > presence_excerpt_s * rate:
+            start = (len(samples) - int(presence_excerpt_s * rate)) // 2
+            excerpt = samples[start:start + int(presence_excerpt_s * rate)]
+        score, found = read_marks(samples, rate, presence, mark, presence_samples=excerpt)
     if score is not None and score < DEFAULT_PRESENCE_THRESHOLD:
         raise ProvenanceError(f"The presence watermark was not detected in the {what} (score {score:.2f}).")
     if found.payload != serial:

@@ -57,6 +57,11 @@ from pipeline.services.workspace import Workspace
 from pipeline.store.models import ClipFileRow, ClipRow, DeliveryFileRow, DeliveryRow
 from pipeline.store.scratch import job_folder
 
+#: A copy's presence mark is read from this many seconds in the middle of its Ogg Opus: its render read the
+#: premaster's from a whole Ogg made the same way, and one Perth detection of a whole minute cost a copy more
+#: than its Opus encode. Each copy's own mark, the payload with its serial, is read from the whole file.
+COPY_PRESENCE_EXCERPT_S: Final = 10.0
+
 
 class KeyedLocks:
     """One lock per key, made on first use: requests for the same thing wait, for different things not."""
@@ -104,14 +109,14 @@ def personal_copy(ws: Workspace, clip_id: int, fmt: str, recipient: str, *, now:
         with _MAKING.held(("derived", clip_id, fmt)):
             ensure_derived(ws, clip_id, fmt, tools, now=now, progress=progress)  # returns at once if made
         return Copy(_required(_clip_file(ws, clip_id, fmt), clip_id, fmt), None, None)
-    premaster = _premaster(ws, clip_id)  # before anything is registered for a clip that cannot be marked
+    premaster, strength = _premaster(ws, clip_id)  # before anything is registered for a clip that cannot be marked
     delivery = _delivery(ws, clip_id, recipient, now)
     with _MAKING.held(("delivery", delivery)):
         if (found := _registered(ws, delivery, fmt)) is not None:  # made while we waited for the lock
             return found
         # One mark makes every audio format the recipient lacks at once (encoded in parallel).
         missing = tuple(f for f in AUDIO_FORMATS if f not in _registered_formats(ws, delivery))
-        _make(ws, clip_id, premaster, delivery, tuple(dict.fromkeys((*missing, fmt))), tools, now, progress)
+        _make(ws, clip_id, premaster, strength, delivery, tuple(dict.fromkeys((*missing, fmt))), tools, now, progress)
     found = _registered(ws, delivery, fmt)
     if found is None:
         raise ProvenanceError(f"The {fmt} copy of clip {clip_id} for {recipient} was not registered; try again.")
@@ -130,12 +135,12 @@ def prepare_copies(ws: Workspace, clip_id: int, recipient: str, formats: tuple[s
     if unknown:
         raise ProvenanceError(f"No personal copy is made in {', '.join(unknown)}; "
                               f"choose from {', '.join((*AUDIO_FORMATS, *VIDEO_FORMATS))}.")
-    premaster = _premaster(ws, clip_id)
+    premaster, strength = _premaster(ws, clip_id)
     delivery = _delivery(ws, clip_id, recipient, now)
     with _MAKING.held(("delivery", delivery)):
         missing = tuple(f for f in formats if f not in _registered_formats(ws, delivery))
         if missing:
-            _make(ws, clip_id, premaster, delivery, missing, tools, now, None)
+            _make(ws, clip_id, premaster, strength, delivery, missing, tools, now, None)
     have = _registered_formats(ws, delivery)
     return {f: have[f] for f in formats if f in have}
 
@@ -196,17 +201,19 @@ def _required(digest: str | None, clip_id: int, fmt: str) -> str:
     return digest
 
 
-def _premaster(ws: Workspace, clip_id: int) -> str:
+def _premaster(ws: Workspace, clip_id: int) -> tuple[str, float | None]:
+    """The clip's premaster, and the payload-mark strength its render took on it (None for an older render)."""
     with ws.sessions() as s:
-        digest = s.get(ClipRow, clip_id).premaster_sha256
+        clip = s.get(ClipRow, clip_id)
+        digest, strength = clip.premaster_sha256, clip.figures.get("payload_strength")
     if digest is None:
         raise ProvenanceError(f"Clip {clip_id} was rendered before personal copies existed and has no premaster to "
                               "mark for a recipient; render its statement again to hand it out.")
-    return digest
+    return digest, strength
 
 
-def _make(ws: Workspace, clip_id: int, premaster_sha: str, delivery: int, formats: tuple[str, ...], tools: Any,
-          now: datetime, progress: Callable[[float], None] | None) -> None:
+def _make(ws: Workspace, clip_id: int, premaster_sha: str, strength: float | None, delivery: int,
+          formats: tuple[str, ...], tools: Any, now: datetime, progress: Callable[[float], None] | None) -> None:
     """Mark the premaster once with the delivery's serial; encode every one of `formats` from it in parallel.
 
     Audio formats are exported and signed as the render's are; a video takes the clip's picture
@@ -229,7 +236,8 @@ def _make(ws: Workspace, clip_id: int, premaster_sha: str, delivery: int, format
     audio, _ = mark_serial(read_premaster(ws.files.open_checked(premaster_sha)), serial, presence, mark,
                            target_lufs=context.provenance.settings["target_lufs"],
                            true_peak_dbtp=context.provenance.settings["true_peak_dbtp"],
-                           read_back=lossy is None and not videos)  # else read from the encoded files below
+                           read_back=lossy is None and not videos,  # else read from the encoded files below
+                           strength=None if lossy is None and not videos else strength)
     manifest = replace(context.provenance, payload_serial=serial).manifest()
     identity = load_identity(ws.c2pa_dir)
     stem = f"clip-{clip_id}-{delivery}"
@@ -245,7 +253,8 @@ def _make(ws: Workspace, clip_id: int, premaster_sha: str, delivery: int, format
         # from the same samples is read for the recipient's serial, or for both marks if it stands alone.
         checks = [(files[lossy], presence, f"{lossy} copy")] if lossy else []
         checks += [(files[f], None if lossy else presence, f"{f} audio") for f in videos]
-        for done in [pool.submit(check_marks_in, path, serial, reader, mark, what) for path, reader, what in checks]:
+        for done in [pool.submit(check_marks_in, path, serial, reader, mark, what, COPY_PRESENCE_EXCERPT_S)
+                     for path, reader, what in checks]:
             done.result()  # fail closed: nothing is registered unless every check passed
         _register(ws, clip_id, delivery, files, now)
 

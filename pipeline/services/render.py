@@ -337,6 +337,7 @@ def _produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, too
         figures.update(heard.result())  # the recogniser's verdict first: a failed gate is the reason to report
     figures["presence_score_ogg"] = forwarded["presence_score"]
     figures["payload_confidence"] = marks["payload_confidence"]
+    figures["payload_strength"] = marks["payload_strength"]  # each recipient's copy is marked as strongly
     figures["payload_confidence_ogg"] = forwarded["payload_confidence"]
     return figures, settings, labels.as_tags(), files
 
