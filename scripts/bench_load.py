@@ -30,17 +30,10 @@ sys.path.insert(0, str(REPO / "tests"))
 
 
 def build(root: Path, database_url: str | None):  # type: ignore[no-untyped-def]
-    from conftest import DEMO_VOICE, ORG, PEOPLE
-    from pipeline.services.users import add_user_from_keys
-    from pipeline.services.voices import add_voice
-    from pipeline.services.workspace import init_workspace, utcnow
+    from conftest import new_workspace  # one user per role and the demo voice, as the tests' workspaces
 
     root.mkdir(parents=True, exist_ok=True)
-    ws, _ = init_workspace(root / "ws", ORG, now=utcnow(), database_url=database_url)
-    for name, role in PEOPLE.items():
-        add_user_from_keys(ws, name, role, actor="ops", now=utcnow())
-    add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
-    return ws
+    return new_workspace(root / "ws", database_url)
 
 
 def render_with(ws, workers: int) -> tuple[float, list[str]]:  # type: ignore[no-untyped-def]
