@@ -36,6 +36,17 @@ def browser():
         b.close()
 
 
+#: How long a page waits for an element or a navigation: a verify form's answer waits for the check itself,
+#: which the portal bounds at 90 s, and on a small machine running other tests beside it took over 30 s.
+PAGE_TIMEOUT_MS = 120_000
+
+
+def new_page(browser, **options):  # noqa: ANN001, ANN201
+    page = browser.new_page(**options)
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    return page
+
+
 def assert_not_blank(path: Path) -> None:
     pixels = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
     assert pixels.std() > 10, f"{path} looks blank"
@@ -44,7 +55,7 @@ def assert_not_blank(path: Path) -> None:
 def test_sign_in_play_and_download(browser, released, tmp_path) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     with serving(released.ws.home) as url:
-        page = browser.new_page(accept_downloads=True)
+        page = new_page(browser, accept_downloads=True)
         page.goto(f"{url}/login")
         page.fill("#token", released.token)
         page.click("#signin")
@@ -79,7 +90,7 @@ def test_sign_in_play_and_download(browser, released, tmp_path) -> None:
 
 def test_wrong_token_shows_the_error(browser, released) -> None:
     with serving(released.ws.home) as url:
-        page = browser.new_page()
+        page = new_page(browser)
         page.goto(f"{url}/login")
         page.fill("#token", "vxg_not-a-real-token")
         page.click("#signin")
@@ -99,7 +110,7 @@ def test_public_verify_page_gives_the_verdict_for_an_upload(browser, released, t
     not_audio.write_text("this is text named like audio")
     before = set(Path(tempfile.gettempdir()).glob("voxgate-verify-*"))  # other runs' leftovers are not ours
     with serving(released.ws.home) as url:
-        page = browser.new_page()
+        page = new_page(browser)
         page.goto(f"{url}/verify")  # no sign-in: the page is public
         page.set_input_files("#file", str(authentic))
         page.click("#check")
@@ -135,7 +146,7 @@ def test_public_verify_page_draws_which_seconds_are_genuine(browser, released, t
                     "[a][b]concat=n=2:v=0:a=1", str(forged)], check=True)
     SHOTS.mkdir(parents=True, exist_ok=True)
     with serving(released.ws.home) as url:
-        page = browser.new_page()
+        page = new_page(browser)
         page.goto(f"{url}/verify")
         page.set_input_files("#file", str(forged))
         page.click("#check")
@@ -189,7 +200,7 @@ def test_public_verify_page_in_urdu_gives_every_reason_in_urdu(browser, released
             assert api["verdict"] == verdict, api
             english = api["reasons"]
             assert len(api["reason_keys"]) == len(english) >= 1 and all(re.search("[a-z]{3}", r) for r in english)
-            page = browser.new_page(viewport={"width": 390, "height": 844}, locale="ur-PK")
+            page = new_page(browser, viewport={"width": 390, "height": 844}, locale="ur-PK")
             page.goto(f"{url}/verify?lang=ur")
             page.set_input_files("#file", str(path))
             page.click("#check")

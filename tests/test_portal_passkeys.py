@@ -108,6 +108,7 @@ def invite(world, name: str, origin: str, by: str = "ops") -> str:
 def enrolled(browser, world, origin: str, name: str, viewport=None, link: str | None = None):  # noqa: ANN201
     """A new tab (a Page) with its own virtual authenticator (user verification on), registered from an invitation."""
     context = browser.new_context(viewport=viewport or {"width": 1100, "height": 900})
+    context.set_default_timeout(120_000)  # a page waiting on a busy machine's server is not a failure
     page = context.new_page()
     cdp = context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
