@@ -89,6 +89,9 @@ def test_a_copys_ogg_is_read_for_both_marks_and_refused_without_either(speech, p
     assert read["presence_score"] >= 0.9 and read["payload_confidence"] > 30
     with pytest.raises(ProvenanceError, match="payload watermark"):
         check_marks_in(tmp_path / "copy.ogg", 8, presence, mark, "copy", COPY_PRESENCE_EXCERPT_S)
+    with pytest.raises(ProvenanceError, match=r"presence watermark scored .* \(needs 1.01\)"):  # a render asks for more
+        check_marks_in(tmp_path / "copy.ogg", 7, presence, mark, "copy", COPY_PRESENCE_EXCERPT_S,
+                       presence_threshold=1.01)
     no_presence = normalise(mark.embed(speech, MASTER_RATE, 7), MASTER_RATE)  # a serial, but no presence mark
     with pytest.raises(ProvenanceError, match="presence watermark"):
         check_marks_in(opus(no_presence, tmp_path / "unmarked.ogg"), 7, presence, mark, "copy", COPY_PRESENCE_EXCERPT_S)

@@ -60,8 +60,8 @@ def test_render_release_export(workspace, tools, tmp_path) -> None:
     assert state_of(workspace, sid) == "draft_ready"
     f = result.figures
     assert abs(f["integrated_lufs"] + 16) <= 0.5 and f["true_peak_dbtp"] <= -1.4
-    assert f["presence_score"] >= 0.9 and f["presence_score_ogg"] >= 0.5 and f["wer"] <= 0.25
-    assert f["payload_confidence"] >= 30 and f["payload_confidence_ogg"] >= 30
+    # Both marks as read from the whole Ogg Opus export, the presence mark at the embedding threshold.
+    assert f["presence_score"] >= 0.9 and f["payload_confidence"] >= 30 and f["wer"] <= 0.25
     assert f["duration_s"] > f["speech_s"] > 3  # the disclosure comes before the message
 
     # Exports are refused before release, then audio sign-off releases the clip.

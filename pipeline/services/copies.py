@@ -3,9 +3,11 @@
 Render and delivery share these steps, so a recipient's copy is made and
 checked exactly as the released clip was:
 
-    premaster (presence-marked) → payload mark with a serial (verified) →
-    final loudness pass → both marks read again → WAV / MP3 / Ogg Opus / M4A
-    with AI labels and signed content credentials → both marks read from the Ogg Opus
+    premaster (presence-marked) → payload mark with a serial (read back) →
+    final loudness pass → WAV / MP3 / Ogg Opus / M4A with AI labels and
+    signed content credentials → both marks read from the Ogg Opus, the
+    hardest of the files (the render's: the presence mark at its embedding
+    threshold, from the whole file)
 
 Every check fails closed: a copy whose marks do not read back is never written
 under its final name, let alone registered or handed out.
@@ -13,7 +15,7 @@ under its final name, let alone registered or handed out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -115,9 +117,11 @@ def read_marks(samples: np.ndarray, rate: int, presence: Any, mark: Any,
 
 
 def export_signed(audio: np.ndarray, folder: Path, stem: str, labels: ClipLabels, manifest: Mapping[str, Any],
-                  identity: Any, formats: tuple[str, ...] = AUDIO_FORMATS) -> dict[str, Path]:
+                  identity: Any, formats: tuple[str, ...] = AUDIO_FORMATS,
+                  check_ogg: Callable[[Path], None] | None = None) -> dict[str, Path]:
     """Each of `formats` (every audio format by default), labelled and signed; Ogg (which cannot embed a
-    manifest) gets an ``ogg.c2pa`` sidecar.
+    manifest) gets an ``ogg.c2pa`` sidecar. `check_ogg` is called with the Ogg Opus file as soon as it
+    is encoded, while the other formats are still being made; an error it raises fails the export.
 
     The formats are encoded at once, one thread each: the work is in ffmpeg
     processes and the C2PA library, so they spread over the machine's cores.
@@ -145,17 +149,22 @@ def export_signed(audio: np.ndarray, folder: Path, stem: str, labels: ClipLabels
 
     remux = "ogg" in formats and "m4a" in formats
     files: dict[str, Path] = {}
-    with ThreadPoolExecutor(max(1, len(formats)), thread_name_prefix="export") as pool:
+    with ThreadPoolExecutor(len(formats) + 1, thread_name_prefix="export") as pool:
         jobs = {f: pool.submit(one, ExportFormat(f)) for f in formats if not (remux and f == "m4a")}
         if remux:
             jobs["m4a"] = pool.submit(m4a_after, jobs["ogg"])
+        if check_ogg is not None:
+            ogg = jobs["ogg"]
+            check = pool.submit(lambda: check_ogg(ogg.result()["ogg"]))
         for job in jobs.values():
             files.update(job.result())  # re-raises the first failure
+        if check_ogg is not None:
+            check.result()
     return files
 
 
 def check_marks_in(path: Path, serial: int, presence: Any, mark: Any, what: str,
-                   presence_excerpt_s: float | None = None) -> dict[str, float]:
+                   presence_excerpt_s: float | None = None, presence_threshold: float | None = None) -> dict[str, float]:
     """Both marks read from an encoded file (the lossy export a messaging app carries, a video's audio).
 
     `presence=None` reads the payload mark only: for a file encoded from the same samples as
@@ -163,6 +172,7 @@ def check_marks_in(path: Path, serial: int, presence: Any, mark: Any, what: str,
     `presence_excerpt_s` reads the presence mark from that many seconds in the middle of the file
     only: for a personal copy, whose premaster's presence mark its render read from a whole file
     made the same way (the payload, each copy's own, is always read from the whole file).
+    `presence_threshold` (default: the detection threshold) is the score the presence mark must reach.
     """
     from pipeline.export.probe import decode
     from pipeline.provenance.presence import DEFAULT_PRESENCE_THRESHOLD
@@ -176,8 +186,10 @@ def check_marks_in(path: Path, serial: int, presence: Any, mark: Any, what: str,
             start = (len(samples) - int(presence_excerpt_s * rate)) // 2
             excerpt = samples[start:start + int(presence_excerpt_s * rate)]
         score, found = read_marks(samples, rate, presence, mark, presence_samples=excerpt)
-    if score is not None and score < DEFAULT_PRESENCE_THRESHOLD:
-        raise ProvenanceError(f"The presence watermark was not detected in the {what} (score {score:.2f}).")
+    threshold = DEFAULT_PRESENCE_THRESHOLD if presence_threshold is None else presence_threshold
+    if score is not None and score < threshold:
+        raise ProvenanceError(f"The presence watermark scored {score:.2f} in the {what} (needs {threshold:g}); "
+                              "nothing was registered.")
     if found.payload != serial:
         raise ProvenanceError(f"The payload watermark was not read back from the {what} "
                               f"(read {found.payload}, confidence {found.confidence:.1f}, expected {serial}).")
