@@ -1,11 +1,12 @@
 """Rendering: approved text becomes a labelled, watermarked, registered draft clip.
 
     consent gate + approvals (again, now) → sentences → engine → pauses →
-    loudness → audible disclosure → presence watermark (verified; this is the
-    premaster every recipient's copy is marked from) → payload watermark with
-    the clip serial and final loudness (`services.copies`) → quality gates →
-    WAV / MP3 / Ogg Opus / M4A with AI labels and signed content credentials
-    (embedded; a sidecar for Ogg) → file store → draft_ready
+    loudness → audible disclosure → presence watermark (the premaster every
+    recipient's copy is marked from) → payload watermark with the clip serial
+    and final loudness (`services.copies`) → WAV / MP3 / Ogg Opus / M4A with AI
+    labels and signed content credentials (embedded; a sidecar for Ogg), both
+    marks read back from the whole Ogg Opus → quality gates (speech
+    recognition runs beside from synthesis on) → file store → draft_ready
 
 A worker claims a statement by moving it to `rendering` inside one write
 transaction (the store's write lock: two workers never claim the same
