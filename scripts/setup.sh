@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# postgresql: the shared store for several machines, and the throwaway cluster the tests start (tests/pg.py)
-APT_PACKAGES=(ffmpeg espeak-ng sox libsndfile1 libfribidi0 chromium fonts-noto-core postgresql)
+# postgresql: the shared store for several machines, and the throwaway cluster the tests start (tests/pg.py);
+# nginx: the reverse proxy that sends the portal's downloads (tests/nginx.py); wrk: bench_portal's load
+APT_PACKAGES=(ffmpeg espeak-ng sox libsndfile1 libfribidi0 chromium fonts-noto-core postgresql nginx wrk)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

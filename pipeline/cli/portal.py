@@ -31,6 +31,9 @@ def serve(
                                                         "cookies are sent only over HTTPS (Secure).")] = False,
     copies: Annotated[bool, typer.Option("--copies/--no-copies", help="Also make the personal copies queued at "
                                                                       "release, in this process.")] = True,
+    accel_redirect: Annotated[Optional[str], typer.Option(
+        help="nginx in front serves the workspace's blobs folder at this internal location (e.g. /_voxgate/blobs/): "
+             "a checked download is handed to it by X-Accel-Redirect, its bytes never pass through Python.")] = None,
     home: Home = HOME_DEFAULT,
 ) -> None:
     """Start the distributors' portal, the reviewers' pages and the public /verify page."""
@@ -40,7 +43,7 @@ def serve(
     from pipeline.portal.server import checked_proxies, server_config
 
     proxies = checked_proxies(trusted_proxy or [])  # refused before the workspace is opened
-    app = create_app(home, https=https, origin=origin or f"http://localhost:{port}")
+    app = create_app(home, https=https, origin=origin or f"http://localhost:{port}", accel_redirect=accel_redirect)
     scheme = "https" if https else "http"
     success(f"voxgate portal for {app.state.workspace.config.organisation} on {scheme}://{host}:{port}/"
             + (f" (trusting forwarded headers from {', '.join(proxies)})" if proxies else ""))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import tempfile
 from collections.abc import Callable
 from datetime import datetime
@@ -79,15 +80,19 @@ def sniff_audio(head: bytes) -> bool:
 
 
 def create_app(home: Path, pool_limits: PoolLimits | None = None, *, https: bool = False,
-               origin: str | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+               origin: str | None = None, clock: Callable[[], datetime] = utcnow,
+               accel_redirect: str | None = None) -> FastAPI:
     """The portal for the workspace at `home`.
 
     `https`: a TLS proxy in front serves it (cookies get Secure). `origin`: the address people
     open it at (e.g. https://review.example.org), which passkeys are bound to; without it the
     reviewers' passkey pages are off. `clock` gives the time for sessions and nonces. `pool_limits`:
-    the bounds of the public checks' worker processes.
+    the bounds of the public checks' worker processes. `accel_redirect`: the internal location of a
+    reverse proxy in front (nginx) that serves the workspace's blob folder; a checked download then
+    names the file there (`X-Accel-Redirect`) and the proxy sends the bytes.
     """
     ws = open_workspace(home)
+    accel = checked_accel_prefix(accel_redirect, ws.files.url) if accel_redirect else None
     rp = RelyingParty(origin.rstrip("/"), ws.config.organisation) if origin else None
     app = FastAPI(title="voxgate portal", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(SecurityHeaders)
@@ -202,8 +207,8 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None, *, https: bool
             if handover.sidecar_sha256 is None:
                 return error_page(request, 404, NOT_AVAILABLE)
             return stored_file(ws, handover.sidecar_sha256, filename=handover.name + SIDECAR_SUFFIX,
-                               media_type="application/c2pa")
-        return stored_file(ws, handover.sha256, filename=handover.name, media_type=_MIME[fmt])
+                               media_type="application/c2pa", accel=accel)
+        return stored_file(ws, handover.sha256, filename=handover.name, media_type=_MIME[fmt], accel=accel)
 
     @app.get("/api/clips")
     def api_clips(request: Request, since: str | None = None) -> Response:
@@ -303,16 +308,37 @@ def create_app(home: Path, pool_limits: PoolLimits | None = None, *, https: bool
     return app
 
 
-def stored_file(ws: Workspace, digest: str, *, filename: str, media_type: str) -> Response:
-    """Hand over a blob the service has just checked and audited: from a local folder, the file itself; from an
-    object store, a redirect to a presigned link that works for a minute, so the bytes never pass through here.
+def stored_file(ws: Workspace, digest: str, *, filename: str, media_type: str, accel: str | None = None) -> Response:
+    """Hand over a blob the service has just checked and audited, without passing its bytes through here where
+    the store can serve them: from an object store, a redirect to a presigned link that works for a minute;
+    from a local folder behind nginx (`accel`, its internal location for the folder), an `X-Accel-Redirect`
+    naming the blob there; else the file itself.
 
     Call it only after the token, consent and audit checks: the link is as good as the file.
     """
     link = ws.files.link(digest, filename=filename, media_type=media_type)
     if link is not None:
         return RedirectResponse(link, status_code=307, headers={"Cache-Control": "no-store"})
+    if accel is not None:
+        blob = ws.files.path(digest).relative_to(Path(ws.files.url)).as_posix()
+        return Response(media_type=media_type, headers={
+            "X-Accel-Redirect": accel + blob, "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="{filename}"'})  # our own names: voxgate-clip-7.ogg
     return FileResponse(ws.files.path(digest), filename=filename, media_type=media_type)
+
+
+_ACCEL_PREFIX: Final = re.compile(r"^/(?:[A-Za-z0-9._~-]+/)+$")
+
+
+def checked_accel_prefix(prefix: str, files_url: str) -> str:
+    """An nginx internal location for the blob folder, as `--accel-redirect` takes it (e.g. /_voxgate/blobs/)."""
+    if not _ACCEL_PREFIX.match(prefix) or "/../" in prefix or "/./" in prefix:
+        raise InputError(f"--accel-redirect {prefix!r} is not a location path like /_voxgate/blobs/ "
+                         "(starting and ending with /, letters, digits, . _ ~ - only).")
+    if "://" in files_url:
+        raise InputError(f"--accel-redirect serves blobs from a local folder; this workspace keeps them in "
+                         f"{files_url}, whose downloads are redirected to presigned links already.")
+    return prefix
 
 
 _MIME: Final = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "m4a": "audio/mp4",
