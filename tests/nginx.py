@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from portal_fixtures import free_port
+
 START_TIMEOUT_S = 30
 ACCEL_PREFIX = "/_voxgate/blobs/"
 
@@ -28,12 +30,6 @@ def nginx_binary() -> str:
     if found is None:
         raise RuntimeError("nginx is not installed; run scripts/setup.sh (it installs Debian's nginx).")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config(port: int, portal: str, blobs: Path, folder: Path, extra: str = "") -> str:
