@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.errors import StoreError
+from pipeline.hashing import sha256_file
 from pipeline.store.files import FileStore
 
 runner = CliRunner()
@@ -121,6 +122,34 @@ def test_file_store_detects_a_changed_blob(tmp_path) -> None:
     digest = store.put(src)
     assert store.put(src) == digest  # same content, same name, stored once
     store.path(digest).write_bytes(b"clip bytez")
+    with pytest.raises(StoreError, match="no longer matches its checksum"):
+        store.open_checked(digest)
+
+
+def test_a_blob_checked_once_is_not_read_again_until_its_file_changes(tmp_path, monkeypatch) -> None:
+    """An insider who rewrites a checked blob in place, same size and modification time, is still caught."""
+    import os
+    import time
+
+    from pipeline.store import files
+
+    hashed = []
+    monkeypatch.setattr(files, "sha256_file", lambda path: hashed.append(path) or sha256_file(path))
+    store = FileStore(tmp_path / "blobs", settled_s=0.1)
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"clip bytes")
+    digest = store.put(src)
+    hashed.clear()
+    store.open_checked(digest)
+    assert len(hashed) == 1  # just written: hashed at every check while it settles
+    time.sleep(0.2)  # settled: a later change moves the file's change time past the one remembered
+    store.open_checked(digest)
+    store.open_checked(digest)
+    assert len(hashed) == 2  # read once more after settling, then remembered
+    blob = store.path(digest)
+    before = blob.stat()
+    blob.write_bytes(b"clip bytez")
+    os.utime(blob, ns=(before.st_atime_ns, before.st_mtime_ns))  # the modification time put back
     with pytest.raises(StoreError, match="no longer matches its checksum"):
         store.open_checked(digest)
 
