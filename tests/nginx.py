@@ -65,30 +65,44 @@ http {{
 
 @contextmanager
 def fronting(portal: str, blobs: Path, extra: str = "") -> Iterator[str]:
-    """nginx in front of the portal at `portal`, serving `blobs` at ACCEL_PREFIX (internal); yields its URL."""
+    """nginx in front of the portal at `portal`, serving `blobs` at ACCEL_PREFIX (internal); yields its URL.
+
+    A port picked free can be taken by another test process before nginx binds it: nginx then exits,
+    and it is started again on a fresh port (three tries)."""
     folder = Path(tempfile.mkdtemp(prefix="voxgate-nginx-"))
-    port = free_port()
-    (folder / "nginx.conf").write_text(config(port, portal, blobs, folder, extra))
-    process = subprocess.Popen([nginx_binary(), "-p", str(folder), "-c", str(folder / "nginx.conf")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = None
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"nginx did not start: {process.stderr.read().decode(errors='replace')[-500:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        for attempt in range(3):
+            port = free_port()
+            (folder / "nginx.conf").write_text(config(port, portal, blobs, folder, extra))
+            process = subprocess.Popen([nginx_binary(), "-p", str(folder), "-c", str(folder / "nginx.conf")],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if _answers(process, port):
                 break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("nginx did not answer within 30 s") from None
-                time.sleep(0.05)
+            if attempt == 2:
+                raise RuntimeError(f"nginx did not start: {process.stderr.read().decode(errors='replace')[-500:]}")
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _answers(process: subprocess.Popen, port: int) -> bool:
+    """Whether nginx accepts connections on `port` (False once it has exited); raises after START_TIMEOUT_S."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while process.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("nginx did not answer within 30 s") from None
+            time.sleep(0.05)
+    return False
