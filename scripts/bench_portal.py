@@ -149,6 +149,8 @@ def main() -> None:
     parser.add_argument("--serve", nargs=3, metavar=("HOME", "PORT", "BLOB"), help=argparse.SUPPRESS)
     parser.add_argument("--accel", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.nginx and args.s3:
+        parser.error("--nginx sends files from the workspace's folder; with --s3 the object store sends them")
     if args.serve:
         serve(Path(args.serve[0]), int(args.serve[1]), Path(args.serve[2]), args.accel)
         return
@@ -156,7 +158,8 @@ def main() -> None:
     import subprocess
 
     from pipeline.store.models import ClipRow
-    from portal_fixtures import build_released, free_port
+    from portal_fixtures import build_released
+    from ports import free_port
 
     console = Console()
     with tempfile.TemporaryDirectory(prefix="voxgate-bench-portal-") as tmp:

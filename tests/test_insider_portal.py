@@ -21,7 +21,8 @@ from pipeline.services.tokens import revoke_tokens
 from pipeline.services.verify import verify_file
 from pipeline.services.workspace import utcnow
 from pipeline.verify.verdict import Outcome
-from portal_fixtures import build_under_review, free_port, serving
+from portal_fixtures import build_under_review, serving
+from ports import free_port
 
 pytestmark = pytest.mark.slow
 

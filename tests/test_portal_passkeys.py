@@ -32,8 +32,9 @@ from pipeline.store.models import (
     PasskeyRow,
     StatementRow,
 )
-from portal_fixtures import build_under_review, free_port, serving
-from test_portal_browser import CHROMIUM, FLAGS, SHOTS, assert_not_blank
+from portal_fixtures import build_under_review, serving
+from ports import free_port
+from test_portal_browser import CHROMIUM, FLAGS, PAGE_TIMEOUT_MS, SHOTS, assert_not_blank
 
 pytestmark = pytest.mark.slow
 PHONE = {"width": 390, "height": 844}
@@ -108,7 +109,7 @@ def invite(world, name: str, origin: str, by: str = "ops") -> str:
 def enrolled(browser, world, origin: str, name: str, viewport=None, link: str | None = None):  # noqa: ANN201
     """A new tab (a Page) with its own virtual authenticator (user verification on), registered from an invitation."""
     context = browser.new_context(viewport=viewport or {"width": 1100, "height": 900})
-    context.set_default_timeout(120_000)  # a page waiting on a busy machine's server is not a failure
+    context.set_default_timeout(PAGE_TIMEOUT_MS)  # a page waiting on a busy machine's server is not a failure
     page = context.new_page()
     cdp = context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")

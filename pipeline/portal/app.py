@@ -327,12 +327,12 @@ def stored_file(ws: Workspace, digest: str, *, filename: str, media_type: str, a
     return FileResponse(ws.files.path(digest), filename=filename, media_type=media_type)
 
 
-_ACCEL_PREFIX: Final = re.compile(r"^/(?:[A-Za-z0-9._~-]+/)+$")
+_ACCEL_PREFIX: Final = re.compile(r"^/(?:(?!\.\.?/)[A-Za-z0-9._~-]+/)+$")  # path segments, none of them . or ..
 
 
 def checked_accel_prefix(prefix: str, files_url: str) -> str:
     """An nginx internal location for the blob folder, as `--accel-redirect` takes it (e.g. /_voxgate/blobs/)."""
-    if not _ACCEL_PREFIX.match(prefix) or "/../" in prefix or "/./" in prefix:
+    if not _ACCEL_PREFIX.match(prefix):
         raise InputError(f"--accel-redirect {prefix!r} is not a location path like /_voxgate/blobs/ "
                          "(starting and ending with /, letters, digits, . _ ~ - only).")
     if "://" in files_url:

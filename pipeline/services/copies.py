@@ -64,10 +64,10 @@ def mark_serial(premaster: np.ndarray, serial: int, presence: Any, mark: Any, *,
     The payload mark is read back right after embedding, and embedded stronger where it reads weakly
     (`embed_and_verify`); the figures keep the strength it took (`payload_strength`).
 
-    A personal copy whose lossy file is read back for both marks (`check_marks_in`, a harder test of
-    the same samples) skips both readings here: `read_back=False` leaves out reading both marks from
-    the final samples (the figures then lack the scores), and `strength`, the one its clip's render
-    took on the same premaster, embeds at once without the read-back after embedding.
+    Samples whose lossy file is read back for both marks (`check_marks_in`, a harder test of the same
+    samples: the render's and every personal copy's) skip reading them here: `read_back=False` (the
+    figures then lack the scores). A personal copy also passes `strength`, the one its clip's render
+    took on the same premaster, and is embedded at once without the read-back after embedding.
     """
     from dataclasses import replace
 

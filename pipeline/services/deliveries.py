@@ -233,11 +233,11 @@ def _make(ws: Workspace, clip_id: int, premaster_sha: str, strength: float | Non
     context = release_context(ws, clip_id, now)
     serial, presence, mark = delivery_serial(delivery), tools.presence_mark(), payload_mark(ws)
     lossy = next((f for f in ("ogg", "m4a", "mp3") if f in audio_formats), None)
+    encoded_read = lossy is not None or bool(videos)  # the marks are read from the encoded files below
     audio, _ = mark_serial(read_premaster(ws.files.open_checked(premaster_sha)), serial, presence, mark,
                            target_lufs=context.provenance.settings["target_lufs"],
                            true_peak_dbtp=context.provenance.settings["true_peak_dbtp"],
-                           read_back=lossy is None and not videos,  # else read from the encoded files below
-                           strength=None if lossy is None and not videos else strength)
+                           read_back=not encoded_read, strength=strength if encoded_read else None)
     manifest = replace(context.provenance, payload_serial=serial).manifest()
     identity = load_identity(ws.c2pa_dir)
     stem = f"clip-{clip_id}-{delivery}"
