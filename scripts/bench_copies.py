@@ -3,7 +3,7 @@
 Renders one statement of about 60 s of speech, gives N distributors a live
 token, releases it (which queues one copy job each: Ogg Opus, M4A and the
 vertical MP4, `services.copy_jobs.PREPARED_FORMATS`), makes the clip's
-picture once, then runs the copies queue in this process (`CopyWorker`, as
+picture once, then runs the copies queue in this process (`JobWorker`, as
 `voxgate worker --queues copies` does) until every job is done. Prints:
 
 - where one copy's time goes, stage by stage and per format (median of
@@ -104,7 +104,7 @@ def main() -> None:
         write_premaster,
     )
     from pipeline.services.copy_jobs import PREPARED_FORMATS, copy_job_id, job_states
-    from pipeline.services.copy_worker import CopyWorker
+    from pipeline.services.job_worker import JobWorker
     from pipeline.services.deliveries import COPY_PRESENCE_EXCERPT_S, prepare_copies
     from pipeline.services.video import ensure_derived, release_context
     from pipeline.store.models import ClipRow, DeliveryFileRow
@@ -206,7 +206,7 @@ def main() -> None:
         ids = [copy_job_id(clip_id, name, PREPARED_FORMATS) for name in distributors]
         queued = len(job_states(ws, ids))
         t0 = time.perf_counter()
-        with CopyWorker(ws, tools, concurrency=args.concurrency, poll_s=0.2):
+        with JobWorker(ws, tools, queues=("copies",), concurrency=args.concurrency, poll_s=0.2):
             while True:
                 states = [j.status for j in job_states(ws, ids)]
                 if all(st in ("SUCCESS", "ERROR", "CANCELLED") for st in states) and len(states) == n:

@@ -1,8 +1,9 @@
 """Load: N one-sentence statements from submit to release with W workers, on SQLite and on PostgreSQL.
 
 Each statement is submitted, text-approved by a reviewer and the owner's
-delegate, rendered by one of W real `voxgate render --all` worker processes
-(the store's write lock and the render claims keep them apart), then
+delegate, rendered by one of W real `voxgate render --all` processes (each
+runs the `render` queue while it waits: one render job per statement, taken
+by whichever process is free), then
 audio-approved, which releases it. A statement whose render a quality gate
 refuses stays unreleased and is listed, as in real use; the run goes on. Prints
 statements released per minute for each

@@ -249,7 +249,7 @@ def test_a_copy_job_of_a_worker_dead_on_another_machine_is_finished_here_once_it
     prefix = _other_machine()
     if prefix is None:
         pytest.skip("`unshare --uts` is not permitted here, so no process can run under another host name")
-    from pipeline.services.copy_worker import DEAD_AFTER
+    from pipeline.services.job_worker import DEAD_AFTER
     from pipeline.store.models import WorkerHeartbeatRow
     from pipeline.store.scratch import host_tag
 
@@ -287,5 +287,5 @@ def test_a_copy_job_of_a_worker_dead_on_another_machine_is_finished_here_once_it
 
 
 def _host(executor: str | None) -> str:
-    """The host tag in a copies executor id (`copies@<host>:<pid>:<tag>`)."""
+    """The host tag in a job worker's executor id (`voxgate@<host>:<pid>:<tag>`)."""
     return (executor or "").partition("@")[2].partition(":")[0]

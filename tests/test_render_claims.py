@@ -23,10 +23,18 @@ from pipeline.domain import Decision
 from pipeline.errors import TransitionError
 from pipeline.services import review, statements
 from pipeline.services.auditing import audit_log, audit_verify
-from pipeline.services.render import LEASE, _claim, _register, _release_claim, claimable, renew_lease
+from pipeline.services.render import (
+    LEASE,
+    Produced,
+    _claim,
+    _release_claim,
+    adopt,
+    claimable,
+    register,
+    renew_lease,
+)
 from pipeline.services.workspace import utcnow
 from pipeline.store.models import ClipRow
-from pipeline.store.scratch import sweep
 
 BOTH_DATABASES = True
 TEXT = "We ask for a fair and public trial."
@@ -38,6 +46,16 @@ def approved(ws, text: str = TEXT) -> int:
     review.decide(ws, sid, Decision.APPROVE, actor="rita", now=utcnow())
     review.decide(ws, sid, Decision.APPROVE, actor="joe-delegate", now=utcnow())
     return sid
+
+
+def stored(ws, folder: Path) -> Produced:
+    """A produced render's stand-in: two small files in the file store (the claims need no synthesis)."""
+    files = {}
+    for fmt in ("wav", "premaster"):
+        files[fmt] = folder / f"{fmt}.bin"
+        files[fmt].write_bytes(f"{fmt} of {folder.name}".encode())
+    return Produced({}, {}, {}, {fmt: ws.files.put(path) for fmt, path in files.items()},
+                    {fmt: path.stat().st_size for fmt, path in files.items()})
 
 
 def clips(ws) -> list[ClipRow]:
@@ -86,17 +104,43 @@ def test_a_slow_worker_whose_claim_was_taken_over_cannot_register_or_undo_it(wor
     later = t0 + LEASE + timedelta(seconds=1)
     fresh, _ = _claim(workspace, sid, actor="ravi", now=later, worker="fresh")
     assert "no longer this worker's render" in renew_lease(workspace, slow, "slow", later)
-    files = {}
-    for fmt in ("wav", "premaster"):
-        files[fmt] = tmp_path / f"{fmt}.bin"
-        files[fmt].write_bytes(fmt.encode())
+    produced = stored(workspace, tmp_path)
     before = store_snapshot(workspace.home)
     with pytest.raises(TransitionError, match="taken over by another worker"):
-        _register(workspace, sid, slow, {}, {}, {}, files, actor="rita", now=later, worker="slow")
-    _release_claim(workspace, sid, slow, RuntimeError("late"), now=later, worker="slow")
+        register(workspace, sid, slow, produced, actor="rita", now=later, worker="slow")
+    _release_claim(workspace, sid, slow, "RuntimeError: late", now=later, worker="slow")
     assert store_snapshot(workspace.home) == before  # the live render is untouched
     assert statements.show_statement(workspace, sid).state == "rendering"
     assert [(c.id, c.state) for c in clips(workspace)] == [(slow, "failed"), (fresh, "rendering")]
+
+
+def test_a_render_jobs_claim_passes_to_the_worker_resuming_that_job_and_to_no_other(workspace, tmp_path) -> None:
+    """A render job's claim (`<worker>/<job>`) is taken over as it stands by whichever worker resumes the job:
+    the same clip, one claim in the audit log. Another job, or the worker that ran it before, gets nothing."""
+    sid = approved(workspace)
+    t0 = utcnow()
+    first, _ = _claim(workspace, sid, actor="rita", now=t0, worker="w1/render-1-r1-1")  # claimed, then w1 died
+    again, job = _claim(workspace, sid, actor="rita", now=t0, worker="w2/render-1-r1-1")  # its claim step, again
+    assert again == first and job.worker == "w2/render-1-r1-1"
+    assert adopt(workspace, first, "w3/render-1-r1-1", "rita", t0).worker == "w3/render-1-r1-1"  # w2 died too
+    before = store_snapshot(workspace.home)
+    with pytest.raises(TransitionError, match="no longer this job's"):
+        adopt(workspace, first, "w4/render-1-r1-2", "rita", t0)  # another job of the same statement
+    with pytest.raises(TransitionError, match="being rendered"):
+        _claim(workspace, sid, actor="ravi", now=t0, worker="w4/render-1-r1-2")
+    produced = stored(workspace, tmp_path)
+    with pytest.raises(TransitionError, match="taken over by another worker"):
+        register(workspace, sid, first, produced, actor="rita", now=t0, worker="w2/elsewhere")  # not even a job
+    _release_claim(workspace, sid, first, "late", now=t0, worker="w4/render-1-r1-2")
+    assert store_snapshot(workspace.home) == before
+    register(workspace, sid, first, produced, actor="rita", now=t0, worker="w3/render-1-r1-1")
+    registered = store_snapshot(workspace.home)
+    register(workspace, sid, first, produced, actor="rita", now=t0, worker="w5/render-1-r1-1")  # resumed once more
+    assert store_snapshot(workspace.home) == registered  # registered once
+    assert [(c.id, c.state) for c in clips(workspace)] == [(first, "draft")]
+    actions = [e.action for e in audit_log(workspace) if e.subject == str(sid)]
+    assert actions.count("voxgate.statement.render_claimed") == actions.count("voxgate.statement.rendered") == 1
+    assert audit_verify(workspace).ok
 
 
 def test_the_store_refuses_a_second_live_clip_for_a_revision(workspace) -> None:
@@ -112,15 +156,17 @@ def test_the_store_refuses_a_second_live_clip_for_a_revision(workspace) -> None:
         s.add(twin)
 
 
-def test_a_render_killed_with_sigkill_is_reclaimed_and_its_temp_folder_swept(workspace) -> None:
+def test_a_render_killed_with_sigkill_is_resumed_by_the_next_render_on_its_own_claim(workspace) -> None:
+    """Issue 12: `kill -9` mid-render, then `voxgate render` again: the job resumes at once (its process is gone
+    from this host), takes over the same claim and clip, and the dead process's temp folder is swept."""
     sid = approved(workspace)
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "render", str(sid), "--home",
-                             str(workspace.home), "--as", "rita"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "pipeline.cli.main", "render", str(sid), "--home", str(workspace.home),
+               "--as", "rita"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while not list(workspace.home.glob("voxgate-render-*")):  # claimed, lease held, working in its folder
+        while not list(workspace.home.glob("voxgate-render-*")):  # claimed, lease held, producing in its folder
             assert proc.poll() is None and time.monotonic() < deadline, "the render never started"
             time.sleep(0.1)
         time.sleep(1.0)  # into the render's steps
@@ -129,14 +175,18 @@ def test_a_render_killed_with_sigkill_is_reclaimed_and_its_temp_folder_swept(wor
         proc.wait()
     (held,) = clips(workspace)
     assert held.state == "rendering" and held.worker.split(":")[1] == str(proc.pid)
-    assert statements.show_statement(workspace, sid).state == "rendering"
-    now = utcnow()
-    assert claimable(workspace, now) == []  # its lease has not run out yet
-    assert claimable(workspace, held.lease_until + timedelta(seconds=1)) == [sid]  # within 60 s of the death
-    assert [name.split("-")[1] for name in sweep(workspace.home)] == ["render"]
+    assert held.worker.endswith(f"/render-{sid}-r1-1")  # the claim names its job
+    assert claimable(workspace, utcnow()) == []  # its lease has not run out: nobody reclaims it
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    (done,) = clips(workspace)
+    assert (done.id, done.state) == (held.id, "draft") and done.worker.endswith(f"/render-{sid}-r1-1")
+    assert done.worker.split(":")[1] != str(proc.pid)
+    actions = [e.action for e in audit_log(workspace)]
+    assert actions.count("voxgate.statement.render_claimed") == actions.count("voxgate.statement.rendered") == 1
+    assert actions.count("voxgate.statement.render_failed") == 0
     assert not list(workspace.home.glob("voxgate-render-*"))
-    _claim(workspace, sid, actor="ravi", now=held.lease_until + timedelta(seconds=1), worker="next")
-    assert [c.state for c in clips(workspace)] == ["failed", "rendering"]
+    assert audit_verify(workspace).ok
 
 
 def test_jobs_list_and_show_name_the_worker_the_attempt_and_the_error(workspace) -> None:
@@ -184,10 +234,7 @@ def test_render_of_a_statement_another_worker_holds_follows_its_steps_to_the_end
         return found
 
     monkeypatch.setattr(jobs, "list_jobs", counted)
-    files = {}
-    for fmt in ("wav", "premaster"):
-        files[fmt] = tmp_path / f"{fmt}.bin"
-        files[fmt].write_bytes(fmt.encode())
+    produced = stored(workspace, tmp_path)
     runner, gpu, outcomes = CliRunner(), "gpu-1:7:a", {}
     for ending, text in (("done", TEXT), ("fails", TEXT + " Again, in public.")):
         sid = approved(workspace, text)
@@ -204,9 +251,9 @@ def test_render_of_a_statement_another_worker_holds_follows_its_steps_to_the_end
                 assert looks.acquire(timeout=60)
             note_step(workspace, clip, gpu, "export")
             if ending == "done":
-                _register(workspace, sid, clip, {}, {}, {}, files, actor="rita", now=utcnow(), worker=gpu)
+                register(workspace, sid, clip, produced, actor="rita", now=utcnow(), worker=gpu)
             else:
-                _release_claim(workspace, sid, clip, RuntimeError("CUDA out of memory"), now=utcnow(), worker=gpu)
+                _release_claim(workspace, sid, clip, "RuntimeError: CUDA out of memory", now=utcnow(), worker=gpu)
 
         thread = threading.Thread(target=other_worker)
         thread.start()

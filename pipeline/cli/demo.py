@@ -22,12 +22,14 @@ from rich.markup import escape
 from rich.rule import Rule
 
 from pipeline.cli.output import console, print_table
+from pipeline.cli.rendering import render_jobs
 from pipeline.domain import Decision
 from pipeline.errors import VoxgateError
 from pipeline.services import clips, review, statements, users, voices
 from pipeline.services.auditing import audit_verify
 from pipeline.identity.personal import PASSPHRASE_ENV, Keyring, env_passphrases
-from pipeline.services.render import STEPS, claimable, render_statement
+from pipeline.services.job_worker import JobWorker
+from pipeline.services.render import claimable
 from pipeline.services.tools import Tools
 from pipeline.services.workspace import init_workspace, utcnow
 
@@ -119,15 +121,10 @@ def run_demo(home: str | None) -> None:
         _step(f"statement {sid}: text approved by {reviewer} and joe-delegate → {row.state}")
 
     tools = Tools()
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as bar:
-        for sid in claimable(ws, utcnow()):
-            task = bar.add_task(f"render statement {sid}", total=len(STEPS))
-            render_statement(ws, sid, tools, actor="rita", now=utcnow(),
-                             progress=lambda s, t=task, i=sid: bar.update(t, completed=STEPS.index(s),
-                                                                        description=f"render statement {i}: {s}"))
-            bar.update(task, completed=len(STEPS), description=f"render statement {sid}: draft ready")
+    with JobWorker(ws, tools, queues=("render",)):  # render jobs, run in this process as `voxgate render` does
+        _done, failures, _taken = render_jobs(ws, claimable(ws, utcnow()), "rita")
+    if failures:
+        raise failures[0][1]
 
     for sid, reviewer in zip(ids, ("ravi", "rita")):
         row = review.decide(ws, sid, Decision.APPROVE, comment="listened: matches the approved text", actor=reviewer,

@@ -132,7 +132,8 @@ def run_demo_ur(home: str | None) -> None:
     from pipeline.errors import VoxgateError
     from pipeline.services import clips, review, statements, users, voices
     from pipeline.services.auditing import audit_verify
-    from pipeline.services.render import render_statement
+    from pipeline.cli.rendering import render_jobs
+    from pipeline.services.job_worker import JobWorker
     from pipeline.services.tools import Tools
     from pipeline.services.verify import verify_file
     from pipeline.services.workspace import init_workspace, utcnow
@@ -176,7 +177,11 @@ def run_demo_ur(home: str | None) -> None:
     _step(f"text approved by rita and zainab-delegate → {row.state}")
 
     tools = Tools()
-    result = render_statement(ws, sid, tools, actor="rita", now=utcnow())
+    with JobWorker(ws, tools, queues=("render",)):  # a render job, run in this process as `voxgate render` does
+        results, failures, _taken = render_jobs(ws, [sid], "rita")
+    if failures:
+        raise failures[0][1]
+    result = results[0]
     f = result.figures
     _step(f"rendered clip {result.clip_id}: {f['duration_s']:.1f} s, {f['integrated_lufs']:.1f} LUFS; "
           f"disclosure by {f['announcer']}; recogniser: {f['asr']}")

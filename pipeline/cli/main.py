@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from pipeline.cli import (
     audit, clips, disclosure, jobs, keys, migrate, portal, registry, review, statements, training, users, verify,
     voices,
 )
-from pipeline.cli.output import HOME_DEFAULT, AsUser, Home, fail, handles_errors, print_table, success
-from pipeline.errors import InputError, TransitionError, VoxgateError
+from pipeline.cli.output import HOME_DEFAULT, AsUser, Home, fail, handles_errors, success
+from pipeline.errors import InputError, VoxgateError
 from pipeline.identity.personal import KEYS_ENV
 
 app = typer.Typer(
@@ -88,91 +87,60 @@ def init(
 @handles_errors
 def render(
     statement_id: Annotated[Optional[int], typer.Argument(help="Statement to render.")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Render every text-approved statement, and reclaim renders "
+    all_: Annotated[bool, typer.Option("--all", help="Render every text-approved statement, and take over renders "
                                                      "whose worker died, until none is left.")] = False,
     home: Home = HOME_DEFAULT,
     as_user: AsUser = None,
 ) -> None:
     """Synthesise text-approved statements into labelled, watermarked draft clips.
 
-    Any number of `render --all` may run at once, on one machine or several sharing a PostgreSQL store:
-    each statement is rendered by exactly one of them. `render ID` of a statement another worker is
-    rendering follows that render's progress (and takes it over if that worker dies meanwhile).
+    Each render is a durable job on the `render` queue, rendered here (this command runs the queue while it
+    waits) or by any `voxgate worker` that takes it first; the progress bar follows it either way. Any number
+    of `render --all` and workers may run at once, on one machine or several sharing a PostgreSQL store: each
+    statement is rendered exactly once. A render whose worker died is resumed after its last finished step.
     """
+    from pipeline.cli.rendering import follow, print_renders, render_jobs
+    from pipeline.services.job_worker import JobWorker
+    from pipeline.services.render import claimable
+    from pipeline.services.render_jobs import check_renderable
     from pipeline.services.tools import Tools
-    from pipeline.services.workspace import open_workspace
+    from pipeline.services.workspace import open_workspace, utcnow
     from pipeline.store.scratch import sweep
 
     if (statement_id is None) == (not all_):
         raise InputError("Give one statement id, or --all.")
     ws = open_workspace(home)
+    if statement_id is not None:
+        check_renderable(ws, statement_id, as_user)  # refused here, before any job exists
     sweep(ws.home)  # the temp folders of renders and copies whose process died
-    if statement_id is not None and _follow(ws, statement_id):
+    if statement_id is not None and follow(ws, statement_id):
         return
-    results, failures, taken = _render_queue(ws, Tools(), None if all_ else statement_id, as_user)
+    results, failures, taken, tried = [], [], [], set()
+    with JobWorker(ws, Tools(), queues=("render",)):
+        while todo := [sid for sid in ([statement_id] if statement_id is not None else claimable(ws, utcnow()))
+                       if sid not in tried]:
+            tried.update(todo)
+            done, refused, others = render_jobs(ws, todo, as_user)
+            results, failures, taken = results + done, failures + refused, taken + others
+    if statement_id is not None and failures:
+        raise failures[0][1]
     if not results and not failures:
         success("Nothing to render: no statement is text-approved"
                 + (f" (another worker took {len(taken)})." if taken else "."))
         return
-    _print_renders(results, failures)
+    print_renders(results, failures)
     if failures:
         raise typer.Exit(1)
 
 
 RETRY_AFTER_S = 600.0
-FOLLOW_POLL_S = 0.5
-
-
-def _render_columns() -> tuple:  # type: ignore[type-arg]
-    """A render's progress bar, whether this process renders or follows another worker's render."""
-    return (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn())
-
-
-def _follow(ws, statement_id: int) -> bool:  # type: ignore[no-untyped-def]
-    """Show the progress of another worker's running render of `statement_id` until it ends; False if no live
-    worker holds it (or its worker died meanwhile: then this process takes the render over)."""
-    import time
-
-    from pipeline.errors import EngineError
-    from pipeline.services.jobs import following, list_jobs
-    from pipeline.services.render import STEPS
-    from pipeline.services.workspace import utcnow
-
-    job = following(ws, statement_id, utcnow())
-    if job is None:
-        return False
-    typer.echo(f"Statement {statement_id} is being rendered by worker {job.worker}; following it.")
-    with Progress(*_render_columns()) as bar:
-        task = bar.add_task(f"statement {statement_id}", total=len(STEPS))
-        while True:
-            (now_job,) = [j for j in list_jobs(ws, statement_id=statement_id, limit=None) if j.clip_id == job.clip_id]
-            status = now_job.status(utcnow())
-            if status == "running":
-                step = now_job.step or STEPS[0]
-                bar.update(task, completed=STEPS.index(step) if step in STEPS else 0,
-                           description=f"statement {statement_id}: {step}")
-                time.sleep(FOLLOW_POLL_S)
-                continue
-            if status == "worker lost":
-                bar.update(task, description=f"statement {statement_id}: its worker stopped answering")
-                return False  # claimable now: this process renders it
-            break
-    if now_job.state == "failed":
-        raise EngineError(f"Statement {statement_id}'s render by {job.worker} failed: {now_job.error or 'no reason'}; "
-                          f"see `voxgate jobs show {statement_id}`.")
-    success(f"Statement {statement_id} rendered by {job.worker}: clip {job.clip_id} ({now_job.state}).")
-    return True
-
-
-
 QUEUES = ("render", "copies")
 
 
 @app.command("worker")
 @handles_errors
 def worker(
-    poll: Annotated[float, typer.Option(help="Seconds between looks at the queue when it is empty.")] = 5.0,
+    poll: Annotated[float, typer.Option(help="Seconds between looks for statements to render.")] = 5.0,
     queues: Annotated[str, typer.Option(help="The queues this worker takes, comma-separated: render (statements "
                                              "to synthesise), copies (personal copies queued at release).")]
     = "render,copies",
@@ -183,15 +151,18 @@ def worker(
     """Render statements as they are text-approved and make the copies queued at release, until stopped (Ctrl-C or
     SIGTERM).
 
-    Run one per machine or GPU. Takes over the renders and copy jobs of workers that died (60 s after their
-    last sign of life; at once for a copy job whose process is gone from this host).
+    Run one per machine or GPU (renders one at a time; `--queues copies` on CPU machines). Resumes the render and
+    copy jobs of workers that died, after their last finished step: at once for a process gone from this host,
+    within 50 s of the last heartbeat of a worker on another machine.
     """
     import signal
     import time
-    from contextlib import ExitStack
 
+    from pipeline.cli.rendering import print_renders, render_jobs
+    from pipeline.services.job_worker import JobWorker
+    from pipeline.services.render import claimable
     from pipeline.services.tools import Tools
-    from pipeline.services.workspace import open_workspace
+    from pipeline.services.workspace import open_workspace, utcnow
     from pipeline.store.scratch import sweep
 
     taken = [q.strip() for q in queues.split(",") if q.strip()]
@@ -201,15 +172,11 @@ def worker(
     if concurrency < 1:
         raise InputError("--concurrency must be 1 or more.")
     ws, tools = open_workspace(home), Tools()
-    sweep(ws.home)  # before the copies queue recovers a job whose process died mid-copy
+    sweep(ws.home)  # before the queues resume a job whose process died mid-step
     failed_at: dict[int, float] = {}  # a statement whose render failed is tried again after RETRY_AFTER_S
-    with ExitStack() as stack:
-        if "copies" in taken:
-            from pipeline.services.copy_worker import CopyWorker
-
-            stack.enter_context(CopyWorker(ws, tools, concurrency=concurrency))
+    with JobWorker(ws, tools, queues=tuple(taken), concurrency=concurrency):
         # A process started in the background by a shell or a service manager inherits SIGINT ignored, and Python
-        # then installs no Ctrl-C handler: set both stop signals explicitly (after the copies queue started, so
+        # then installs no Ctrl-C handler: set both stop signals explicitly (after the queues started, so
         # they are ours), and the worker stops the same way everywhere.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -219,64 +186,16 @@ def worker(
                 sweep(ws.home)
                 if "render" in taken:
                     now = time.monotonic()
-                    skip = {sid for sid, at in failed_at.items() if now - at < RETRY_AFTER_S}
-                    results, failures, _taken = _render_queue(ws, tools, None, as_user, skip=skip)
-                    failed_at.update((sid, time.monotonic()) for sid, _exc in failures)
-                    _print_renders(results, failures)
+                    todo = [sid for sid in claimable(ws, utcnow())
+                            if now - failed_at.get(sid, -RETRY_AFTER_S) >= RETRY_AFTER_S]
+                    if todo:
+                        results, failures, _taken = render_jobs(ws, todo, as_user)
+                        failed_at.update((sid, time.monotonic()) for sid, _exc in failures)
+                        print_renders(results, failures)
                 time.sleep(poll)
         except KeyboardInterrupt:
-            success("Worker stopped; a render it had begun is reclaimed by another worker within 60 s, "
-                    "and a copy it had begun is finished by the next worker that looks.")
-
-
-def _render_queue(ws, tools, statement_id: int | None, as_user: str | None,  # type: ignore[no-untyped-def]
-                  skip: set[int] | None = None):
-    """Render `statement_id`, or everything claimable (but `skip`) until nothing is left; (results, failures, taken)."""
-    from pipeline.services.render import STEPS, claimable, render_statement, worker_id
-    from pipeline.services.workspace import utcnow
-
-    me = worker_id()
-    results, failures, taken = [], [], []
-    tried: set[int] = set(skip or ())
-
-    def todo() -> list[int]:
-        return [i for i in (claimable(ws, utcnow()) if statement_id is None else [statement_id]) if i not in tried]
-
-    if not (ids := todo()):
-        return results, failures, taken  # nothing to show: an idle worker's poll prints nothing
-    with Progress(*_render_columns(), transient=False) as bar:
-        while ids:
-            for sid in ids:
-                tried.add(sid)
-                task = bar.add_task(f"statement {sid}", total=len(STEPS))
-
-                def step(name: str, task: int = task, sid: int = sid) -> None:
-                    bar.update(task, completed=STEPS.index(name), description=f"statement {sid}: {name}")
-
-                try:
-                    results.append(render_statement(ws, sid, tools, actor=as_user, now=utcnow(), progress=step,
-                                                    worker=me))
-                    bar.update(task, completed=len(STEPS), description=f"statement {sid}: draft ready")
-                except VoxgateError as exc:
-                    if statement_id is not None:
-                        raise
-                    if isinstance(exc, TransitionError) and sid not in claimable(ws, utcnow()):
-                        taken.append(sid)  # another worker claimed it first, or took it over: theirs now
-                        bar.update(task, description=f"statement {sid}: taken by another worker")
-                        continue
-                    failures.append((sid, exc))
-            ids = todo()
-    return results, failures, taken
-
-
-def _print_renders(results, failures) -> None:  # type: ignore[no-untyped-def]
-    if results:
-        print_table("Rendered drafts", ["statement", "clip", "duration", "LUFS", "true peak", "watermark", "WER"], [
-            (r.statement_id, r.clip_id, f"{r.figures['duration_s']:.1f} s", r.figures["integrated_lufs"],
-             r.figures["true_peak_dbtp"], r.figures["presence_score"], r.figures.get("wer"))
-            for r in results])
-    for sid, exc in failures:
-        typer.echo(f"statement {sid}: {type(exc).__name__}: {exc}", err=True)
+            success("Worker stopped; a job it had begun is resumed by the next worker that looks, after its last "
+                    "finished step.")
 
 
 @app.command("release")

@@ -51,9 +51,9 @@ def serve(
     if not copies:
         server.run()
         return
-    from pipeline.services.copy_worker import CopyWorker
+    from pipeline.services.job_worker import JobWorker
 
-    with CopyWorker(app.state.workspace, app.state.tools):  # the portal's models, loaded once
+    with JobWorker(app.state.workspace, app.state.tools, queues=("copies",)):  # the portal's models, loaded once
         server.run()
 
 

@@ -8,13 +8,15 @@ formats they take most (`PREPARED_FORMATS`); the download then only finds it
 (`deliveries.registered_copy`). Anyone added later, and any other format
 (WAV, MP3, the other videos), still gets theirs on first request.
 
-The jobs are DBOS workflows (`services.copy_worker` runs them) in a system
-database beside the store: `<home>/jobs.sqlite` for an embedded workspace,
-the workspace's own PostgreSQL (schema `dbos`) when `[database] url` names
-one. A job's id is what it makes, ``copy-<clip>-<recipient>-<formats>``, so
-enqueueing it twice makes one. Its steps are idempotent (content-addressed
-blobs, one registration per (delivery, format)), so a worker killed mid-copy
-and restarted makes what is missing, and never registers a half file.
+The jobs are DBOS workflows on the `copies` queue (`services.job_worker` runs
+them). A job's id is what it makes, ``copy-<clip>-<recipient>-<formats>``, so
+enqueueing it twice makes one. It has two steps: `check` (the clip may still
+be handed out, the recipient is still active) and `make`
+(`deliveries.prepare_copies`: mark once, encode in parallel, register every
+file in one transaction). Its steps are idempotent (content-addressed blobs,
+one registration per (delivery, format), inside the store's write lock), so a
+worker killed mid-copy and restarted makes what is missing, a slow worker
+registers nothing twice, and no half file is ever registered.
 
 Enqueueing is a few inserts in the system database: the release does not wait
 for any copy (0.2-0.8 s for the release with 4 distributors, measured).
@@ -29,19 +31,18 @@ of voxgate's workers takes them.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
 
+from dbos import DBOS
 from sqlalchemy import select
 
 from pipeline.domain import Role
-from pipeline.errors import StoreError, map_exceptions
-from pipeline.services.workspace import Workspace
-from pipeline.store.db import sqlite_url
-from pipeline.store.files import PRIVATE_MODE
+from pipeline.errors import StoreError, VoxgateError, map_exceptions
+from pipeline.services.job_worker import RUNTIME, queue_client
+from pipeline.services.workspace import Workspace, utcnow
 from pipeline.store.models import AccessTokenRow, UserRow
 
 log = logging.getLogger(__name__)
@@ -51,24 +52,39 @@ log = logging.getLogger(__name__)
 PREPARED_FORMATS: Final = ("ogg", "m4a", "mp4-vertical")
 QUEUE: Final = "copies"
 WORKFLOW: Final = "voxgate.copy"
-APP_NAME: Final = "voxgate"
-SYSTEM_DATABASE_FILE: Final = "jobs.sqlite"
-#: The copy steps' version: bump it when the steps change, so a worker never resumes a job an older
-#: version began, step by step (DBOS recovers only its own application version's workflows).
-STEPS_VERSION: Final = "voxgate-copies-1"
 _ID_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_.@+-]")
 
 
-def system_database_url(ws: Workspace) -> str:
-    """Where the job queue lives: the workspace's PostgreSQL, or a SQLite file in the workspace (made 0600 first,
-    as everything in a workspace is; SQLite gives its journal files the same mode)."""
-    url = ws.config.database_url
-    if url and url.startswith("postgresql"):
-        return url
-    path = ws.home / SYSTEM_DATABASE_FILE
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_MODE))
-    os.chmod(path, PRIVATE_MODE)
-    return sqlite_url(path)
+@DBOS.workflow(name=WORKFLOW)
+def copy_job(clip_id: int, recipient: str, formats: list[str]) -> dict[str, Any]:
+    """One recipient's copies of a released clip in `formats`: {"made": {format: sha256}, "refused": reason}."""
+    refused = check_step(clip_id, recipient, formats)
+    if refused is not None:
+        return {"made": {}, "refused": refused}
+    return {"made": make_step(clip_id, recipient, formats), "refused": None}
+
+
+@DBOS.step(name="check")
+def check_step(clip_id: int, recipient: str, formats: list[str]) -> str | None:
+    """Why the copies must not be made now (revoked, consent ended, recipient gone), else None."""
+    from pipeline.services.clips import check_hand_over
+
+    ws, now = RUNTIME["ws"], utcnow()
+    if recipient not in active_distributors(ws, now):
+        return f"{recipient} is no longer an active distributor"
+    try:
+        for fmt in formats:
+            check_hand_over(ws, clip_id, fmt, now)
+    except VoxgateError as exc:
+        return str(exc)
+    return None
+
+
+@DBOS.step(name="make", retries_allowed=True, max_attempts=3)
+def make_step(clip_id: int, recipient: str, formats: list[str]) -> dict[str, str]:
+    from pipeline.services.deliveries import prepare_copies
+
+    return prepare_copies(RUNTIME["ws"], clip_id, recipient, tuple(formats), now=utcnow(), tools=RUNTIME["tools"])
 
 
 def copy_job_id(clip_id: int, recipient: str, formats: tuple[str, ...]) -> str:
@@ -109,37 +125,19 @@ def _state(status: Any) -> JobState:
                     str(status.error) if status.error is not None else None)
 
 
-def _client(ws: Workspace) -> Any:
-    """A DBOS client on the workspace's system database, its tables created if this is the first job."""
-    from dbos import DBOSClient
-
-    with map_exceptions({Exception: StoreError}, "The copy job queue could not be opened"):
-        client = DBOSClient(system_database_url=system_database_url(ws), application_name=APP_NAME)
-        try:
-            client._sys_db.run_migrations()  # a client never migrates; the first release may come before any worker
-        except BaseException:
-            client.destroy()
-            raise
-    return client
-
-
 def enqueue_copies(ws: Workspace, clip_id: int, recipients: list[str],
                    formats: tuple[str, ...] = PREPARED_FORMATS) -> list[str]:
     """Enqueue the copies of `clip_id` for `recipients`; the job ids (an id already queued or done is kept)."""
     if not recipients:
         return []
-    client = _client(ws)
-    try:
-        ids = []
-        with map_exceptions({Exception: StoreError}, "The copy jobs could not be enqueued"):
-            for name in recipients:
-                job = copy_job_id(clip_id, name, formats)
-                client.enqueue({"workflow_name": WORKFLOW, "queue_name": QUEUE, "workflow_id": job},
-                               clip_id, name, list(formats))
-                ids.append(job)
-        return ids
-    finally:
-        client.destroy()
+    ids = []
+    with queue_client(ws) as client, map_exceptions({Exception: StoreError}, "The copy jobs could not be enqueued"):
+        for name in recipients:
+            job = copy_job_id(clip_id, name, formats)
+            client.enqueue({"workflow_name": WORKFLOW, "queue_name": QUEUE, "workflow_id": job},
+                           clip_id, name, list(formats))
+            ids.append(job)
+    return ids
 
 
 def enqueue_release_copies(ws: Workspace, clip_id: int, *, now: datetime) -> list[str]:
@@ -158,18 +156,11 @@ def enqueue_release_copies(ws: Workspace, clip_id: int, *, now: datetime) -> lis
 
 def job_states(ws: Workspace, job_ids: list[str]) -> list[JobState]:
     """What the queue knows of these jobs (those it never saw are left out)."""
-    client = _client(ws)
-    try:
+    with queue_client(ws) as client:
         return [_state(status) for status in client.list_workflows(workflow_ids=job_ids)]
-    finally:
-        client.destroy()
 
 
 def list_copy_jobs(ws: Workspace, *, limit: int | None = None) -> list[JobState]:
     """The newest copy jobs first: queued, being made (by which worker), done or failed, and why."""
-    client = _client(ws)
-    try:
-        with map_exceptions({Exception: StoreError}, "The copy jobs could not be listed"):
-            return [_state(status) for status in client.list_workflows(name=WORKFLOW, limit=limit, sort_desc=True)]
-    finally:
-        client.destroy()
+    with queue_client(ws) as client, map_exceptions({Exception: StoreError}, "The copy jobs could not be listed"):
+        return [_state(status) for status in client.list_workflows(name=WORKFLOW, limit=limit, sort_desc=True)]

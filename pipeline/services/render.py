@@ -8,17 +8,23 @@
     marks read back from the whole Ogg Opus → quality gates (speech
     recognition runs beside from synthesis on) → file store → draft_ready
 
+A render runs in three parts, each a step of a durable render job
+(`services.render_jobs`): the claim, `produce` (everything from
+synthesis to the signed exports, stored content-addressed) and `register`.
+`render_statement` runs them one after the other in this process.
+
 A worker claims a statement by moving it to `rendering` inside one write
 transaction (the store's write lock: two workers never claim the same
 statement) and holds a *lease* on the claim, renewed every 10 s while it
-renders. A worker that dies (`kill -9`, a lost machine) stops renewing; 60 s
-later any live worker (`voxgate render --all`) reclaims the statement. The
-claim is fenced: the clip row is the claim, a reclaim fails the old one, and
-registering checks that the clip is still this worker's — so a slow but
-living worker whose lease ran out cannot register a result too — and the
-store holds at most one live clip per revision (a unique index). Every step
-that proves or labels the clip fails closed: the render stops, the statement
-goes back to `text_approved`, and no clip is registered.
+renders. The claim is fenced: the clip row is the claim, its `worker` names the
+holder, and registering checks that the clip is still this holder's — so a
+slow but living worker whose claim was taken over cannot register a result
+too — and the store holds at most one live clip per revision (a unique index).
+A claim held by a render job (`<worker>/<job id>`) passes to whichever worker
+resumes that job (`adopt`); any other claim whose lease ran out (its worker
+died 60 s ago) is failed and the statement claimed afresh. Every step that
+proves or labels the clip fails closed: the render stops, the statement goes
+back to `text_approved`, and no clip is registered.
 """
 
 from __future__ import annotations
@@ -105,9 +111,29 @@ class RenderResult:
     figures: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Produced:
+    """A produced render, stored and ready to register: the files' digests and sizes, and what it measured."""
+
+    figures: dict[str, Any]
+    settings: dict[str, Any]
+    labels: dict[str, Any]
+    digests: dict[str, str]  # format (and the premaster) -> sha256 in the file store
+    sizes: dict[str, int]
+
+
 def worker_id() -> str:
     """This process, as the holder of a render claim: host, process id and a random tag."""
     return f"{socket.gethostname()}:{os.getpid()}:{_PROCESS_TAG}"
+
+
+def job_of(holder: str | None) -> str | None:
+    """The render job a claim's holder runs (`<worker>/<job id>`), or None for a render outside the job queue."""
+    return holder.rpartition("/")[2] if holder and "/" in holder else None
+
+
+def _same_job(held: str | None, holder: str) -> bool:
+    return job_of(held) is not None and job_of(held) == job_of(holder)
 
 
 def _claim_lapsed(clip: ClipRow | None, statement: StatementRow, now: datetime) -> bool:
@@ -134,7 +160,11 @@ def claimable(ws: Workspace, now: datetime) -> list[int]:
 
 def _claim(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime,
            worker: str | None = None) -> tuple[int, RenderJob]:
-    """Check the gates and move the statement to `rendering` under `worker`'s lease; reserve the clip serial."""
+    """Check the gates and move the statement to `rendering` under `worker`'s lease; reserve the clip serial.
+
+    A claim its own render job already holds (made before its worker died, or before the job's claim step
+    was recorded) is taken over by `worker` as it stands: the same clip, nothing claimed twice.
+    """
     worker = worker or worker_id()
     with ws.transaction() as s:
         who = ws.actor(s, actor, Role.REVIEWER, Role.SUBMITTER)
@@ -142,6 +172,9 @@ def _claim(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime
         row = get_statement(s, statement_id)
         if row.state == State.RENDERING.value:
             held = _rendering_clips(s, [row.id]).get(row.id)
+            if held is not None and _same_job(held.worker, worker):
+                held.worker, held.lease_until = worker, now + LEASE
+                return held.id, _render_job(s, ws, row, held, who.name, worker)
             if _claim_lapsed(held, row, now):
                 reason = (f"worker {held.worker} stopped renewing its lease" if held is not None and held.worker
                           else "stale claim")
@@ -153,17 +186,36 @@ def _claim(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime
         transition(ws, s, row, Event.RENDER_CLAIMED, actor=who.name, now=now, data={"worker": worker})
         voice = get_voice(s, row.voice_id)
         check_voice_renders(voice.id, voice.state)  # an enrolled voice has no usable model until trained
-        consent = current_consent(s, row.voice_id)
         rev = row.revisions[-1]
         clip = ClipRow(statement_id=row.id, revision=rev.number, revision_sha256=rev.sha256, voice_id=voice.id,
                        model_sha256=voice.model_sha256, audio_sha256="", settings={}, figures={}, labels={},
                        state=ClipState.RENDERING.value, created_at=now, worker=worker, lease_until=now + LEASE)
         s.add(clip)
         s.flush()
-        job = RenderJob(text=rev.text, language=row.language, voice=voice.id, voice_name=voice.name,
-                        ref=model_ref(voice, ws), owner=consent.owner, consent_sha256=consent.record_sha256,
-                        revision_sha256=rev.sha256, actor=who.name, worker=worker)
-        return clip.id, job
+        return clip.id, _render_job(s, ws, row, clip, who.name, worker)
+
+
+def _render_job(s: Any, ws: Workspace, row: StatementRow, clip: ClipRow, actor: str, worker: str) -> RenderJob:
+    """What the render of `clip` needs: its revision's text, the voice's model and the consent it renders under."""
+    voice = get_voice(s, row.voice_id)
+    consent = current_consent(s, row.voice_id)
+    rev = next(r for r in row.revisions if r.number == clip.revision)
+    return RenderJob(text=rev.text, language=row.language, voice=voice.id, voice_name=voice.name,
+                     ref=model_ref(voice, ws), owner=consent.owner, consent_sha256=consent.record_sha256,
+                     revision_sha256=rev.sha256, actor=actor, worker=worker)
+
+
+def adopt(ws: Workspace, clip_id: int, worker: str, actor: str, now: datetime) -> RenderJob:
+    """Take over the claim on `clip_id` for `worker` when it is held by the same render job (a worker resuming the
+    job of one that died); `TransitionError` when the claim is no longer that job's."""
+    with ws.transaction() as s:
+        clip = s.get(ClipRow, clip_id)
+        if clip is None or clip.state != ClipState.RENDERING.value or not (
+                clip.worker == worker or _same_job(clip.worker, worker)):
+            raise TransitionError(f"Clip {clip_id}'s render is no longer this job's "
+                                  f"({'gone' if clip is None else clip.state}, held by {clip.worker if clip else 'nobody'}).")
+        clip.worker, clip.lease_until = worker, now + LEASE
+        return _render_job(s, ws, get_statement(s, clip.statement_id), clip, actor, worker)
 
 
 def renew_lease(ws: Workspace, clip_id: int, worker: str, now: datetime) -> str | None:
@@ -220,25 +272,33 @@ class LeaseKeeper:
 
 def render_statement(ws: Workspace, statement_id: int, tools: Tools, *, actor: str | None, now: datetime,
                      progress: Progress = lambda _step: None, worker: str | None = None) -> RenderResult:
+    """Claim, produce and register the render of `statement_id` in this process (the steps of a render job)."""
     progress("claim")
     worker = worker or worker_id()
     clip_id, job = _claim(ws, statement_id, actor=actor, now=now, worker=worker)
     try:
-        with LeaseKeeper(ws, clip_id, worker) as lease, job_folder(ws.home, "render") as tmp:
-
-            def step(name: str) -> None:
-                lease.check(statement_id)  # stop at the next step once another worker has taken over
-                note_step(ws, clip_id, worker, name)
-                progress(name)
-
-            figures, settings, labels, files = _produce(ws, clip_id, statement_id, job, tools, tmp, now, step)
-            step("register")
-            _register(ws, statement_id, clip_id, figures, settings, labels, files, actor=job.actor, now=now,
-                      worker=worker)
+        produced = produce(ws, clip_id, statement_id, job, tools, now=now, progress=progress)
+        register(ws, statement_id, clip_id, produced, actor=job.actor, now=now, worker=worker, progress=progress)
     except BaseException as exc:
-        _release_claim(ws, statement_id, clip_id, exc, now=now, worker=worker)
+        _release_claim(ws, statement_id, clip_id, failure_reason(exc), now=now, worker=worker)
         raise
-    return RenderResult(statement_id, clip_id, figures)
+    return RenderResult(statement_id, clip_id, produced.figures)
+
+
+def produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, tools: Tools, *, now: datetime,
+            progress: Progress = lambda _step: None) -> Produced:
+    """Everything from synthesis to the signed exports, under the claim's lease; the files stored content-addressed
+    (a repeated produce stores the same blobs again, harmlessly). Stops at the next step once the claim is lost."""
+    with LeaseKeeper(ws, clip_id, job.worker) as lease, job_folder(ws.home, "render") as tmp:
+
+        def step(name: str) -> None:
+            lease.check(statement_id)  # stop at the next step once another worker has taken over
+            note_step(ws, clip_id, job.worker, name)
+            progress(name)
+
+        figures, settings, labels, files = _produce(ws, clip_id, statement_id, job, tools, tmp, now, step)
+        digests = {fmt: ws.files.put(path) for fmt, path in files.items()}
+        return Produced(figures, settings, labels, digests, {fmt: path.stat().st_size for fmt, path in files.items()})
 
 
 def _produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, tools: Tools, tmp: Path,
@@ -374,12 +434,20 @@ def _asr_gate(tools: Tools, speech: np.ndarray, text: str, lang: str, configured
     return {spec.measure: round(rate, 3), "asr": spec.label}
 
 
-def _register(ws: Workspace, statement_id: int, clip_id: int, figures: dict, settings: dict, labels: dict,
-              files: dict[str, Path], *, actor: str, now: datetime, worker: str) -> None:
-    digests = {fmt: ws.files.put(path) for fmt, path in files.items()}
+def register(ws: Workspace, statement_id: int, clip_id: int, produced: Produced, *, actor: str, now: datetime,
+             worker: str, progress: Progress = lambda _step: None) -> None:
+    """Register the produced clip as the statement's draft, if the claim is still `worker`'s and consent and
+    approvals still hold. Registering it again (a job resumed after its register step) changes nothing."""
+    progress("register")
+    note_step(ws, clip_id, worker, "register")
     with ws.transaction() as s:
         row = get_statement(s, statement_id)
         clip = s.get(ClipRow, clip_id)
+        ours = clip.worker == worker or _same_job(clip.worker, worker)  # this render job, resumed by another worker
+        if clip.state == ClipState.DRAFT.value and ours and clip.audio_sha256 == produced.digests["wav"]:
+            return  # registered already, before the worker that did it died
+        if ours:
+            clip.worker = worker
         if row.state == State.RENDERING.value and (clip.state != ClipState.RENDERING.value or clip.worker != worker):
             raise TransitionError(f"Statement {statement_id}'s render was taken over by another worker while this one "
                                   "rendered (its lease ran out); this worker's result was discarded.")
@@ -388,29 +456,34 @@ def _register(ws: Workspace, statement_id: int, clip_id: int, figures: dict, set
                                "the clip was discarded.")
         # Consent may have been revoked while we rendered: check again before anything is registered.
         require_text_approved(s, ws, row, now)
+        digests = dict(produced.digests)
         clip.premaster_sha256 = digests.pop(PREMASTER)  # kept, never handed out: see services.deliveries
         for fmt, digest in digests.items():
-            s.add(ClipFileRow(clip_id=clip_id, format=fmt, sha256=digest, size=files[fmt].stat().st_size))
-        clip.audio_sha256, clip.figures, clip.settings, clip.labels = digests["wav"], figures, settings, labels
+            s.add(ClipFileRow(clip_id=clip_id, format=fmt, sha256=digest, size=produced.sizes[fmt]))
+        clip.audio_sha256, clip.figures = digests["wav"], produced.figures
+        clip.settings, clip.labels = produced.settings, produced.labels
         clip_transition(ws, s, clip, ClipEvent.REGISTERED, actor=actor, now=now, data={"audio_sha256": digests["wav"]})
         transition(ws, s, row, Event.RENDERED, actor=actor, now=now,
-                   data={"clip": clip_id, "audio_sha256": digests["wav"], **figures})
+                   data={"clip": clip_id, "audio_sha256": digests["wav"], **produced.figures})
 
 
-def _release_claim(ws: Workspace, statement_id: int, clip_id: int, exc: BaseException, *, now: datetime,
+def failure_reason(exc: BaseException) -> str:
+    """Why a render stopped, in one line for the audit log and the job's outcome."""
+    return (str(exc) if isinstance(exc, VoxgateError) else f"{type(exc).__name__}: {exc}")[:500]
+
+
+def _release_claim(ws: Workspace, statement_id: int, clip_id: int, reason: str, *, now: datetime,
                    worker: str) -> None:
     """Put the statement back in the queue after a failed render; never leave a half-registered clip.
 
-    Only while the claim is still this worker's: a render taken over by another worker is theirs now.
+    Only while the claim is still this worker's (or its render job's): a render taken over is theirs now.
     """
-    reason = str(exc) if isinstance(exc, VoxgateError) else f"{type(exc).__name__}: {exc}"
     with ws.transaction() as s:
         clip = s.get(ClipRow, clip_id)
-        if clip is None or clip.state != ClipState.RENDERING.value or clip.worker != worker:
+        if clip is None or clip.state != ClipState.RENDERING.value or not (
+                clip.worker == worker or _same_job(clip.worker, worker)):
             return
-        clip_transition(ws, s, clip, ClipEvent.FAILED, actor="system", now=now, data={"reason": reason[:500]})
+        clip_transition(ws, s, clip, ClipEvent.FAILED, actor="system", now=now, data={"reason": reason})
         row = get_statement(s, statement_id)
         if row.state == State.RENDERING.value:
-            transition(ws, s, row, Event.RENDER_FAILED, actor="system", now=now,
-                       data={"reason": reason[:500], "clip": clip_id})
-
+            transition(ws, s, row, Event.RENDER_FAILED, actor="system", now=now, data={"reason": reason, "clip": clip_id})
