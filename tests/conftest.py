@@ -95,7 +95,7 @@ DATABASES = ("sqlite", "postgresql")
 #: The files that take longest (about 190, 85, 60, 55, 50 and 50 s of a 15-minute serial run), run first: the
 #: test processes take whole files in this order, so none is left alone on a long file at the end.
 LONGEST_FIRST = ("test_workers.py", "test_copy_jobs.py", "test_portal.py", "test_verify.py",
-                 "test_workflow_property.py", "test_cli_bad_input.py", "test_enrollment.py")
+                 "test_workflow_property.py", "test_render_jobs.py", "test_cli_bad_input.py", "test_enrollment.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,7 +1,8 @@
-"""Render jobs across versions: a job another version of voxgate began is never resumed here step by step.
+"""Render jobs killed with SIGKILL: resumed on their own claim by this version, never by another version.
 
-SQLite only: which version may resume a job is DBOS's rule, the same on either system database
-(the resume itself runs on both in test_render_claims).
+SQLite only: resuming is DBOS's recovery plus the store's fenced claims, and the
+claims run on both databases in test_render_claims; four workers on PostgreSQL
+are in test_workers.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import timedelta
 
 from conftest import REPO
-from sqlalchemy import select
 from test_render_claims import approved, clips
 
+from pipeline.services.auditing import audit_log, audit_verify
 from pipeline.services.job_worker import queue_client
+from pipeline.services.render import claimable, job_of
 from pipeline.services.workspace import utcnow
 from pipeline.store.models import ClipRow
 
@@ -25,35 +28,54 @@ OLDER_VOXGATE = ("import pipeline.services.job_worker as w; w.JOBS_VERSION = 'vo
                  "from pipeline.cli.main import app; app()")
 
 
-def test_a_render_job_begun_by_another_version_is_never_resumed_and_its_claim_is_taken_over_once_it_lapses(
+def test_a_killed_render_job_is_resumed_by_this_version_on_its_own_claim_and_never_by_another_version(
         workspace) -> None:
+    """Issue 12. An older voxgate's render is killed: this version leaves its job alone and, once the claim's
+    lease ran out, claims the statement afresh (fencing the old clip off). That render is killed too, and the
+    next `voxgate render` resumes its job at once (its process is gone from this host) on the same claim."""
     sid = approved(workspace)
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     args = ["render", str(sid), "--home", str(workspace.home), "--as", "rita"]
-    older = subprocess.Popen([sys.executable, "-c", OLDER_VOXGATE, *args], env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not list(workspace.home.glob("voxgate-render-*")):
-            assert older.poll() is None and time.monotonic() < deadline, "the older version's render never started"
-            time.sleep(0.1)
-    finally:
-        older.send_signal(signal.SIGKILL)
-        older.wait()
-    (held,) = clips(workspace)
-    with workspace.transaction() as s:  # a minute passes: the dead render's lease runs out
-        s.get(ClipRow, held.id).lease_until = utcnow() - timedelta(seconds=1)
+    older = _killed_while_producing(workspace, [sys.executable, "-c", OLDER_VOXGATE, *args], env)
+    (first,) = clips(workspace)
+    with workspace.transaction() as s:  # a minute passes: the older render's lease runs out
+        s.get(ClipRow, first.id).lease_until = utcnow() - timedelta(seconds=1)
 
-    now = subprocess.run([sys.executable, "-m", "pipeline.cli.main", *args], env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert now.returncode == 0, now.stderr[-2000:]
+    command = [sys.executable, "-m", "pipeline.cli.main", *args]
+    killed = _killed_while_producing(workspace, command, env)
+    held = clips(workspace)[-1]
+    assert held.state == "rendering" and held.worker.split(":")[1] == str(killed.pid)
+    assert claimable(workspace, utcnow()) == []  # its lease has not run out: nobody reclaims it
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
     with queue_client(workspace) as client:
         jobs = {w.workflow_id: (w.status, w.app_version, w.executor_id)
                 for w in client.list_workflows(workflow_id_prefix=f"render-{sid}-")}
-    first, second = f"render-{sid}-r1-1", f"render-{sid}-r1-2"
-    assert jobs[first][:2] == ("PENDING", "voxgate-jobs-0")  # left as it was: never resumed by this version
-    assert held.worker.startswith(jobs[first][2]) and held.worker.endswith(first)
-    assert jobs[second][0] == "SUCCESS"
-    with workspace.sessions() as s:
-        rows = [(c.id, c.state, c.worker.rpartition("/")[2]) for c in s.scalars(select(ClipRow).order_by(ClipRow.id))]
-    assert rows == [(held.id, "failed", first), (rows[1][0], "draft", second)]  # the old claim fenced off
+    old_job, job = f"render-{sid}-r1-1", f"render-{sid}-r1-2"
+    assert jobs[old_job][:2] == ("PENDING", "voxgate-jobs-0")  # left as it was: never resumed by this version
+    assert first.worker == f"{jobs[old_job][2]}/{old_job}" and str(older.pid) in first.worker
+    assert jobs[job][0] == "SUCCESS"
+    assert [(c.id, c.state, job_of(c.worker)) for c in clips(workspace)] == [
+        (first.id, "failed", old_job), (held.id, "draft", job)]  # resumed on its claim: no third clip
+    assert clips(workspace)[-1].worker.split(":")[1] not in (str(killed.pid), str(older.pid))
+    actions = Counter(e.action for e in audit_log(workspace))
+    assert actions["voxgate.statement.render_claimed"] == 2 and actions["voxgate.statement.rendered"] == 1
+    assert actions["voxgate.statement.render_failed"] == 1  # the older claim, fenced off when it lapsed
+    assert not list(workspace.home.glob("voxgate-render-*"))  # the dead processes' folders were swept
+    assert audit_verify(workspace).ok
+
+
+def _killed_while_producing(workspace, command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """Start a render process and SIGKILL it once it works in its temporary folder (claimed, producing)."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(workspace.home.glob(f"voxgate-render-{proc.pid}-*")):
+            assert proc.poll() is None and time.monotonic() < deadline, "the render never started"
+            time.sleep(0.1)
+        time.sleep(1.0)  # into the render's steps
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return proc

@@ -4,8 +4,9 @@ SQLite, one machine's store, runs half the queue to keep `make test` short: its 
 lock, and 20 statements already make four processes race for every claim.
 
 Each worker is a real `voxgate render --all` process with its own models,
-as on separate machines; the store's write lock and the render claims are
-all that keep them apart. Every statement must be rendered exactly once,
+as on separate machines, each running the `render` queue while it waits:
+every process asks for every statement, and the job ids (one per statement
+and attempt), the queue and the fenced claims keep them apart. Every statement must be rendered exactly once,
 every clip serial be unique, and the audit log stay one valid chain.
 """
 

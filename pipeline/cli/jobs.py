@@ -13,16 +13,20 @@ from pipeline.services.workspace import open_workspace, utcnow
 app = typer.Typer(help="Render and copy jobs: state, worker, attempts, errors.", no_args_is_help=True)
 
 
-def _rows(jobs: list[svc.RenderJob], as_json: bool, title: str) -> None:
+def _rows(jobs: list[svc.RenderJob], queued: list[tuple[str, int]], as_json: bool, title: str) -> None:
+    from pipeline.services.render import job_of
+
     now = utcnow()
     if as_json:
-        print_json([{"clip": j.clip_id, "statement": j.statement_id, "revision": j.revision, "attempt": j.attempt,
-                     "status": j.status(now), "step": j.step, "worker": j.worker, "started_at": j.started_at,
-                     "lease_until": j.lease_until, "error": j.error} for j in jobs])
+        print_json([{"job": job, "statement": sid, "status": "queued"} for job, sid in queued] + [
+            {"job": job_of(j.worker), "clip": j.clip_id, "statement": j.statement_id, "revision": j.revision,
+             "attempt": j.attempt, "status": j.status(now), "step": j.step, "worker": j.worker,
+             "started_at": j.started_at, "lease_until": j.lease_until, "error": j.error} for j in jobs])
         return
     print_table(title, ["clip", "statement", "attempt", "status", "step", "worker", "started", "error"], [
-        (j.clip_id, j.statement_id, j.attempt, j.status(now), j.step if j.status(now) == "running" else "",
-         j.worker or "", f"{j.started_at:%Y-%m-%d %H:%M:%S}", j.error or "") for j in jobs])
+        *(("", sid, "", "queued", "", "", "", "") for _job, sid in queued),
+        *((j.clip_id, j.statement_id, j.attempt, j.status(now), j.step if j.status(now) == "running" else "",
+           j.worker or "", f"{j.started_at:%Y-%m-%d %H:%M:%S}", j.error or "") for j in jobs)])
 
 
 @app.command("list")
@@ -32,15 +36,23 @@ def list_(
     home: Home = HOME_DEFAULT,
     as_json: AsJson = False,
 ) -> None:
-    """List render jobs, newest first: running, done, failed, or with a lost worker (reclaimed within 60 s)."""
-    _rows(svc.list_jobs(open_workspace(home), limit=limit), as_json, "Render jobs")
+    """List render jobs, newest first: queued, running, done, failed, or with a lost worker (resumed elsewhere)."""
+    from pipeline.services.render_jobs import queued_renders
+
+    ws = open_workspace(home)
+    _rows(svc.list_jobs(ws, limit=limit), queued_renders(ws), as_json, "Render jobs")
 
 
 @app.command("show")
 @handles_errors
 def show(statement_id: int, home: Home = HOME_DEFAULT, as_json: AsJson = False) -> None:
     """Every render attempt of one statement: worker, status and the error that ended it."""
-    _rows(svc.statement_jobs(open_workspace(home), statement_id), as_json, f"Render jobs of statement {statement_id}")
+    from pipeline.services.render_jobs import queued_renders
+
+    ws = open_workspace(home)
+    queued = queued_renders(ws, statement_id)  # a statement only queued has no attempt yet
+    jobs = svc.list_jobs(ws, statement_id=statement_id, limit=None) if queued else svc.statement_jobs(ws, statement_id)
+    _rows(jobs, queued, as_json, f"Render jobs of statement {statement_id}")
 
 
 @app.command("copies")

@@ -35,7 +35,7 @@ from dbos._error import DBOSException
 from sqlalchemy import select
 
 from pipeline.errors import StoreError, TransitionError, VoxgateError, map_exceptions
-from pipeline.services.job_worker import JOBS_VERSION, RUNTIME, executor_id, queue_client
+from pipeline.services.job_worker import JOBS_VERSION, RUNTIME, SYSTEM_DATABASE_FILE, executor_id, queue_client
 from pipeline.services.render import (
     Produced,
     _claim,
@@ -148,6 +148,16 @@ def request_renders(ws: Workspace, statement_ids: list[int], actor: str | None) 
             jobs[sid] = f"{prefix}{len(known) + 1}"
             client.enqueue({"workflow_name": WORKFLOW, "queue_name": QUEUE, "workflow_id": jobs[sid]}, sid, actor)
     return jobs
+
+
+def queued_renders(ws: Workspace, statement_id: int | None = None) -> list[tuple[str, int]]:
+    """Render jobs waiting for a worker (no claim yet), oldest first: (job id, statement)."""
+    if not (ws.config.database_url or "").startswith("postgresql") and not (ws.home / SYSTEM_DATABASE_FILE).exists():
+        return []  # no job was ever queued in this workspace
+    prefix = f"render-{statement_id}-" if statement_id is not None else "render-"
+    with queue_client(ws) as client, map_exceptions({Exception: StoreError}, "The render jobs could not be listed"):
+        return [(w.workflow_id, int(w.workflow_id.split("-")[1])) for w in client.list_workflows(
+            name=WORKFLOW, status="ENQUEUED", workflow_id_prefix=prefix, load_input=False, load_output=False)]
 
 
 def _statuses(client: Any, job_ids: list[str]) -> dict[str, JobStatus]:
