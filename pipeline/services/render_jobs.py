@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from dbos import DBOS
-from dbos._error import DBOSException
+from dbos import error as dbos_error
 from sqlalchemy import select
 
 from pipeline.errors import StoreError, TransitionError, VoxgateError, map_exceptions
@@ -68,7 +68,7 @@ def render_job(statement_id: int, actor: str | None) -> dict[str, Any]:
         clip_id, who = claim_step(statement_id, actor, holder)
         produced = produce_step(statement_id, clip_id, who, holder)
         register_step(statement_id, clip_id, produced, who, holder)
-    except DBOSException:
+    except dbos_error.DBOSException:  # DBOS's own (a cancelled job): not a refusal of the render
         raise
     except Exception as exc:  # noqa: BLE001 - every refusal ends the job with its reason; nothing is registered
         reason = failure_reason(exc)
