@@ -92,10 +92,13 @@ PEOPLE = {"ops": "admin", "sam": "submitter", "sue": "submitter", "rita": "revie
 DATABASES = ("sqlite", "postgresql")
 
 
-#: The files that take longest (about 190, 85, 60, 55, 50 and 50 s of a 15-minute serial run), run first: the
-#: test processes take whole files in this order, so none is left alone on a long file at the end.
-LONGEST_FIRST = ("test_workers.py", "test_copy_jobs.py", "test_portal.py", "test_verify.py",
-                 "test_workflow_property.py", "test_render_jobs.py", "test_cli_bad_input.py", "test_enrollment.py")
+#: The files that take longest (about 360, 200, 170, 150, 110 and 100 s of a 2-worker run on 2 cores), run first:
+#: the test processes take whole files in this order (`--no-loadscope-reorder`: xdist would otherwise start with
+#: the files that have the most tests), so none is left alone on a long file at the end.
+LONGEST_FIRST = ("test_workers.py", "test_copy_jobs.py", "test_workflow_property.py", "test_portal_browser.py",
+                 "test_verify.py", "test_portal.py", "test_readme_flow.py", "test_enrollment.py",
+                 "test_render_jobs.py", "test_cli_bad_input.py", "test_insider_consent_reading.py",
+                 "test_demo_ur.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

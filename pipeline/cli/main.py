@@ -102,7 +102,7 @@ def render(
     from pipeline.cli.rendering import follow, print_renders, render_jobs
     from pipeline.services.job_worker import JobWorker
     from pipeline.services.render import claimable
-    from pipeline.services.render_jobs import check_renderable
+    from pipeline.services.render_jobs import check_renderable, held_by_jobs
     from pipeline.services.tools import Tools
     from pipeline.services.workspace import open_workspace, utcnow
     from pipeline.store.scratch import sweep
@@ -115,10 +115,12 @@ def render(
     sweep(ws.home)  # the temp folders of renders and copies whose process died
     if statement_id is not None and follow(ws, statement_id):
         return
+    def wanted() -> list[int]:  # with --all, the jobs of workers that died too: resumed here, at once on this host
+        return [statement_id] if statement_id is not None else sorted({*claimable(ws, utcnow()), *held_by_jobs(ws)})
+
     results, failures, taken, tried = [], [], [], set()
     with JobWorker(ws, Tools(), queues=("render",)):
-        while todo := [sid for sid in ([statement_id] if statement_id is not None else claimable(ws, utcnow()))
-                       if sid not in tried]:
+        while todo := [sid for sid in wanted() if sid not in tried]:
             tried.update(todo)
             done, refused, others = render_jobs(ws, todo, as_user)
             results, failures, taken = results + done, failures + refused, taken + others

@@ -129,6 +129,13 @@ def check_renderable(ws: Workspace, statement_id: int, actor: str | None) -> Non
                                   "statement is rendered (see `voxgate status`).")
 
 
+def held_by_jobs(ws: Workspace) -> list[int]:
+    """Statements being rendered under a render job's claim (running, or left by a worker that died)."""
+    with ws.sessions() as s:
+        return sorted(sid for sid, holder in s.execute(select(ClipRow.statement_id, ClipRow.worker).where(
+            ClipRow.state == "rendering")) if job_of(holder) is not None)
+
+
 def request_renders(ws: Workspace, statement_ids: list[int], actor: str | None) -> dict[int, str]:
     """The job rendering each statement: the one queued or running, or a new one enqueued now."""
     with ws.sessions() as s:
