@@ -136,7 +136,6 @@ def render(
 
 
 RETRY_AFTER_S = 600.0
-QUEUES = ("render", "copies")
 
 
 @app.command("worker")
@@ -161,7 +160,7 @@ def worker(
     import time
 
     from pipeline.cli.rendering import print_renders, render_jobs
-    from pipeline.services.job_worker import JobWorker
+    from pipeline.services.job_worker import QUEUES, JobWorker
     from pipeline.services.render import claimable
     from pipeline.services.tools import Tools
     from pipeline.services.workspace import open_workspace, utcnow

@@ -67,12 +67,20 @@ DEAD_AFTER: Final = timedelta(seconds=45)  # a worker silent this long is dead: 
 RUNTIME: Final[dict[str, Any]] = {}
 
 
+def _embedded(ws: Workspace) -> bool:
+    return not (ws.config.database_url or "").startswith("postgresql")
+
+
+def has_queue(ws: Workspace) -> bool:
+    """Whether the workspace has a job queue yet (a workspace that never queued a job has no system database)."""
+    return not _embedded(ws) or (ws.home / SYSTEM_DATABASE_FILE).exists()
+
+
 def system_database_url(ws: Workspace) -> str:
     """Where the job queue lives: the workspace's PostgreSQL, or a SQLite file in the workspace (made 0600 first,
     as everything in a workspace is; SQLite gives its journal files the same mode)."""
-    url = ws.config.database_url
-    if url and url.startswith("postgresql"):
-        return url
+    if not _embedded(ws):
+        return ws.config.database_url
     path = ws.home / SYSTEM_DATABASE_FILE
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_MODE))
     os.chmod(path, PRIVATE_MODE)
@@ -173,8 +181,6 @@ class JobWorker:
                  poll_s: float = POLL_S, recover_every_s: float = RECOVER_EVERY_S) -> None:
         if concurrency < 1:
             raise StoreError("--concurrency must be 1 or more copy jobs at once.")
-        if not queues or any(q not in QUEUES for q in queues):
-            raise StoreError(f"A worker takes the queues {' and/or '.join(QUEUES)}, not {', '.join(queues) or 'none'}.")
         self.ws, self.tools, self.queues, self.concurrency = ws, tools, queues, concurrency
         self.poll_s, self.recover_every_s = poll_s, recover_every_s
         self._stop = threading.Event()

@@ -34,8 +34,9 @@ from dbos import DBOS
 from dbos import error as dbos_error
 from sqlalchemy import select
 
+from pipeline.domain import ClipState, Role, State
 from pipeline.errors import StoreError, TransitionError, VoxgateError, map_exceptions
-from pipeline.services.job_worker import JOBS_VERSION, RUNTIME, SYSTEM_DATABASE_FILE, executor_id, queue_client
+from pipeline.services.job_worker import JOBS_VERSION, RUNTIME, executor_id, has_queue, queue_client
 from pipeline.services.render import (
     Produced,
     _claim,
@@ -116,8 +117,6 @@ class JobStatus:
 def check_renderable(ws: Workspace, statement_id: int, actor: str | None) -> None:
     """Refuse at once, changing nothing, what no render job could do: an unknown statement or actor, one neither
     text-approved nor being rendered, or one whose consent or approvals do not hold now."""
-    from pipeline.domain import Role, State
-
     with ws.sessions() as s:
         ws.actor(s, actor, Role.REVIEWER, Role.SUBMITTER)
         row = get_statement(s, statement_id)
@@ -133,7 +132,7 @@ def held_by_jobs(ws: Workspace) -> list[int]:
     """Statements being rendered under a render job's claim (running, or left by a worker that died)."""
     with ws.sessions() as s:
         return sorted(sid for sid, holder in s.execute(select(ClipRow.statement_id, ClipRow.worker).where(
-            ClipRow.state == "rendering")) if job_of(holder) is not None)
+            ClipRow.state == ClipState.RENDERING.value)) if job_of(holder) is not None)
 
 
 def request_renders(ws: Workspace, statement_ids: list[int], actor: str | None) -> dict[int, str]:
@@ -141,7 +140,7 @@ def request_renders(ws: Workspace, statement_ids: list[int], actor: str | None) 
     with ws.sessions() as s:
         revision = {sid: get_statement(s, sid).revisions[-1].number for sid in statement_ids}
         held = dict(s.execute(select(ClipRow.statement_id, ClipRow.worker).where(
-            ClipRow.statement_id.in_(statement_ids), ClipRow.state == "rendering")).all())
+            ClipRow.statement_id.in_(statement_ids), ClipRow.state == ClipState.RENDERING.value)).all())
     jobs = {}
     with queue_client(ws) as client, map_exceptions({Exception: StoreError}, "The render jobs could not be queued"):
         for sid in statement_ids:
@@ -159,8 +158,8 @@ def request_renders(ws: Workspace, statement_ids: list[int], actor: str | None) 
 
 def queued_renders(ws: Workspace, statement_id: int | None = None) -> list[tuple[str, int]]:
     """Render jobs waiting for a worker (no claim yet), oldest first: (job id, statement)."""
-    if not (ws.config.database_url or "").startswith("postgresql") and not (ws.home / SYSTEM_DATABASE_FILE).exists():
-        return []  # no job was ever queued in this workspace
+    if not has_queue(ws):
+        return []
     prefix = f"render-{statement_id}-" if statement_id is not None else "render-"
     with queue_client(ws) as client, map_exceptions({Exception: StoreError}, "The render jobs could not be listed"):
         return [(w.workflow_id, int(w.workflow_id.split("-")[1])) for w in client.list_workflows(
@@ -195,7 +194,7 @@ def await_jobs(ws: Workspace, jobs: dict[int, str], on_step: Callable[[int, str]
             with ws.sessions() as s:
                 held = {sid: (step or "claim", job_of(holder)) for sid, step, holder in s.execute(
                     select(ClipRow.statement_id, ClipRow.step, ClipRow.worker).where(
-                        ClipRow.statement_id.in_(list(waiting)), ClipRow.state == "rendering"))}
+                        ClipRow.statement_id.in_(list(waiting)), ClipRow.state == ClipState.RENDERING.value))}
             for sid, job in list(waiting.items()):
                 status = statuses.get(job)
                 if status is not None and status.done:
