@@ -10,6 +10,7 @@ import re
 
 import os
 import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -128,6 +129,16 @@ def database_url(request: pytest.FixtureRequest, db_kind: str) -> str | None:
 def module_database_url(request: pytest.FixtureRequest, db_kind: str) -> str | None:
     """As `database_url`, for a workspace a whole module shares (a released clip, a served portal)."""
     return None if db_kind == "sqlite" else request.getfixturevalue("pg_cluster").new_database()
+
+
+@pytest.fixture
+def private_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The system temp folder, for this test's process alone: other test processes share the real one, so what is
+    found here was left by the code this test ran. Function-scoped, it is set after every module's fixtures."""
+    folder = tmp_path / "tempdir"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 def new_workspace(home: Path, database_url: str | None = None):

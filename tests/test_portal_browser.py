@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +99,7 @@ def test_wrong_token_shows_the_error(browser, released) -> None:
         assert_not_blank(shot)
 
 
-def test_public_verify_page_gives_the_verdict_for_an_upload(browser, released, tmp_path) -> None:
+def test_public_verify_page_gives_the_verdict_for_an_upload(browser, released, tmp_path, private_tempdir) -> None:
     from pipeline.services import clips
 
     from pipeline.services.workspace import utcnow
@@ -108,7 +107,6 @@ def test_public_verify_page_gives_the_verdict_for_an_upload(browser, released, t
     authentic = clips.export_clip(released.ws, released.clip_id, "mp3", tmp_path, actor="dana", now=utcnow())
     not_audio = tmp_path / "notes.mp3"
     not_audio.write_text("this is text named like audio")
-    before = set(Path(tempfile.gettempdir()).glob("voxgate-verify-*"))  # other runs' leftovers are not ours
     with serving(released.ws.home) as url:
         page = new_page(browser)
         page.goto(f"{url}/verify")  # no sign-in: the page is public
@@ -124,7 +122,7 @@ def test_public_verify_page_gives_the_verdict_for_an_upload(browser, released, t
         page.set_input_files("#file", str(not_audio))
         page.click("#check")
         assert "not an audio file" in page.locator("#error").inner_text()
-    leftovers = set(Path(tempfile.gettempdir()).glob("voxgate-verify-*")) - before
+    leftovers = list(private_tempdir.glob("voxgate-verify-*"))
     assert not leftovers, f"uploads must not outlive the request: {leftovers}"
 
 
