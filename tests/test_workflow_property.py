@@ -51,13 +51,14 @@ def template(tmp_path_factory) -> tuple[Path, tuple]:
     voices.add_voice(ws, DEMO_VOICE, actor="ops", now=utcnow())
     ws.engine.dispose()
     captured: dict = {}
-    real_produce = render_service._produce
+    real_produce = render_service.produce
 
-    def keep(ws_, clip_id, statement_id, job, tools, tmp, now, progress):  # noqa: ANN001
-        figures, settings_, labels, files = real_produce(ws_, clip_id, statement_id, job, tools, tmp, now, progress)
-        saved = {fmt: shutil.copy(p, root / p.name) for fmt, p in files.items()}
-        captured["result"] = (figures, settings_, labels, {k: Path(v) for k, v in saved.items()})
-        return figures, settings_, labels, files
+    def keep(ws_, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        produced = real_produce(ws_, *args, **kwargs)
+        saved = {fmt: Path(shutil.copy(ws_.files.open_checked(digest), root / f"{fmt}.blob"))
+                 for fmt, digest in produced.digests.items()}
+        captured["result"] = (produced, saved)
+        return produced
 
     # A throwaway copy renders the real clip; the template itself stays clean.
     scratch = root / "scratch"
@@ -67,11 +68,11 @@ def template(tmp_path_factory) -> tuple[Path, tuple]:
                             text=TEXTS[0], actor="sam", now=utcnow()).id
     review.decide(sws, sid, Decision.APPROVE, actor="rita", now=utcnow())
     review.decide(sws, sid, Decision.APPROVE, actor="joe-delegate", now=utcnow())
-    render_service._produce = keep
+    render_service.produce = keep
     try:
         render_service.render_statement(sws, sid, Tools(), actor="rita", now=utcnow())
     finally:
-        render_service._produce = real_produce
+        render_service.produce = real_produce
     sws.engine.dispose()
     shutil.rmtree(scratch)
     return root / "ws", captured["result"]
@@ -92,10 +93,14 @@ def _valid(rows: list[ApprovalRow], keys: dict[str, bytes], stage: Stage, subjec
 
 
 def test_no_release_without_valid_approvals_and_consent(template, tmp_path_factory, monkeypatch) -> None:
-    template_home, produced = template
-    monkeypatch.setattr(render_service, "_produce", lambda *a, **k: (
-        produced[0], produced[1], produced[2],
-        {fmt: Path(shutil.copy(p, a[5] / p.name)) for fmt, p in produced[3].items()}))
+    template_home, (produced, saved) = template
+
+    def reproduce(ws_, *_args, **_kwargs):  # noqa: ANN001, ANN002, ANN003 - the real render's files, stored again
+        assert {fmt: ws_.files.put(path) for fmt, path in saved.items()} == produced.digests
+        return produced
+
+    monkeypatch.setattr(render_service, "synthesise", lambda *_a, **_k: None)
+    monkeypatch.setattr(render_service, "produce", reproduce)
     people = sorted(PEOPLE)
 
     class Workflow(RuleBasedStateMachine):

@@ -6,12 +6,16 @@
     and final loudness (`services.copies`) → WAV / MP3 / Ogg Opus / M4A with AI
     labels and signed content credentials (embedded; a sidecar for Ogg), both
     marks read back from the whole Ogg Opus → quality gates (speech
-    recognition runs beside from synthesis on) → file store → draft_ready
+    recognition runs beside, from synthesis to the premaster) → file store →
+    draft_ready
 
-A render runs in three parts, each a step of a durable render job
-(`services.render_jobs`): the claim, `produce` (everything from
-synthesis to the signed exports, stored content-addressed) and `register`.
-`render_statement` runs them one after the other in this process.
+A render runs in four parts, each a step of a durable render job
+(`services.render_jobs`): the claim; `synthesise` (synthesis to the
+premaster, stored content-addressed, once speech recognition heard the
+approved words); `produce` (from the stored premaster: the serial mark and
+the signed exports, stored content-addressed); and `register`. A worker
+killed while producing resumes from the stored premaster, without
+synthesising again. `render_statement` runs the four in this process.
 
 A worker claims a statement by moving it to `rendering` inside one write
 transaction (the store's write lock: two workers never claim the same
@@ -35,8 +39,9 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -59,6 +64,7 @@ from pipeline.services.copies import (
     export_signed,
     mark_serial,
     payload_mark,
+    read_premaster,
     write_premaster,
 )
 from pipeline.services.review import require_text_approved
@@ -272,12 +278,13 @@ class LeaseKeeper:
 
 def render_statement(ws: Workspace, statement_id: int, tools: Tools, *, actor: str | None, now: datetime,
                      progress: Progress = lambda _step: None, worker: str | None = None) -> RenderResult:
-    """Claim, produce and register the render of `statement_id` in this process (the steps of a render job)."""
+    """Claim, synthesise, produce and register the render of `statement_id` in this process (a render job's steps)."""
     progress("claim")
     worker = worker or worker_id()
     clip_id, job = _claim(ws, statement_id, actor=actor, now=now, worker=worker)
     try:
-        produced = produce(ws, clip_id, statement_id, job, tools, now=now, progress=progress)
+        synthesised = synthesise(ws, clip_id, statement_id, job, tools, progress=progress)
+        produced = produce(ws, clip_id, statement_id, job, tools, synthesised, now=now, progress=progress)
         register(ws, statement_id, clip_id, produced, actor=job.actor, now=now, worker=worker, progress=progress)
     except BaseException as exc:
         _release_claim(ws, statement_id, clip_id, failure_reason(exc), now=now, worker=worker)
@@ -285,130 +292,153 @@ def render_statement(ws: Workspace, statement_id: int, tools: Tools, *, actor: s
     return RenderResult(statement_id, clip_id, produced.figures)
 
 
-def produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, tools: Tools, *, now: datetime,
-            progress: Progress = lambda _step: None) -> Produced:
-    """Everything from synthesis to the signed exports, under the claim's lease; the files stored content-addressed
-    (a repeated produce stores the same blobs again, harmlessly). Stops at the next step once the claim is lost."""
+@contextmanager
+def _leased(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob,
+            progress: Progress) -> Iterator[tuple[Progress, Path]]:
+    """A part of a render under the claim's lease, in a job folder: (its step callback, the folder). The callback
+    stops the render at the next stage once another worker has taken the claim over."""
     with LeaseKeeper(ws, clip_id, job.worker) as lease, job_folder(ws.home, "render") as tmp:
 
         def step(name: str) -> None:
-            lease.check(statement_id)  # stop at the next step once another worker has taken over
+            lease.check(statement_id)
             note_step(ws, clip_id, job.worker, name)
             progress(name)
 
-        figures, settings, labels, files = _produce(ws, clip_id, statement_id, job, tools, tmp, now, step)
-        digests = {fmt: ws.files.put(path) for fmt, path in files.items()}
-        return Produced(figures, settings, labels, digests, {fmt: path.stat().st_size for fmt, path in files.items()})
+        yield step, tmp
 
 
-def _produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, tools: Tools, tmp: Path,
-             now: datetime, progress: Progress) -> tuple[dict, dict, dict, dict[str, Path]]:
+@dataclass(frozen=True)
+class Synthesised:
+    """A render's first part, checkpointed: the premaster in the file store, and what the rest needs of it."""
+
+    premaster: str  # sha256 of the premaster (at loudness, with the disclosure, presence-marked)
+    figures: dict[str, Any]  # of the speech, the engine and the disclosure, and the speech recogniser's verdict
+    timeline: list[dict[str, Any]]  # the sentences, in the premaster's seconds: what captions are timed from
+    disclosure_text: str
+    announcer: dict[str, Any] | None
+
+
+def synthesise(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, tools: Tools, *,
+               progress: Progress = lambda _step: None) -> Synthesised:
+    """Synthesis, loudness, the audible disclosure and the presence watermark: the premaster, stored
+    content-addressed (a repeated step stores the same blob again, harmlessly), once speech recognition, run
+    beside, heard the approved words. Nothing is registered."""
     from pipeline.audio.loudness import normalise
     from pipeline.audio.mix import concat, join_with_timeline, resample
     from pipeline.provenance.disclosure import disclosure_text
-    from pipeline.provenance.labels import ClipLabels, ai_notices
     from pipeline.synth.text import normalise_for_speech, split_sentences
 
     cfg = ws.config.render
     lang = job.language
-    progress("synthesise")
-    written = split_sentences(job.text, lang)
-    sentences = [normalise_for_speech(x, lang, names=ws.config.urdu_names) for x in written]
-    engine = tools.engine(job.ref)
-    chunks = engine.synthesize(sentences)
-    joined, spans = join_with_timeline(chunks, engine.sample_rate, pause_s=cfg.sentence_pause_s)
-    speech = resample(joined, engine.sample_rate, MASTER_RATE)
+    with _leased(ws, clip_id, statement_id, job, progress) as (step, tmp):
+        step("synthesise")
+        written = split_sentences(job.text, lang)
+        sentences = [normalise_for_speech(x, lang, names=ws.config.urdu_names) for x in written]
+        engine = tools.engine(job.ref)
+        chunks = engine.synthesize(sentences)
+        joined, spans = join_with_timeline(chunks, engine.sample_rate, pause_s=cfg.sentence_pause_s)
+        speech = resample(joined, engine.sample_rate, MASTER_RATE)
 
-    # Speech recognition of the message runs beside everything from here to the export: it hears the
-    # words as synthesised (loudness and the inaudible marks change none). Its gate is checked before
-    # anything is registered.
-    heard = _pool().submit(_asr_gate, tools, speech, job.text, lang, ws.config.recognisers)
-    progress("loudness")
-    speech = normalise(speech, MASTER_RATE, target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
+        # Speech recognition runs beside loudness, disclosure and marking: it hears the words as synthesised
+        # (loudness and the inaudible mark change none). This part ends only once it heard the approved text.
+        heard = _pool().submit(_asr_gate, tools, speech, job.text, lang, ws.config.recognisers)
+        try:
+            step("loudness")
+            speech = normalise(speech, MASTER_RATE, target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
 
-    progress("disclosure")
-    disclosure_at = cfg.disclosure
-    if disclosure_at != "none":
-        from pipeline.services import announcers
+            step("disclosure")
+            disclosure_at = cfg.disclosure
+            if disclosure_at != "none":
+                from pipeline.services import announcers
 
-        with ws.sessions() as s:
-            announcer = announcers.choose(ws, s, lang, job.voice)
-        text = disclosure_text(lang, owner=job.owner, organisation=ws.config.organisation,
-                               templates=cfg.disclosure_texts or None)
+                with ws.sessions() as s:
+                    announcer = announcers.choose(ws, s, lang, job.voice)
+                text = disclosure_text(lang, owner=job.owner, organisation=ws.config.organisation,
+                                       templates=cfg.disclosure_texts or None)
 
-        def speak() -> np.ndarray:
-            spoken, spoken_rate = announcers.speak(announcer, text, tools)
-            return normalise(resample(spoken, spoken_rate, MASTER_RATE), MASTER_RATE,
-                             target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
+                def speak() -> np.ndarray:
+                    spoken, spoken_rate = announcers.speak(announcer, text, tools)
+                    return normalise(resample(spoken, spoken_rate, MASTER_RATE), MASTER_RATE,
+                                     target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
 
-        key = repr((announcer.identity, text, cfg.target_lufs, cfg.true_peak_dbtp))
-        spoken = tools.disclosure(key, speak)
-        before = [spoken] if disclosure_at in ("before", "both") else []
-        after = [spoken] if disclosure_at in ("after", "both") else []
-        audio = concat([*before, speech, *after], MASTER_RATE, gap_s=cfg.disclosure_gap_s)
-        speech_offset = (len(spoken) + int(cfg.disclosure_gap_s * MASTER_RATE)) if before else 0
-    else:
-        text, audio, speech_offset, announcer = "", speech, 0, None
+                key = repr((announcer.identity, text, cfg.target_lufs, cfg.true_peak_dbtp))
+                spoken = tools.disclosure(key, speak)
+                before = [spoken] if disclosure_at in ("before", "both") else []
+                after = [spoken] if disclosure_at in ("after", "both") else []
+                audio = concat([*before, speech, *after], MASTER_RATE, gap_s=cfg.disclosure_gap_s)
+                speech_offset = (len(spoken) + int(cfg.disclosure_gap_s * MASTER_RATE)) if before else 0
+            else:
+                text, audio, speech_offset, announcer = "", speech, 0, None
 
-    # Sentence boundaries in the master's seconds: what captions are timed from.
-    offset = speech_offset / MASTER_RATE
-    timeline = [{"start": round(a + offset, 3), "end": round(b + offset, 3), "text": t}
-                for t, span in zip(written, spans) if span is not None for a, b in [span]]
+            offset = speech_offset / MASTER_RATE
+            timeline = [{"start": round(a + offset, 3), "end": round(b + offset, 3), "text": t}
+                        for t, span in zip(written, spans) if span is not None for a, b in [span]]
 
-    progress("watermark")
-    presence = tools.presence_mark()
-    mark = payload_mark(ws)
-    # Every recipient's copy is marked from the premaster. Both marks are read where it is hardest:
-    # from the whole Ogg Opus export (a messaging app's recompression of the final samples), the
-    # presence mark at the embedding threshold; the payload right after embedding too.
-    premaster = presence.embed(audio, MASTER_RATE)
-    audio, marks = mark_serial(premaster, clip_serial(clip_id), presence, mark, target_lufs=cfg.target_lufs,
-                               true_peak_dbtp=cfg.true_peak_dbtp, read_back=False)
+            step("watermark")
+            # Every recipient's copy is marked from the premaster, the render's own too (`produce`).
+            premaster = write_premaster(tools.presence_mark().embed(audio, MASTER_RATE), tmp / "premaster.wav")
+            step("quality")
+        finally:
+            verdict = heard.result()  # the recogniser's verdict first: a failed gate is the reason to report
+        figures = {"speech_s": round(len(speech) / MASTER_RATE, 3), "sentences": len(sentences),
+                   "disclosure": disclosure_at, "announcer": announcer.description if announcer else None,
+                   "engine": engine.name, "device": engine.device, **verdict}
+        return Synthesised(ws.files.put(premaster), figures, timeline, text,
+                           announcer.as_dict() if announcer else None)
 
-    progress("quality")
-    figures: dict[str, Any] = {
-        "duration_s": round(len(audio) / MASTER_RATE, 3),
-        "speech_s": round(len(speech) / MASTER_RATE, 3),
-        "sentences": len(sentences),
-        "integrated_lufs": marks["integrated_lufs"],
-        "true_peak_dbtp": marks["true_peak_dbtp"],
-        "disclosure": disclosure_at,
-        "announcer": announcer.description if announcer else None,
-        "engine": engine.name,
-        "device": engine.device,
-    }
-    progress("export")
-    notices = ai_notices(lang, owner=job.owner, organisation=ws.config.organisation)
-    labels = ClipLabels(
-        clip_id=str(clip_id), statement_id=statement_id, voice_id=job.voice, voice_name=job.voice_name,
-        organisation=ws.config.organisation, language=lang, created_at=now.isoformat(),
-        ai_notice=notices["en"], local_notice=next((v for k, v in notices.items() if k != "en"), ""),
-    )
-    settings = {
-        "engine": job.ref.engine, "model_sha256": job.ref.sha256, "sample_rate": MASTER_RATE,
-        "target_lufs": cfg.target_lufs, "true_peak_dbtp": cfg.true_peak_dbtp, "sentence_pause_s": cfg.sentence_pause_s,
-        "disclosure": disclosure_at, "disclosure_text": text,
-        "announcer": announcer.as_dict() if announcer else None, "consent_sha256": job.consent_sha256,
-        "revision_sha256": job.revision_sha256, "timeline": timeline, "ai_label": notices,
-    }
-    manifest = clip_provenance(ws, clip_id, statement_id, voice=job.voice, voice_name=job.voice_name,
-                               language=job.language, consent_sha256=job.consent_sha256,
-                               revision_sha256=job.revision_sha256, settings=settings, now=now).manifest()
-    forwarded: dict[str, float] = {}  # presence_score and payload_confidence, as read from the Ogg Opus export
 
-    def check_ogg(ogg: Path) -> None:  # the lossy export a messaging app will carry must still carry both marks
-        forwarded.update(check_marks_in(ogg, clip_id, presence, mark, "Ogg Opus export",
-                                        presence_threshold=DEFAULT_EMBED_THRESHOLD))
+def produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, tools: Tools, synthesised: Synthesised,
+            *, now: datetime, progress: Progress = lambda _step: None) -> Produced:
+    """From the stored premaster: the payload watermark with the clip serial, final loudness and the signed exports,
+    both marks read back from the Ogg Opus; the files stored content-addressed (a repeated step stores the same
+    blobs again, harmlessly). Nothing is registered."""
+    from pipeline.provenance.labels import ClipLabels, ai_notices
 
-    try:
+    cfg = ws.config.render
+    lang = job.language
+    with _leased(ws, clip_id, statement_id, job, progress) as (step, tmp):
+        step("export")
+        premaster_file = ws.files.open_checked(synthesised.premaster)
+        presence = tools.presence_mark()
+        mark = payload_mark(ws)
+        # Both marks are read where it is hardest: from the whole Ogg Opus export (a messaging app's recompression
+        # of the final samples), the presence mark at the embedding threshold; the payload right after embedding too.
+        audio, marks = mark_serial(read_premaster(premaster_file), clip_serial(clip_id), presence, mark,
+                                   target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp, read_back=False)
+        heard = synthesised.figures
+        figures: dict[str, Any] = {
+            "duration_s": round(len(audio) / MASTER_RATE, 3), "speech_s": heard["speech_s"],
+            "sentences": heard["sentences"], "integrated_lufs": marks["integrated_lufs"],
+            "true_peak_dbtp": marks["true_peak_dbtp"], **heard}
+        notices = ai_notices(lang, owner=job.owner, organisation=ws.config.organisation)
+        labels = ClipLabels(
+            clip_id=str(clip_id), statement_id=statement_id, voice_id=job.voice, voice_name=job.voice_name,
+            organisation=ws.config.organisation, language=lang, created_at=now.isoformat(),
+            ai_notice=notices["en"], local_notice=next((v for k, v in notices.items() if k != "en"), ""),
+        )
+        settings = {
+            "engine": job.ref.engine, "model_sha256": job.ref.sha256, "sample_rate": MASTER_RATE,
+            "target_lufs": cfg.target_lufs, "true_peak_dbtp": cfg.true_peak_dbtp,
+            "sentence_pause_s": cfg.sentence_pause_s, "disclosure": cfg.disclosure,
+            "disclosure_text": synthesised.disclosure_text, "announcer": synthesised.announcer,
+            "consent_sha256": job.consent_sha256, "revision_sha256": job.revision_sha256,
+            "timeline": synthesised.timeline, "ai_label": notices,
+        }
+        manifest = clip_provenance(ws, clip_id, statement_id, voice=job.voice, voice_name=job.voice_name,
+                                   language=job.language, consent_sha256=job.consent_sha256,
+                                   revision_sha256=job.revision_sha256, settings=settings, now=now).manifest()
+
+        def check_ogg(ogg: Path) -> None:  # the lossy export a messaging app will carry must still carry both marks
+            figures.update(check_marks_in(ogg, clip_id, presence, mark, "Ogg Opus export",
+                                          presence_threshold=DEFAULT_EMBED_THRESHOLD))
+
         files = export_signed(audio, tmp, f"clip-{clip_id}", labels, manifest, load_identity(ws.c2pa_dir),
                               check_ogg=check_ogg)
-        files[PREMASTER] = write_premaster(premaster, tmp / f"clip-{clip_id}.premaster.wav")
-    finally:
-        figures.update(heard.result())  # the recogniser's verdict first: a failed gate is the reason to report
-    figures.update(forwarded)
-    figures["payload_strength"] = marks["payload_strength"]  # each recipient's copy is marked as strongly
-    return figures, settings, labels.as_tags(), files
+        figures["payload_strength"] = marks["payload_strength"]  # each recipient's copy is marked as strongly
+        digests = {fmt: ws.files.put(path) for fmt, path in files.items()}
+        sizes = {fmt: path.stat().st_size for fmt, path in files.items()}
+        return Produced(figures, settings, labels.as_tags(), {**digests, PREMASTER: synthesised.premaster},
+                        {**sizes, PREMASTER: premaster_file.stat().st_size})
 
 
 @functools.cache

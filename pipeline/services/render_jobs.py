@@ -2,10 +2,12 @@
 
 A job's steps are the render's parts (`services.render`): `claim` (the gates,
 then the statement moves to `rendering` under the job's fenced claim),
-`produce` (synthesis, loudness, disclosure, both watermarks, the signed
-exports and the speech-recognition gate; the files stored content-addressed)
-and `register` (the draft, if consent and approvals still hold); or `release`
-(the statement goes back to `text_approved`) when a step refuses.
+`synthesise` (synthesis, loudness, disclosure and the presence watermark: the
+premaster, stored content-addressed, once the speech-recognition gate heard
+the approved words), `produce` (from the stored premaster: the serial
+watermark and the signed exports, stored content-addressed) and `register`
+(the draft, if consent and approvals still hold); or `release` (the statement
+goes back to `text_approved`) when a step refuses.
 
 The job's id is what it makes: ``render-<statement>-r<revision>-<attempt>``.
 Asking for a render while one of the statement's jobs is queued or running
@@ -16,9 +18,10 @@ The claim is held by ``<worker>/<job id>``. A worker killed at any step leaves
 its job PENDING; the next live worker to look (`services.job_worker`: at once on
 its own host, within 50 s of the dead worker's last heartbeat on any other)
 resumes it after its last finished step, and takes the claim over as it stands
-(`render.adopt`): the statement is never claimed twice, a produce step that
-was cut short runs again (content-addressed files, nothing registered yet), and
-a register step that had committed is not repeated. A worker that was only slow
+(`render.adopt`): the statement is never claimed twice, a step that was cut
+short runs again (content-addressed files, nothing registered yet) and one that
+finished is not (a render killed while producing is not synthesised again),
+and a register step that had committed is not repeated. A worker that was only slow
 finds the claim no longer its own and registers nothing.
 """
 
@@ -39,6 +42,7 @@ from pipeline.errors import StoreError, TransitionError, VoxgateError, map_excep
 from pipeline.services.job_worker import JOBS_VERSION, RUNTIME, executor_id, has_queue, queue_client
 from pipeline.services.render import (
     Produced,
+    Synthesised,
     _claim,
     _release_claim,
     adopt,
@@ -46,6 +50,7 @@ from pipeline.services.render import (
     job_of,
     produce,
     register,
+    synthesise,
 )
 from pipeline.services.review import require_text_approved
 from pipeline.services.statements import get_statement
@@ -67,7 +72,8 @@ def render_job(statement_id: int, actor: str | None) -> dict[str, Any]:
     clip_id = None
     try:
         clip_id, who = claim_step(statement_id, actor, holder)
-        produced = produce_step(statement_id, clip_id, who, holder)
+        synthesised = synthesise_step(statement_id, clip_id, who, holder)
+        produced = produce_step(statement_id, clip_id, synthesised, who, holder)
         register_step(statement_id, clip_id, produced, who, holder)
     except dbos_error.DBOSException:  # DBOS's own (a cancelled job): not a refusal of the render
         raise
@@ -85,11 +91,18 @@ def claim_step(statement_id: int, actor: str | None, holder: str) -> tuple[int, 
     return clip_id, job.actor
 
 
-@DBOS.step(name="produce")
-def produce_step(statement_id: int, clip_id: int, actor: str, holder: str) -> Produced:
+@DBOS.step(name="synthesise")
+def synthesise_step(statement_id: int, clip_id: int, actor: str, holder: str) -> Synthesised:
     ws = RUNTIME["ws"]
     job = adopt(ws, clip_id, holder, actor, utcnow())  # the claim, from a dead worker running this job before
-    return produce(ws, clip_id, statement_id, job, RUNTIME["tools"], now=utcnow())
+    return synthesise(ws, clip_id, statement_id, job, RUNTIME["tools"])
+
+
+@DBOS.step(name="produce")
+def produce_step(statement_id: int, clip_id: int, synthesised: Synthesised, actor: str, holder: str) -> Produced:
+    ws = RUNTIME["ws"]
+    job = adopt(ws, clip_id, holder, actor, utcnow())
+    return produce(ws, clip_id, statement_id, job, RUNTIME["tools"], synthesised, now=utcnow())
 
 
 @DBOS.step(name="register")
