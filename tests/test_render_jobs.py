@@ -15,8 +15,6 @@ import time
 from collections import Counter
 from datetime import timedelta
 
-from sqlalchemy import select
-
 from conftest import REPO
 from test_render_claims import approved, clips
 
@@ -83,7 +81,7 @@ def _killed_while_producing(workspace, command: list[str], env: dict[str, str],
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while not (_at_step(workspace, proc.pid, at_step) if at_step else list(workspace.home.glob(f"voxgate-render-{proc.pid}-*"))):
+        while not (_at_step(workspace, proc.pid, at_step) if at_step else _has_folder(workspace, proc.pid)):
             assert proc.poll() is None and time.monotonic() < deadline, "the render never got there"
             time.sleep(0.05)
         if at_step is None:
@@ -94,8 +92,11 @@ def _killed_while_producing(workspace, command: list[str], env: dict[str, str],
     return proc
 
 
+def _has_folder(workspace, pid: int) -> bool:
+    return bool(list(workspace.home.glob(f"voxgate-render-{pid}-*")))
+
+
 def _at_step(workspace, pid: int, step: str) -> bool:
     """Whether the process `pid` holds a render claim at the stage `step`."""
-    with workspace.sessions() as s:
-        return any(c.worker.split(":")[1] == str(pid) and c.step == step for c in s.scalars(
-            select(ClipRow).where(ClipRow.state == "rendering")))
+    return any(c.state == "rendering" and c.worker.split(":")[1] == str(pid) and c.step == step
+               for c in clips(workspace))

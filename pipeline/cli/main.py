@@ -115,6 +115,7 @@ def render(
     sweep(ws.home)  # the temp folders of renders and copies whose process died
     if statement_id is not None and follow(ws, statement_id):
         return
+
     def wanted() -> list[int]:  # with --all, the jobs of workers that died too: resumed here, at once on this host
         return [statement_id] if statement_id is not None else sorted({*claimable(ws, utcnow()), *held_by_jobs(ws)})
 

@@ -149,9 +149,12 @@ def _claim_lapsed(clip: ClipRow | None, statement: StatementRow, now: datetime) 
     return now > clip.lease_until
 
 
-def _rendering_clips(s: Any, statement_ids: list[int]) -> dict[int, ClipRow]:
-    rows = s.scalars(select(ClipRow).where(ClipRow.statement_id.in_(statement_ids), ClipRow.state == ClipState.RENDERING.value))
-    return {c.statement_id: c for c in rows}
+def rendering_clips(s: Any, statement_ids: list[int] | None = None) -> dict[int, ClipRow]:
+    """The claim (clip being rendered) of each statement being rendered, of `statement_ids` or of all."""
+    query = select(ClipRow).where(ClipRow.state == ClipState.RENDERING.value)
+    if statement_ids is not None:
+        query = query.where(ClipRow.statement_id.in_(statement_ids))
+    return {c.statement_id: c for c in s.scalars(query)}
 
 
 def claimable(ws: Workspace, now: datetime) -> list[int]:
@@ -159,7 +162,7 @@ def claimable(ws: Workspace, now: datetime) -> list[int]:
     with ws.sessions() as s:
         rows = list(s.scalars(select(StatementRow).where(
             StatementRow.state.in_([State.TEXT_APPROVED.value, State.RENDERING.value])).order_by(StatementRow.id)))
-        held = _rendering_clips(s, [r.id for r in rows if r.state == State.RENDERING.value])
+        held = rendering_clips(s, [r.id for r in rows if r.state == State.RENDERING.value])
         return [r.id for r in rows
                 if r.state == State.TEXT_APPROVED.value or _claim_lapsed(held.get(r.id), r, now)]
 
@@ -177,7 +180,7 @@ def _claim(ws: Workspace, statement_id: int, *, actor: str | None, now: datetime
         s.get(StatementRow, statement_id, with_for_update=True)  # PostgreSQL: the row too, besides the write lock
         row = get_statement(s, statement_id)
         if row.state == State.RENDERING.value:
-            held = _rendering_clips(s, [row.id]).get(row.id)
+            held = rendering_clips(s, [row.id]).get(row.id)
             if held is not None and _same_job(held.worker, worker):
                 held.worker, held.lease_until = worker, now + LEASE
                 return held.id, _render_job(s, ws, row, held, who.name, worker)
@@ -324,8 +327,7 @@ def synthesise(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, t
     content-addressed (a repeated step stores the same blob again, harmlessly), once speech recognition, run
     beside, heard the approved words. Nothing is registered."""
     from pipeline.audio.loudness import normalise
-    from pipeline.audio.mix import concat, join_with_timeline, resample
-    from pipeline.provenance.disclosure import disclosure_text
+    from pipeline.audio.mix import join_with_timeline, resample
     from pipeline.synth.text import normalise_for_speech, split_sentences
 
     cfg = ws.config.render
@@ -347,29 +349,7 @@ def synthesise(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, t
             speech = normalise(speech, MASTER_RATE, target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
 
             step("disclosure")
-            disclosure_at = cfg.disclosure
-            if disclosure_at != "none":
-                from pipeline.services import announcers
-
-                with ws.sessions() as s:
-                    announcer = announcers.choose(ws, s, lang, job.voice)
-                text = disclosure_text(lang, owner=job.owner, organisation=ws.config.organisation,
-                                       templates=cfg.disclosure_texts or None)
-
-                def speak() -> np.ndarray:
-                    spoken, spoken_rate = announcers.speak(announcer, text, tools)
-                    return normalise(resample(spoken, spoken_rate, MASTER_RATE), MASTER_RATE,
-                                     target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
-
-                key = repr((announcer.identity, text, cfg.target_lufs, cfg.true_peak_dbtp))
-                spoken = tools.disclosure(key, speak)
-                before = [spoken] if disclosure_at in ("before", "both") else []
-                after = [spoken] if disclosure_at in ("after", "both") else []
-                audio = concat([*before, speech, *after], MASTER_RATE, gap_s=cfg.disclosure_gap_s)
-                speech_offset = (len(spoken) + int(cfg.disclosure_gap_s * MASTER_RATE)) if before else 0
-            else:
-                text, audio, speech_offset, announcer = "", speech, 0, None
-
+            audio, speech_offset, text, announcer = _with_disclosure(ws, job, tools, speech)
             offset = speech_offset / MASTER_RATE
             timeline = [{"start": round(a + offset, 3), "end": round(b + offset, 3), "text": t}
                         for t, span in zip(written, spans) if span is not None for a, b in [span]]
@@ -381,10 +361,39 @@ def synthesise(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, t
         finally:
             verdict = heard.result()  # the recogniser's verdict first: a failed gate is the reason to report
         figures = {"speech_s": round(len(speech) / MASTER_RATE, 3), "sentences": len(sentences),
-                   "disclosure": disclosure_at, "announcer": announcer.description if announcer else None,
+                   "disclosure": cfg.disclosure, "announcer": announcer.description if announcer else None,
                    "engine": engine.name, "device": engine.device, **verdict}
         return Synthesised(ws.files.put(premaster), figures, timeline, text,
                            announcer.as_dict() if announcer else None)
+
+
+def _with_disclosure(ws: Workspace, job: RenderJob, tools: Tools,
+                     speech: np.ndarray) -> tuple[np.ndarray, int, str, Any]:
+    """The speech with the audible disclosure where the workspace puts it: (audio, where the speech starts in it
+    in samples, the disclosure's text, its announcer), or the speech alone when the disclosure is off."""
+    from pipeline.audio.loudness import normalise
+    from pipeline.audio.mix import concat, resample
+    from pipeline.provenance.disclosure import disclosure_text
+    from pipeline.services import announcers
+
+    cfg = ws.config.render
+    if cfg.disclosure == "none":
+        return speech, 0, "", None
+    with ws.sessions() as s:
+        announcer = announcers.choose(ws, s, job.language, job.voice)
+    text = disclosure_text(job.language, owner=job.owner, organisation=ws.config.organisation,
+                           templates=cfg.disclosure_texts or None)
+
+    def speak() -> np.ndarray:
+        spoken, spoken_rate = announcers.speak(announcer, text, tools)
+        return normalise(resample(spoken, spoken_rate, MASTER_RATE), MASTER_RATE,
+                         target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp)
+
+    spoken = tools.disclosure(repr((announcer.identity, text, cfg.target_lufs, cfg.true_peak_dbtp)), speak)
+    before = [spoken] if cfg.disclosure in ("before", "both") else []
+    after = [spoken] if cfg.disclosure in ("after", "both") else []
+    audio = concat([*before, speech, *after], MASTER_RATE, gap_s=cfg.disclosure_gap_s)
+    return audio, (len(spoken) + int(cfg.disclosure_gap_s * MASTER_RATE)) if before else 0, text, announcer
 
 
 def produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, tools: Tools, synthesised: Synthesised,
@@ -405,11 +414,11 @@ def produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, tool
         # of the final samples), the presence mark at the embedding threshold; the payload right after embedding too.
         audio, marks = mark_serial(read_premaster(premaster_file), clip_serial(clip_id), presence, mark,
                                    target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp, read_back=False)
-        heard = synthesised.figures
-        figures: dict[str, Any] = {
-            "duration_s": round(len(audio) / MASTER_RATE, 3), "speech_s": heard["speech_s"],
-            "sentences": heard["sentences"], "integrated_lufs": marks["integrated_lufs"],
-            "true_peak_dbtp": marks["true_peak_dbtp"], **heard}
+        of_speech = synthesised.figures
+        figures: dict[str, Any] = {  # in the order the review table lists them: lengths and levels first
+            "duration_s": round(len(audio) / MASTER_RATE, 3), "speech_s": of_speech["speech_s"],
+            "sentences": of_speech["sentences"], "integrated_lufs": marks["integrated_lufs"],
+            "true_peak_dbtp": marks["true_peak_dbtp"], **of_speech}
         notices = ai_notices(lang, owner=job.owner, organisation=ws.config.organisation)
         labels = ClipLabels(
             clip_id=str(clip_id), statement_id=statement_id, voice_id=job.voice, voice_name=job.voice_name,

@@ -35,13 +35,13 @@ from typing import Any, Final
 
 from dbos import DBOS
 from dbos import error as dbos_error
-from sqlalchemy import select
 
-from pipeline.domain import ClipState, Role, State
+from pipeline.domain import Role, State
 from pipeline.errors import StoreError, TransitionError, VoxgateError, map_exceptions
 from pipeline.services.job_worker import JOBS_VERSION, RUNTIME, executor_id, has_queue, queue_client
 from pipeline.services.render import (
     Produced,
+    RenderJob,
     Synthesised,
     _claim,
     _release_claim,
@@ -50,12 +50,12 @@ from pipeline.services.render import (
     job_of,
     produce,
     register,
+    rendering_clips,
     synthesise,
 )
 from pipeline.services.review import require_text_approved
 from pipeline.services.statements import get_statement
 from pipeline.services.workspace import Workspace, utcnow
-from pipeline.store.models import ClipRow
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +93,18 @@ def claim_step(statement_id: int, actor: str | None, holder: str) -> tuple[int, 
 
 @DBOS.step(name="synthesise")
 def synthesise_step(statement_id: int, clip_id: int, actor: str, holder: str) -> Synthesised:
-    ws = RUNTIME["ws"]
-    job = adopt(ws, clip_id, holder, actor, utcnow())  # the claim, from a dead worker running this job before
-    return synthesise(ws, clip_id, statement_id, job, RUNTIME["tools"])
+    return synthesise(RUNTIME["ws"], clip_id, statement_id, _adopted(clip_id, actor, holder), RUNTIME["tools"])
 
 
 @DBOS.step(name="produce")
 def produce_step(statement_id: int, clip_id: int, synthesised: Synthesised, actor: str, holder: str) -> Produced:
-    ws = RUNTIME["ws"]
-    job = adopt(ws, clip_id, holder, actor, utcnow())
-    return produce(ws, clip_id, statement_id, job, RUNTIME["tools"], synthesised, now=utcnow())
+    return produce(RUNTIME["ws"], clip_id, statement_id, _adopted(clip_id, actor, holder), RUNTIME["tools"],
+                   synthesised, now=utcnow())
+
+
+def _adopted(clip_id: int, actor: str, holder: str) -> RenderJob:
+    """The job's claim, for this worker: taken over from a dead worker that ran this job before."""
+    return adopt(RUNTIME["ws"], clip_id, holder, actor, utcnow())
 
 
 @DBOS.step(name="register")
@@ -144,16 +146,14 @@ def check_renderable(ws: Workspace, statement_id: int, actor: str | None) -> Non
 def held_by_jobs(ws: Workspace) -> list[int]:
     """Statements being rendered under a render job's claim (running, or left by a worker that died)."""
     with ws.sessions() as s:
-        return sorted(sid for sid, holder in s.execute(select(ClipRow.statement_id, ClipRow.worker).where(
-            ClipRow.state == ClipState.RENDERING.value)) if job_of(holder) is not None)
+        return sorted(sid for sid, clip in rendering_clips(s).items() if job_of(clip.worker) is not None)
 
 
 def request_renders(ws: Workspace, statement_ids: list[int], actor: str | None) -> dict[int, str]:
     """The job rendering each statement: the one queued or running, or a new one enqueued now."""
     with ws.sessions() as s:
         revision = {sid: get_statement(s, sid).revisions[-1].number for sid in statement_ids}
-        held = dict(s.execute(select(ClipRow.statement_id, ClipRow.worker).where(
-            ClipRow.statement_id.in_(statement_ids), ClipRow.state == ClipState.RENDERING.value)).all())
+        held = {sid: clip.worker for sid, clip in rendering_clips(s, statement_ids).items()}
     jobs = {}
     with queue_client(ws) as client, map_exceptions({Exception: StoreError}, "The render jobs could not be queued"):
         for sid in statement_ids:
@@ -205,9 +205,8 @@ def await_jobs(ws: Workspace, jobs: dict[int, str], on_step: Callable[[int, str]
         while waiting:
             statuses = _statuses(client, list(waiting.values()))
             with ws.sessions() as s:
-                held = {sid: (step or "claim", job_of(holder)) for sid, step, holder in s.execute(
-                    select(ClipRow.statement_id, ClipRow.step, ClipRow.worker).where(
-                        ClipRow.statement_id.in_(list(waiting)), ClipRow.state == ClipState.RENDERING.value))}
+                held = {sid: (clip.step or "claim", job_of(clip.worker))
+                        for sid, clip in rendering_clips(s, list(waiting)).items()}
             for sid, job in list(waiting.items()):
                 status = statuses.get(job)
                 if status is not None and status.done:
