@@ -103,7 +103,7 @@ def main() -> None:
         read_premaster,
         write_premaster,
     )
-    from pipeline.services.copy_jobs import PREPARED_FORMATS, copy_job_id, job_states
+    from pipeline.services.copy_jobs import PREPARED_DERIVED, PREPARED_FORMATS, copy_job_id, job_states
     from pipeline.services.job_worker import JobWorker
     from pipeline.services.deliveries import COPY_PRESENCE_EXCERPT_S, prepare_copies
     from pipeline.services.video import ensure_derived, release_context
@@ -145,6 +145,8 @@ def main() -> None:
         t0 = time.perf_counter()
         ensure_derived(ws, clip_id, "mp4-vertical", tools, now=utcnow())  # the picture: once per clip
         picture_s = time.perf_counter() - t0
+        for fmt in PREPARED_DERIVED:  # the captions, also queued at release: made here, outside the copies' time
+            ensure_derived(ws, clip_id, fmt, tools, now=utcnow())
 
         # --- one copy, stage by stage, in this process (nothing registered) ------------------------
         context = release_context(ws, clip_id, utcnow())

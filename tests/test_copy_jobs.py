@@ -1,9 +1,11 @@
 """Copies ready before anyone asks: queued at release, made by a worker, served as they are.
 
-One released clip for the module (one render). Its release queues a copy job
-for each active distributor; a real `voxgate worker --queues copies` process
-makes them, is killed with SIGKILL in the middle of a copy and started again;
-then downloads through the portal find the copies made, and make nothing.
+One released clip for the module (one render). Its release queues jobs for the
+clip's vertical picture and captions, and a copy job for each active
+distributor; a real `voxgate worker --queues copies` process makes them, is
+killed with SIGKILL in the middle of the video and again in the middle of a
+copy, and started again; then downloads through the portal find the copies
+made, and make nothing.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from pipeline.cli.main import app
 from pipeline.domain import Decision
 from pipeline.services import review, statements, users, voices
 from pipeline.services.copy_jobs import (
+    PREPARED_DERIVED,
     PREPARED_FORMATS,
     copy_job_id,
+    derived_job_id,
     enqueue_copies,
     job_states,
 )
@@ -40,7 +44,7 @@ from pipeline.services.render import render_statement
 from pipeline.services.tokens import issue_token
 from pipeline.services.tools import Tools
 from pipeline.services.workspace import init_workspace, utcnow
-from pipeline.store.models import AuditRow, DeliveryFileRow, DeliveryRow
+from pipeline.store.models import AuditRow, ClipFileRow, DeliveryFileRow, DeliveryRow
 
 pytestmark = pytest.mark.slow
 BOTH_DATABASES = True  # the queue's system database: a SQLite file in the workspace, or the workspace's PostgreSQL
@@ -76,6 +80,16 @@ def released(tmp_path_factory, module_database_url):
 
 def _job_ids(m: Module, names=DISTRIBUTORS) -> list[str]:
     return [copy_job_id(m.clip_id, name, PREPARED_FORMATS) for name in names]
+
+
+def _derived_ids(m: Module) -> list[str]:
+    return [derived_job_id(m.clip_id, fmt) for fmt in PREPARED_DERIVED]
+
+
+def _clip_files(m: Module) -> dict[str, str]:
+    """The clip's own registered files: {format: sha256}."""
+    with m.ws.sessions() as s:
+        return {f.format: f.sha256 for f in s.scalars(select(ClipFileRow).where(ClipFileRow.clip_id == m.clip_id))}
 
 
 def _copies(m: Module) -> dict[str, dict[str, str]]:
@@ -123,15 +137,18 @@ def _stop(worker: subprocess.Popen) -> int:
 
 
 def test_the_release_queues_copies_for_active_distributors_only_and_makes_none(released) -> None:
-    states = {j.job_id: j.status for j in job_states(released.ws, _job_ids(released, (*DISTRIBUTORS, "dora")))}
-    assert set(states) == set(_job_ids(released)) and set(states.values()) == {"ENQUEUED"}
+    asked = [*_job_ids(released, (*DISTRIBUTORS, "dora")), *_derived_ids(released)]
+    states = {j.job_id: j.status for j in job_states(released.ws, asked)}
+    assert set(states) == {*_job_ids(released), *_derived_ids(released)} and set(states.values()) == {"ENQUEUED"}
     assert _copies(released) == {}  # the release waited for nothing: no worker has run yet
+    assert not set(PREPARED_DERIVED) & set(_clip_files(released))
     for path in released.ws.home.glob("jobs.sqlite*"):  # the queue is as private as the rest of the workspace
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     listed = _listed(released)
-    assert {(j["clip"], j["recipient"], j["status"]) for j in listed} == {
-        (released.clip_id, name, "ENQUEUED") for name in DISTRIBUTORS}
-    assert all(j["formats"] == list(PREPARED_FORMATS) and j["worker"] in (None, "local") for j in listed)
+    assert {(j["clip"], j["recipient"], tuple(j["formats"]), j["status"]) for j in listed} == {
+        *((released.clip_id, name, PREPARED_FORMATS, "ENQUEUED") for name in DISTRIBUTORS),
+        *((released.clip_id, None, (fmt,), "ENQUEUED") for fmt in PREPARED_DERIVED)}
+    assert all(j["worker"] in (None, "local") for j in listed)
     table = CliRunner().invoke(app, ["jobs", "copies", "--home", str(released.ws.home)], env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "Copy jobs" in table.output and "dana" in table.output
 
@@ -149,34 +166,58 @@ def test_enqueueing_the_same_copy_twice_makes_one_job(released) -> None:
     assert len(job_states(released.ws, _job_ids(released))) == len(DISTRIBUTORS)
 
 
-def test_a_worker_killed_mid_copy_finishes_it_on_restart_and_registers_no_half_copy(released) -> None:
-    m, home = released, released.ws.home
+def _kill_when(m: Module, what: str, folder: str, job: str) -> list:
+    """Start a worker, SIGKILL it once `job` runs and a temporary folder `folder`-* is there; the folders it left.
+
+    The worker makes one job at a time, so the folder is that job's.
+    """
     worker = _worker(m)
+
+    def running() -> bool:
+        if not any(m.ws.home.glob(f"{folder}-*")):
+            return False
+        time.sleep(0.2)  # the queue is read at most 5 times a second
+        return [j.status for j in job_states(m.ws, [job])] == ["PENDING"]
+
     try:
-        _wait_for("copy in progress", lambda: any(home.glob("voxgate-copy-*")), worker)
+        _wait_for(what, running, worker)
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(timeout=60)
     finally:
         if worker.poll() is None:
             worker.kill()
-    left = list(home.glob(f"voxgate-copy-{worker.pid}-*"))
+    left = list(m.ws.home.glob(f"{folder}-{worker.pid}-*"))
     assert left, "the killed worker's temporary folder should still be there (it was killed, not stopped)"
-    states = {j.job_id: j.status for j in job_states(m.ws, _job_ids(m))}
-    assert "PENDING" in states.values(), states  # killed with a job begun and not finished
+    return left
+
+
+def test_a_worker_killed_mid_video_and_mid_copy_finishes_both_on_restart_and_registers_no_half_file(released) -> None:
+    m = released
+    # The clip's own vertical picture is queued first: the worker is killed while making it.
+    picture = derived_job_id(m.clip_id, "mp4-vertical")
+    left = _kill_when(m, "video in progress", "voxgate-video", picture)
+    assert [j.status for j in job_states(m.ws, [picture])] == ["PENDING"]  # killed with it begun and not finished
+    assert "mp4-vertical" not in _clip_files(m) and _copies(m) == {}  # nothing half made was registered
+    # Restarted, it finishes the picture; killed again in the middle of dana's copy.
+    dana = _job_ids(m, ("dana",))[0]
+    left += _kill_when(m, "copy in progress", "voxgate-copy", dana)
+    assert [j.status for j in job_states(m.ws, [dana])] == ["PENDING"]
+    assert "mp4-vertical" in _clip_files(m)
     for recipient, files in _copies(m).items():  # whatever was registered is whole: all of a copy or none
         assert set(files) == {*PREPARED_FORMATS, "ogg.c2pa"}, (recipient, files)
         for digest in files.values():
             m.ws.files.open_checked(digest)
 
     worker = _worker(m)
+    ids = [*_derived_ids(m), *_job_ids(m)]
     try:
-        _wait_for("jobs done", lambda: {j.status for j in job_states(m.ws, _job_ids(m))} == {"SUCCESS"}, worker)
+        _wait_for("jobs done", lambda: {j.status for j in job_states(m.ws, ids)} == {"SUCCESS"}, worker)
     finally:
         stopped = _stop(worker)
     assert stopped == 0, worker.stderr.read()[-3000:]  # Ctrl-C stops the queue cleanly
-    assert not any(p.exists() for p in left)  # the dead job's folder was swept
+    assert not any(p.exists() for p in left)  # the dead jobs' folders were swept
     listed = _listed(m)
-    assert {(j["recipient"], j["status"]) for j in listed} == {(name, "SUCCESS") for name in DISTRIBUTORS}
+    assert {(j["recipient"], j["status"]) for j in listed} == {(name, "SUCCESS") for name in (*DISTRIBUTORS, None)}
     assert all(j["worker"] and j["error"] is None for j in listed)  # who made each, and nothing failed
     copies = _copies(m)
     assert set(copies) == set(DISTRIBUTORS)
@@ -184,8 +225,12 @@ def test_a_worker_killed_mid_copy_finishes_it_on_restart_and_registers_no_half_c
         assert set(files) == {*PREPARED_FORMATS, "ogg.c2pa"}, (recipient, files)  # WAV, MP3: on request
         for digest in files.values():
             m.ws.files.open_checked(digest)
+    own = _clip_files(m)
+    for fmt in PREPARED_DERIVED:
+        m.ws.files.open_checked(own[fmt])
     actions = _actions(m)
-    assert actions["voxgate.clip.copy_made"] == len(DISTRIBUTORS)  # one copy each, none twice after the restart
+    assert actions["voxgate.clip.copy_made"] == len(DISTRIBUTORS)  # one copy each, none twice after the restarts
+    assert actions["voxgate.clip.derived"] == len(PREPARED_DERIVED)  # the picture and captions once each
     assert actions["voxgate.clip.downloaded"] == 0  # nobody asked
 
 

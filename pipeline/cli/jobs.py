@@ -62,7 +62,8 @@ def copies(
     home: Home = HOME_DEFAULT,
     as_json: AsJson = False,
 ) -> None:
-    """List the personal-copy jobs queued at release, newest first: queued, being made, done or failed."""
+    """List the jobs queued at release (personal copies, the clip's video and captions), newest first: queued,
+    being made, done or failed."""
     from pipeline.services.copy_jobs import list_copy_jobs
 
     jobs = list_copy_jobs(open_workspace(home), limit=limit)
@@ -72,5 +73,5 @@ def copies(
                      "error": j.error} for j in jobs])
         return
     print_table("Copy jobs", ["clip", "recipient", "formats", "status", "worker", "attempts", "queued", "error"], [
-        (j.clip_id, j.recipient, ", ".join(j.formats), j.status, j.executor or "", j.attempts or 0,
+        (j.clip_id, j.recipient or "(the clip's own)", ", ".join(j.formats), j.status, j.executor or "", j.attempts or 0,
          f"{j.created_at:%Y-%m-%d %H:%M:%S}" if j.created_at else "", j.error or "") for j in jobs])

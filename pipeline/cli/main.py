@@ -144,7 +144,7 @@ RETRY_AFTER_S = 600.0
 def worker(
     poll: Annotated[float, typer.Option(help="Seconds between looks for statements to render.")] = 5.0,
     queues: Annotated[str, typer.Option(help="The queues this worker takes, comma-separated: render (statements "
-                                             "to synthesise), copies (personal copies queued at release).")]
+                                             "to synthesise), copies (personal copies, videos and captions queued at release).")]
     = "render,copies",
     concurrency: Annotated[int, typer.Option(help="Copy jobs at once (each encodes its formats in parallel).")] = 1,
     home: Home = HOME_DEFAULT,

@@ -106,9 +106,7 @@ def personal_copy(ws: Workspace, clip_id: int, fmt: str, recipient: str, *, now:
 
         tools = Tools()  # loads nothing until a model is needed
     if fmt in CAPTION_FORMATS:
-        with _MAKING.held(("derived", clip_id, fmt)):
-            ensure_derived(ws, clip_id, fmt, tools, now=now, progress=progress)  # returns at once if made
-        return Copy(_required(_clip_file(ws, clip_id, fmt), clip_id, fmt), None, None)
+        return Copy(make_derived(ws, clip_id, fmt, tools, now=now, progress=progress), None, None)
     premaster, strength = _premaster(ws, clip_id)  # before anything is registered for a clip that cannot be marked
     delivery = _delivery(ws, clip_id, recipient, now)
     with _MAKING.held(("delivery", delivery)):
@@ -143,6 +141,18 @@ def prepare_copies(ws: Workspace, clip_id: int, recipient: str, formats: tuple[s
             _make(ws, clip_id, premaster, strength, delivery, missing, tools, now, None)
     have = _registered_formats(ws, delivery)
     return {f: have[f] for f in formats if f in have}
+
+
+def make_derived(ws: Workspace, clip_id: int, fmt: str, tools: Any, *, now: datetime,
+                 progress: Callable[[float], None] | None = None) -> str:
+    """The clip's own `fmt` (a video's picture, or captions), made once for everyone: its digest.
+
+    Made and registered if missing (`video.ensure_derived`), one at a time in a process: a request
+    and a job that need the same picture wait for one another instead of each making it.
+    """
+    with _MAKING.held(("derived", clip_id, fmt)):
+        ensure_derived(ws, clip_id, fmt, tools, now=now, progress=progress)  # returns at once if made
+    return _required(_clip_file(ws, clip_id, fmt), clip_id, fmt)
 
 
 def registered_copy(ws: Workspace, clip_id: int, fmt: str, recipient: str) -> Copy | None:
@@ -228,8 +238,7 @@ def _make(ws: Workspace, clip_id: int, premaster_sha: str, strength: float | Non
     audio_formats = tuple(f for f in formats if f in AUDIO_FORMATS)
     videos = tuple(f for f in formats if f in VIDEO_FORMATS)
     for fmt in videos:  # the clip's picture, made once for everyone
-        with _MAKING.held(("derived", clip_id, fmt)):
-            ensure_derived(ws, clip_id, fmt, tools, now=now, progress=progress)
+        make_derived(ws, clip_id, fmt, tools, now=now, progress=progress)
     context = release_context(ws, clip_id, now)
     serial, presence, mark = delivery_serial(delivery), tools.presence_mark(), payload_mark(ws)
     lossy = next((f for f in ("ogg", "m4a", "mp3") if f in audio_formats), None)
