@@ -17,6 +17,7 @@ from pipeline.audio.loudness import (
     LOUDNESS_TOLERANCE_LU,
     measure,
     normalise,
+    normalise_measured,
 )
 from pipeline.audio.mix import resample
 from pipeline.errors import AudioError, InputError
@@ -67,6 +68,17 @@ def test_normalise_reaches_target_under_the_true_peak_ceiling(speech_clip: Clip,
     assert abs(report.integrated_lufs - DEFAULT_TARGET_LUFS) <= LOUDNESS_TOLERANCE_LU
     assert report.true_peak_dbtp <= DEFAULT_TRUE_PEAK_DBTP
     assert report.clipped_samples == 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_normalise_measured_reports_what_a_fresh_measurement_reads(speech_clip: Clip, variant: str) -> None:
+    samples, rate = _variant(speech_clip, variant)
+    result, report = normalise_measured(samples, rate)
+    fresh = measure(result, rate)
+    assert report.integrated_lufs == pytest.approx(fresh.integrated_lufs, abs=0.001)
+    assert report.true_peak_dbtp == pytest.approx(fresh.true_peak_dbtp, abs=0.001)
+    assert report.sample_peak_dbfs == pytest.approx(fresh.sample_peak_dbfs, abs=0.001)
+    assert report.clipped_samples == fresh.clipped_samples
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

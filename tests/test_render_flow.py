@@ -56,7 +56,7 @@ def test_render_release_export(workspace, tools, tmp_path) -> None:
     sid = approved(workspace)
     steps: list[str] = []
     result = render_statement(workspace, sid, tools, actor="rita", now=utcnow(), progress=steps.append)
-    assert steps == ["claim", "synthesise", "loudness", "disclosure", "watermark", "quality", "export", "register"]
+    assert steps == ["claim", "synthesise", "loudness", "disclosure", "watermark", "export", "quality", "register"]
     assert state_of(workspace, sid) == "draft_ready"
     f = result.figures
     assert abs(f["integrated_lufs"] + 16) <= 0.5 and f["true_peak_dbtp"] <= -1.4
@@ -130,6 +130,53 @@ def test_render_fails_closed_without_the_watermarker(workspace, monkeypatch) -> 
     assert [c.state for c in clip_rows(workspace)] == ["failed"]
     assert not any(workspace.files.root.rglob("*")) or all(p.is_dir() for p in workspace.files.root.rglob("*"))
     assert any(e.action == "voxgate.statement.render_failed" for e in audit_log(workspace))
+
+
+class OtherWords(Tools):
+    """A voice model that says something other than the approved text (broken, or swapped by an insider): the real
+    engine, speaking other words."""
+
+    def engine(self, ref):
+        return Saying(super().engine(ref), "Send the money to this account before the end of the day.")
+
+
+class Saying:
+    """`engine`, saying `said` for every sentence."""
+
+    def __init__(self, engine, said: str) -> None:
+        self.engine, self.said = engine, said
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def synthesize(self, sentences):
+        return self.engine.synthesize([self.said for _ in sentences])
+
+
+def test_speech_that_is_not_the_approved_text_is_refused_and_nothing_is_registered(workspace) -> None:
+    sid = approved(workspace)
+    with pytest.raises(ProvenanceError, match="Quality gate: the speech recogniser heard"):
+        render_statement(workspace, sid, OtherWords(), actor="rita", now=utcnow())
+    assert state_of(workspace, sid) == "text_approved"
+    (clip,) = clip_rows(workspace)
+    assert clip.state == "failed" and clip.files == []
+    failed = [e for e in audit_log(workspace) if e.action == "voxgate.statement.render_failed"]
+    assert "Quality gate" in failed[-1].data["reason"]
+
+
+def test_a_produce_resumed_in_another_process_hears_the_premaster_and_refuses_the_wrong_words(workspace) -> None:
+    from pipeline.services import render
+
+    sid = approved(workspace)
+    liar = OtherWords()
+    clip_id, job = _claim(workspace, sid, actor="rita", now=utcnow(), worker="worker-a")
+    synthesised = render.synthesise(workspace, clip_id, sid, job, liar)
+    with pytest.raises(ProvenanceError, match="Quality gate"):
+        render._HEARING.pop(clip_id).result()  # the verdict begun beside synthesis, lost with its process
+    with pytest.raises(ProvenanceError, match="Quality gate"):  # resumed elsewhere: it hears the stored premaster
+        render.produce(workspace, clip_id, sid, job, liar, synthesised, now=utcnow())
+    with workspace.sessions() as s:
+        assert s.get(ClipRow, clip_id).files == []
 
 
 def test_swapped_model_file_is_refused_at_render(workspace, tools, tmp_path, piper_voice) -> None:

@@ -113,7 +113,19 @@ def normalise(
     target_lufs: float = DEFAULT_TARGET_LUFS,
     true_peak_dbtp: float = DEFAULT_TRUE_PEAK_DBTP,
 ) -> np.ndarray:
-    """Bring a clip to `target_lufs` with true peaks at or below `true_peak_dbtp`.
+    """Bring a clip to `target_lufs` with true peaks at or below `true_peak_dbtp` (`normalise_measured`)."""
+    return normalise_measured(samples, sample_rate, target_lufs=target_lufs, true_peak_dbtp=true_peak_dbtp)[0]
+
+
+def normalise_measured(
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    target_lufs: float = DEFAULT_TARGET_LUFS,
+    true_peak_dbtp: float = DEFAULT_TRUE_PEAK_DBTP,
+) -> tuple[np.ndarray, LoudnessReport]:
+    """Bring a clip to `target_lufs` with true peaks at or below `true_peak_dbtp`; the result and its
+    `measure` report, from the readings the last pass took (no second measurement).
 
     Gain, then limit, then measure again: limiting lowers the loudness a
     little, so the gain is corrected and the limiter re-run until the clip is
@@ -162,9 +174,10 @@ def normalise(
     peaks = _true_peaks(audio, sample_rate)
     if peaks.max() > limiter_ceiling:
         audio = audio * _limiter_gain(peaks, sample_rate, limiter_ceiling)
-    peaks = _true_peaks(audio, sample_rate, exact=True)
-    if peaks.max() > limiter_ceiling:  # a residual overshoot of a fraction of a dB: lower the whole clip by it
-        audio = audio * (limiter_ceiling / peaks.max())  # to the margin, not to the edge of the ceiling
+    true_peak = float(_true_peaks(audio, sample_rate, exact=True).max())
+    if true_peak > limiter_ceiling:  # a residual overshoot of a fraction of a dB: lower the whole clip by it
+        audio = audio * (limiter_ceiling / true_peak)  # to the margin, not to the edge of the ceiling
+        true_peak = limiter_ceiling  # true peaks scale with the gain
     loudness = float(meter.integrated_loudness(audio))
     if abs(loudness - target_lufs) > LOUDNESS_TOLERANCE_LU:
         raise AudioError(
@@ -172,7 +185,11 @@ def normalise(
             f"(reached {loudness:.1f} LUFS); its peaks are too high for its loudness. "
             "Use a lower loudness target or a cleaner source."
         )
-    return audio.astype(np.float32)
+    result = audio.astype(np.float32)
+    magnitude = np.abs(result)
+    return result, LoudnessReport(integrated_lufs=loudness, true_peak_dbtp=_db(true_peak),
+                                  sample_peak_dbfs=_db(float(magnitude.max())),
+                                  clipped_samples=int(np.count_nonzero(magnitude >= CLIP_LEVEL)))
 
 
 def _gain_and_limit(

@@ -71,7 +71,7 @@ def mark_serial(premaster: np.ndarray, serial: int, presence: Any, mark: Any, *,
     """
     from dataclasses import replace
 
-    from pipeline.audio.loudness import measure, normalise
+    from pipeline.audio.loudness import normalise_measured
     from pipeline.provenance.payload import DEFAULT_MARGIN
     from pipeline.provenance.presence import DEFAULT_EMBED_THRESHOLD
 
@@ -82,7 +82,7 @@ def mark_serial(premaster: np.ndarray, serial: int, presence: Any, mark: Any, *,
         audio = replace(mark, max_strength=strength).embed(premaster, MASTER_RATE, serial)
     # The marks add energy; the final limiter pass keeps the true-peak ceiling, and both marks are
     # detected again on exactly the samples that will be exported.
-    audio = normalise(audio, MASTER_RATE, target_lufs=target_lufs, true_peak_dbtp=true_peak_dbtp)
+    audio, loud = normalise_measured(audio, MASTER_RATE, target_lufs=target_lufs, true_peak_dbtp=true_peak_dbtp)
     figures: dict[str, float] = {}
     if read_back:
         presence_score, found = read_marks(audio, MASTER_RATE, presence, mark)
@@ -94,7 +94,6 @@ def mark_serial(premaster: np.ndarray, serial: int, presence: Any, mark: Any, *,
                                   f"after the final loudness pass, not serial {serial}; nothing was registered.")
         figures = {"presence_score": round(float(presence_score), 4),
                    "payload_confidence": round(float(found.confidence), 1)}
-    loud = measure(audio, MASTER_RATE)
     if loud.clipped_samples or loud.true_peak_dbtp > true_peak_dbtp + TRUE_PEAK_TOLERANCE_DB:
         raise ProvenanceError(
             f"Quality gate: true peak {loud.true_peak_dbtp:.2f} dBTP with {loud.clipped_samples} clipped samples "

@@ -57,7 +57,7 @@ APP_NAME: Final = "voxgate"
 SYSTEM_DATABASE_FILE: Final = "jobs.sqlite"
 #: The job steps' version: bump it when the steps change, so a worker never resumes a job an older
 #: version began, step by step (DBOS recovers only its own application version's workflows).
-JOBS_VERSION: Final = "voxgate-jobs-3"
+JOBS_VERSION: Final = "voxgate-jobs-4"
 QUEUES: Final = ("render", "copies")
 RENDERS_AT_ONCE: Final = 1  # renders at once per worker: one per GPU (or per machine on CPU)
 POLL_S: Final = 1.0  # how often an idle worker looks at its queues

@@ -6,16 +6,18 @@
     and final loudness (`services.copies`) → WAV / MP3 / Ogg Opus / M4A with AI
     labels and signed content credentials (embedded; a sidecar for Ogg), both
     marks read back from the whole Ogg Opus → quality gates (speech
-    recognition runs beside, from synthesis to the premaster) → file store →
+    recognition runs beside, from synthesis to the exports) → file store →
     draft_ready
 
 A render runs in four parts, each a step of a durable render job
 (`services.render_jobs`): the claim; `synthesise` (synthesis to the
-premaster, stored content-addressed, once speech recognition heard the
-approved words); `produce` (from the stored premaster: the serial mark and
-the signed exports, stored content-addressed); and `register`. A worker
-killed while producing resumes from the stored premaster, without
-synthesising again. `render_statement` runs the four in this process.
+premaster, stored content-addressed); `produce` (from the stored premaster:
+the serial mark and the signed exports, stored content-addressed once speech
+recognition heard the approved words); and `register`. Speech recognition
+starts on the synthesised speech and runs beside the rest of both parts; a
+worker killed while producing resumes from the stored premaster, without
+synthesising again, and hears the speech in it. `render_statement` runs the
+four in this process.
 
 A worker claims a statement by moving it to `rendering` inside one write
 transaction (the store's write lock: two workers never claim the same
@@ -40,7 +42,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -91,7 +93,7 @@ GATE_BEAM_SIZE: Final = 1
 Progress = Callable[[str], None]
 """Called with a short description as each render step starts."""
 
-STEPS: Final = ("claim", "synthesise", "loudness", "disclosure", "watermark", "quality", "export", "register")
+STEPS: Final = ("claim", "synthesise", "loudness", "disclosure", "watermark", "export", "quality", "register")
 
 
 @dataclass(frozen=True)
@@ -315,17 +317,23 @@ class Synthesised:
     """A render's first part, checkpointed: the premaster in the file store, and what the rest needs of it."""
 
     premaster: str  # sha256 of the premaster (at loudness, with the disclosure, presence-marked)
-    figures: dict[str, Any]  # of the speech, the engine and the disclosure, and the speech recogniser's verdict
+    figures: dict[str, Any]  # of the speech, the engine and the disclosure
     timeline: list[dict[str, Any]]  # the sentences, in the premaster's seconds: what captions are timed from
     disclosure_text: str
     announcer: dict[str, Any] | None
+    speech: tuple[int, int]  # where the speech is in the premaster, in samples: what the recogniser hears
+
+
+#: The recogniser's verdict on a clip's speech, begun by `synthesise` and awaited by `produce` in the same process
+#: (a produce resumed elsewhere hears the speech in the stored premaster instead).
+_HEARING: Final[dict[int, Future[dict[str, Any]]]] = {}
 
 
 def synthesise(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, tools: Tools, *,
                progress: Progress = lambda _step: None) -> Synthesised:
     """Synthesis, loudness, the audible disclosure and the presence watermark: the premaster, stored
-    content-addressed (a repeated step stores the same blob again, harmlessly), once speech recognition, run
-    beside, heard the approved words. Nothing is registered."""
+    content-addressed (a repeated step stores the same blob again, harmlessly). Speech recognition of the
+    synthesised speech starts here and runs on beside `produce`, which awaits its verdict. Nothing is registered."""
     from pipeline.audio.loudness import normalise
     from pipeline.audio.mix import join_with_timeline, resample
     from pipeline.synth.text import normalise_for_speech, split_sentences
@@ -341,8 +349,8 @@ def synthesise(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, t
         joined, spans = join_with_timeline(chunks, engine.sample_rate, pause_s=cfg.sentence_pause_s)
         speech = resample(joined, engine.sample_rate, MASTER_RATE)
 
-        # Speech recognition runs beside loudness, disclosure and marking: it hears the words as synthesised
-        # (loudness and the inaudible mark change none). This part ends only once it heard the approved text.
+        # Speech recognition runs beside loudness, disclosure, marking and export: it hears the words as
+        # synthesised (loudness and the inaudible marks change none). `produce` awaits its verdict.
         heard = _pool().submit(_asr_gate, tools, speech, job.text, lang, ws.config.recognisers)
         try:
             step("loudness")
@@ -357,14 +365,16 @@ def synthesise(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, t
             step("watermark")
             # Every recipient's copy is marked from the premaster, the render's own too (`produce`).
             premaster = write_premaster(tools.presence_mark().embed(audio, MASTER_RATE), tmp / "premaster.wav")
-            step("quality")
-        finally:
-            verdict = heard.result()  # the recogniser's verdict first: a failed gate is the reason to report
+            stored = ws.files.put(premaster)
+        except BaseException:
+            heard.result()  # the recogniser's verdict first: a failed gate is the reason to report
+            raise
+        _HEARING[clip_id] = heard
         figures = {"speech_s": round(len(speech) / MASTER_RATE, 3), "sentences": len(sentences),
                    "disclosure": cfg.disclosure, "announcer": announcer.description if announcer else None,
-                   "engine": engine.name, "device": engine.device, **verdict}
-        return Synthesised(ws.files.put(premaster), figures, timeline, text,
-                           announcer.as_dict() if announcer else None)
+                   "engine": engine.name, "device": engine.device}
+        return Synthesised(stored, figures, timeline, text, announcer.as_dict() if announcer else None,
+                           (speech_offset, speech_offset + len(speech)))
 
 
 def _with_disclosure(ws: Workspace, job: RenderJob, tools: Tools,
@@ -400,7 +410,17 @@ def produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, tool
             *, now: datetime, progress: Progress = lambda _step: None) -> Produced:
     """From the stored premaster: the payload watermark with the clip serial, final loudness and the signed exports,
     both marks read back from the Ogg Opus; the files stored content-addressed (a repeated step stores the same
-    blobs again, harmlessly). Nothing is registered."""
+    blobs again, harmlessly) once speech recognition heard the approved words. Nothing is registered."""
+    heard = _HEARING.pop(clip_id, None)
+    try:
+        return _produce(ws, clip_id, statement_id, job, tools, synthesised, heard, now=now, progress=progress)
+    finally:
+        if heard is not None:
+            heard.result()  # not left running: a failed gate is the reason to report, before any other
+
+
+def _produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, tools: Tools, synthesised: Synthesised,
+             heard: Future[dict[str, Any]] | None, *, now: datetime, progress: Progress) -> Produced:
     from pipeline.provenance.labels import ClipLabels, ai_notices
 
     cfg = ws.config.render
@@ -408,11 +428,15 @@ def produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, tool
     with _leased(ws, clip_id, statement_id, job, progress) as (step, tmp):
         step("export")
         premaster_file = ws.files.open_checked(synthesised.premaster)
+        premaster = read_premaster(premaster_file)
+        if heard is None:  # resumed in another process than `synthesise`: hear the speech in the premaster
+            start, end = synthesised.speech
+            heard = _pool().submit(_asr_gate, tools, premaster[start:end], job.text, lang, ws.config.recognisers)
         presence = tools.presence_mark()
         mark = payload_mark(ws)
         # Both marks are read where it is hardest: from the whole Ogg Opus export (a messaging app's recompression
         # of the final samples), the presence mark at the embedding threshold; the payload right after embedding too.
-        audio, marks = mark_serial(read_premaster(premaster_file), clip_serial(clip_id), presence, mark,
+        audio, marks = mark_serial(premaster, clip_serial(clip_id), presence, mark,
                                    target_lufs=cfg.target_lufs, true_peak_dbtp=cfg.true_peak_dbtp, read_back=False)
         of_speech = synthesised.figures
         figures: dict[str, Any] = {  # in the order the review table lists them: lengths and levels first
@@ -443,6 +467,8 @@ def produce(ws: Workspace, clip_id: int, statement_id: int, job: RenderJob, tool
 
         files = export_signed(audio, tmp, f"clip-{clip_id}", labels, manifest, load_identity(ws.c2pa_dir),
                               check_ogg=check_ogg)
+        step("quality")
+        figures.update(heard.result())  # fail closed: nothing is stored unless the recogniser heard the approved text
         figures["payload_strength"] = marks["payload_strength"]  # each recipient's copy is marked as strongly
         digests = {fmt: ws.files.put(path) for fmt, path in files.items()}
         sizes = {fmt: path.stat().st_size for fmt, path in files.items()}

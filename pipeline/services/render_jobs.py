@@ -3,9 +3,10 @@
 A job's steps are the render's parts (`services.render`): `claim` (the gates,
 then the statement moves to `rendering` under the job's fenced claim),
 `synthesise` (synthesis, loudness, disclosure and the presence watermark: the
-premaster, stored content-addressed, once the speech-recognition gate heard
-the approved words), `produce` (from the stored premaster: the serial
-watermark and the signed exports, stored content-addressed) and `register`
+premaster, stored content-addressed), `produce` (from the stored premaster:
+the serial watermark and the signed exports, stored content-addressed once
+the speech-recognition gate, begun on the synthesised speech, heard the
+approved words) and `register`
 (the draft, if consent and approvals still hold); or `release` (the statement
 goes back to `text_approved`) when a step refuses.
 
