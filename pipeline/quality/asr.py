@@ -79,8 +79,10 @@ class Transcriber:
         compute_type: str = DEFAULT_COMPUTE_TYPE,
         beam_size: int = DEFAULT_BEAM_SIZE,
         languages: frozenset[str] = SUPPORTED_LANGUAGES,
+        threads: int = 0,
     ) -> None:
         self.model_dir = model_dir
+        self.threads = threads  # CPU threads to decode on; 0: CTranslate2's default
         self.languages = languages  # what this model was declared to cover (voxgate.toml [recognisers])
         self.device = device
         self.compute_type = compute_type
@@ -102,7 +104,8 @@ class Transcriber:
             raise ProvenanceError(f"Speech recognition unavailable: {exc}; {_REINSTALL_HINT}") from exc
         with map_exceptions(_WHISPER_ERRORS, f"Could not load the Whisper model in {model_dir}"):
             self._model = WhisperModel(
-                str(model_dir), device=self.device, compute_type=self.compute_type, local_files_only=True
+                str(model_dir), device=self.device, compute_type=self.compute_type, local_files_only=True,
+                cpu_threads=self.threads,
             )
         log.debug("Whisper loaded from %s on %s (%s)", model_dir, self.device, self.compute_type)
         return self

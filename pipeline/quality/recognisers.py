@@ -79,13 +79,14 @@ def recogniser_for(language: str, configured: tuple[RecogniserSpec, ...] = ()) -
     return None
 
 
-def load_transcriber(spec: RecogniserSpec | None = None):  # type: ignore[no-untyped-def]
-    """The recogniser `spec` names, loaded (the bundled one for no spec or no folder); check its pin first."""
+def load_transcriber(spec: RecogniserSpec | None = None, *, threads: int = 0):  # type: ignore[no-untyped-def]
+    """The recogniser `spec` names, loaded (the bundled one for no spec or no folder); check its pin first.
+    `threads`: CPU threads it decodes on (0: CTranslate2's default)."""
     from pipeline.quality.asr import Transcriber  # faster-whisper: kept off the CLI's start-up path
 
     if spec is None or spec.path is None:
-        return Transcriber().load()
-    return Transcriber(spec.path, languages=spec.languages).load()
+        return Transcriber(threads=threads).load()
+    return Transcriber(spec.path, languages=spec.languages, threads=threads).load()
 
 
 def check_pinned(spec: RecogniserSpec) -> None:

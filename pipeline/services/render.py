@@ -489,7 +489,8 @@ def _asr_gate(tools: Tools, speech: np.ndarray, text: str, lang: str, configured
     spec = recogniser_for(lang, configured)
     if spec is None:
         return {"wer": None, "asr": f"no recogniser covers {lang!r}: the audio reviewer must listen (--listened)"}
-    transcript = tools.asr(spec).transcribe(speech, MASTER_RATE, language=lang, beam_size=GATE_BEAM_SIZE)
+    recogniser = tools.asr(spec, beside=True)  # one thread: it runs beside the rest of the render
+    transcript = recogniser.transcribe(speech, MASTER_RATE, language=lang, beam_size=GATE_BEAM_SIZE)
     rate = error_rate(spec.measure, text, transcript.text, lang)
     if rate > spec.threshold:
         raise ProvenanceError(

@@ -18,7 +18,6 @@ class Tools:
 
     engines: dict[str, Any] = field(default_factory=dict)
     presence: Any = None
-    transcriber: Any = None
     disclosures: dict[str, np.ndarray] = field(default_factory=dict)
     loaded: dict[str, Any] = field(default_factory=dict)
 
@@ -40,16 +39,21 @@ class Tools:
             self.presence = PresenceMark().load()
         return self.presence
 
-    def asr(self, spec: Any = None) -> Any:
-        """The bundled recogniser, or with `spec` a configured one (checked against its pin, loaded once)."""
+    def asr(self, spec: Any = None, *, beside: bool = False) -> Any:
+        """The bundled recogniser, or with `spec` a configured one (checked against its pin, loaded once).
+
+        `beside`: the same model on one thread, for recognition that runs beside other work (the render's
+        gate): 64 s of speech costs 6.1 CPU-s on one thread against 7.3 on two, as the threads no longer
+        wait for each other, and its longer wall time is hidden behind the export (measured on 2 cores).
+        """
         from pipeline.quality.recognisers import check_pinned, load_transcriber
 
-        if spec is not None and spec.path is not None:
+        configured = spec is not None and spec.path is not None
+        if configured:
             check_pinned(spec)
-            return self.cached(f"asr:{spec.path}:{','.join(sorted(spec.languages))}", lambda: load_transcriber(spec))
-        if self.transcriber is None:
-            self.transcriber = load_transcriber()
-        return self.transcriber
+        threads = 1 if beside else 0
+        key = f"asr:{spec.path}:{','.join(sorted(spec.languages))}" if configured else "asr:bundled"
+        return self.cached(f"{key}:{threads}", lambda: load_transcriber(spec if configured else None, threads=threads))
 
     def disclosure(self, key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
         """The spoken disclosure for `key` (made once per announcer, text and settings, then reused)."""
