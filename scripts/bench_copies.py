@@ -250,7 +250,8 @@ def main() -> None:
     summary.add_column("what")
     summary.add_column("figure", justify="right")
     summary.add_row("render of the clip (for reference)", f"{render_s:.1f} s")
-    summary.add_row(f"release, queueing {queued} copy jobs", f"{release_s:.2f} s")
+    summary.add_row(f"release, queueing {queued} copy jobs and {len(PREPARED_DERIVED)} of the clip's video and captions",
+                    f"{release_s:.2f} s")
     summary.add_row("the clip's vertical picture (once per clip)", f"{picture_s:.1f} s")
     summary.add_row(f"queue: {n} copies, {args.concurrency} at once", f"{queue_s:.1f} s"
                     + (f" ({len(failed)} failed)" if failed else ""))

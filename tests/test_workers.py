@@ -1,7 +1,4 @@
-"""Exactly once: four worker processes share one queue of 40 statements on PostgreSQL (20 on SQLite).
-
-SQLite, one machine's store, runs half the queue to keep `make test` short: its write lock is one file
-lock, and 20 statements already make four processes race for every claim.
+"""Exactly once: four worker processes share one queue of 40 statements, on SQLite and on PostgreSQL.
 
 Each worker is a real `voxgate render --all` process with its own models,
 as on separate machines, each running the `render` queue while it waits:
@@ -34,7 +31,7 @@ STATEMENTS = 40
 
 
 def test_four_workers_render_forty_statements_exactly_once(workspace, db_kind) -> None:
-    count = STATEMENTS if db_kind == "postgresql" else STATEMENTS // 2
+    count = STATEMENTS
     ids = []
     for n in range(count):
         sid = statements.submit(workspace, voice_id="demo", purpose="public-statement", channel="social",
