@@ -183,3 +183,16 @@ def test_audio_approval_counts_only_with_listened_where_no_recogniser_covers_the
     assert tally([heard], **kw).complete
     # text stages never need it
     assert requirement(Stage.TEXT, ReviewPolicy(), consent(), recogniser_covers=False).must_listen is False
+
+
+def test_a_remembered_verification_never_vouches_for_other_bytes() -> None:
+    """Verifications are remembered for the exact bytes verified; any other byte is verified afresh."""
+    key = Ed25519PrivateKey.generate()
+    public, message = public_key_of(key), b"release clip 7"
+    signature = key.sign(message)
+    assert verify(public, signature, message) and verify(public, signature, message)  # the second: remembered
+    assert not verify(public, signature, b"release clip 8")  # another payload
+    assert not verify(public, bytes([signature[0] ^ 1]) + signature[1:], message)  # another signature
+    assert not verify(public_key_of(Ed25519PrivateKey.generate()), signature, message)  # another key
+    assert not verify(public, signature, b"release clip 8")  # remembered as false, not flipped
+    assert verify(public, signature, message)

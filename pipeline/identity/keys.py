@@ -8,8 +8,12 @@ stores public keys raw (32 bytes).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
+from typing import Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -53,12 +57,33 @@ def sign(key: Ed25519PrivateKey, payload: bytes) -> bytes:
 
 
 def verify(public_key: bytes, signature: bytes, payload: bytes) -> bool:
-    """True only when `signature` is a valid Ed25519 signature of `payload` by `public_key`."""
+    """True only when `signature` is a valid Ed25519 signature of `payload` by `public_key`.
+
+    Every gate verifies the signed records it decides from each time it decides, so the same
+    signatures are verified again and again. The answer for the same bytes never changes, so it is
+    remembered for these exact bytes (the payload by its SHA-256): a record with one byte changed is
+    verified afresh. Only this process's memory holds the answers; nothing on disk can add one.
+    """
+    key = (bytes(public_key), bytes(signature), hashlib.sha256(payload).digest())
+    with _VERIFIED_LOCK:
+        known = _VERIFIED.get(key)
+    if known is not None:
+        return known
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, payload)
+        valid = True
     except (InvalidSignature, ValueError):
-        return False
-    return True
+        valid = False
+    with _VERIFIED_LOCK:
+        _VERIFIED[key] = valid
+        if len(_VERIFIED) > _VERIFIED_MAX:
+            _VERIFIED.popitem(last=False)  # the oldest answer goes first
+    return valid
+
+
+_VERIFIED: Final[OrderedDict[tuple[bytes, bytes, bytes], bool]] = OrderedDict()
+_VERIFIED_MAX: Final = 1 << 15  # about 10 MB of answers
+_VERIFIED_LOCK: Final = threading.Lock()
 
 
 def public_key_of(key: Ed25519PrivateKey) -> bytes:

@@ -16,6 +16,7 @@ prompt on the terminal. A `Keyring` is what services sign with.
 from __future__ import annotations
 
 import base64
+import functools
 import getpass
 import hashlib
 import os
@@ -71,8 +72,10 @@ def env_passphrases(env: Mapping[str, str] | None = None, *, prompt: bool = True
     return lookup
 
 
+@functools.lru_cache(maxsize=4096)
 def fingerprint(public: bytes) -> str:
-    """The key's fingerprint as `ssh-keygen -l` prints it: SHA256 of the OpenSSH key blob, base64."""
+    """The key's fingerprint as `ssh-keygen -l` prints it: SHA256 of the OpenSSH key blob, base64 (a pure function
+    of the key's bytes, so worked out once per key)."""
     blob = base64.b64decode(openssh_line(public).split()[1])
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
