@@ -30,9 +30,10 @@ for any copy (0.2-0.8 s for the release with 4 distributors, measured).
 Measured by scripts/bench_copies.py on 2 cores, a 75 s clip: one copy in
 the three prepared formats 4.3 s of wall time, 14.1 copies a minute with 2
 at once, 7.0 per minute per core: 1,000 distributors on 16 cores projected at
-9.1 minutes. A copy costs about 8 MB per minute of clip, nearly all of it the
-video. Jobs enqueued here carry no application version, so the newest version
-of voxgate's workers takes them.
+9.1 minutes (13.5 on a day the same machine ran 1.5x slower: the copy costs
+what its ffmpeg encodes cost, 1.05-1.08x). A copy costs about 8 MB per minute
+of clip, nearly all of it the video. Jobs enqueued here carry no application
+version, so the newest version of voxgate's workers takes them.
 """
 
 from __future__ import annotations
