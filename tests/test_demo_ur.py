@@ -9,7 +9,7 @@ from pipeline.cli.main import app
 
 
 @pytest.mark.slow  # about 150 s here: espeak-ng render, watermarks, a vertical video
-def test_urdu_demo_runs_end_to_end(tmp_path) -> None:
+def test_urdu_demo_runs_end_to_end(tmp_path, private_tempdir) -> None:
     from pipeline.export.probe import probe
 
     home = tmp_path / "demo-ur"
